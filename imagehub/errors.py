@@ -1,0 +1,235 @@
+"""Every error imagehub raises, in one tree.
+
+Catch ``ImageHubError`` to handle anything imagehub raises on purpose; catch a leaf to
+handle one situation. A server's own words travel in ``server_message``; ``hint`` says
+what the user can do about it. Messages never contain secrets.
+
+::
+
+    ImageHubError
+    ├── ConfigError                 bad or missing configuration (file, cloud, key named)
+    ├── RegistryError
+    │   ├── BackendNotFound         no plugin by that name (lists the installed ones)
+    │   ├── BackendUnavailable      plugin installed, its extra is not (says what to pip install)
+    │   └── InvalidBackend          plugin does not subclass ImageManager
+    ├── UnsupportedOperation        the backend cannot do this; raised before any I/O
+    ├── AuthenticationError         missing or rejected credentials
+    ├── PermissionDenied            authenticated, but not allowed
+    ├── ImageLookupError
+    │   ├── ImageNotFound
+    │   └── AmbiguousImage          a ref matched several images (``candidates``)
+    ├── ImageConflict               duplicate image, fingerprint or alias
+    ├── InvalidImageData            the server or imagehub rejected the image bytes or metadata
+    ├── QuotaExceeded               the provider's storage or count quota is full
+    ├── RateLimited                 throttled, still after bounded retries (``retry_after``)
+    ├── BackendError                the server failed or answered something unusable
+    │   └── ServerUnreachable       connection refused, DNS, TLS or timeout talking to it
+    ├── TransferError               image bytes stopped flowing (cut, stalled, short read)
+    │   └── ChecksumMismatch        bytes arrived but do not hash to what was promised
+    ├── OperationError
+    │   ├── OperationFailed         a long-running operation ended in failure
+    │   └── OperationTimeout        it did not finish within the timeout
+    └── MigrationError              migrate/sync could not be carried out
+        └── IncompatibleFormat      the destination cannot hold this image; no byte was moved
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "AmbiguousImage",
+    "AuthenticationError",
+    "BackendError",
+    "BackendNotFound",
+    "BackendUnavailable",
+    "ChecksumMismatch",
+    "ConfigError",
+    "ImageConflict",
+    "ImageHubError",
+    "ImageLookupError",
+    "ImageNotFound",
+    "IncompatibleFormat",
+    "InvalidBackend",
+    "InvalidImageData",
+    "MigrationError",
+    "OperationError",
+    "OperationFailed",
+    "OperationTimeout",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "RateLimited",
+    "RegistryError",
+    "ServerUnreachable",
+    "TransferError",
+    "UnsupportedOperation",
+]
+
+
+class ImageHubError(Exception):
+    """Root of every error imagehub raises on purpose.
+
+    ``message`` is imagehub's sentence, ``server_message`` the provider's own words
+    (kept verbatim, minus secrets), ``hint`` what to do next.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str | None = None,
+        server_message: str | None = None,
+        status_code: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.backend = backend
+        self.server_message = server_message
+        self.status_code = status_code
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.server_message and self.server_message not in text:
+            text += f" (server said: {self.server_message})"
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+class ConfigError(ImageHubError):
+    """The configuration file or a cloud's options are wrong."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        cloud: str | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = [f"{label} {value!r}" for label, value in
+                 (("file", path), ("cloud", cloud), ("key", key)) if value]
+        full = f"{', '.join(where)}: {message}" if where else message
+        super().__init__(full, hint=hint)
+        self.path, self.cloud, self.key = path, cloud, key
+
+
+class RegistryError(ImageHubError):
+    """A backend plugin could not be found or loaded."""
+
+
+class BackendNotFound(RegistryError):
+    def __init__(self, name: str, installed: Sequence[str]) -> None:
+        names = ", ".join(sorted(installed)) or "none"
+        super().__init__(
+            f"no backend named {name!r}; installed backends: {names}",
+            hint="check the name, or install the package that provides it",
+        )
+        self.name, self.installed = name, list(installed)
+
+
+class BackendUnavailable(RegistryError):
+    """The plugin is registered but a dependency it needs is not installed."""
+
+
+class InvalidBackend(RegistryError):
+    """The plugin loaded, but is not an ImageManager subclass."""
+
+
+class UnsupportedOperation(ImageHubError):
+    def __init__(self, backend: str, operation: str, reason: str | None = None) -> None:
+        text = f"backend {backend!r} does not support {operation}"
+        if reason:
+            text += f": {reason}"
+        super().__init__(text, backend=backend)
+        self.operation = operation
+
+
+class AuthenticationError(ImageHubError):
+    pass
+
+
+class PermissionDenied(ImageHubError):
+    pass
+
+
+class ImageLookupError(ImageHubError):
+    pass
+
+
+class ImageNotFound(ImageLookupError):
+    pass
+
+
+class AmbiguousImage(ImageLookupError):
+    def __init__(self, ref: str, candidates: Sequence[Any], *, backend: str | None = None) -> None:
+        shown = ", ".join(
+            f"{getattr(c, 'id', c)} ({getattr(c, 'name', '') or 'unnamed'})" for c in candidates[:10]
+        )
+        more = f" and {len(candidates) - 10} more" if len(candidates) > 10 else ""
+        super().__init__(
+            f"{ref!r} matches {len(candidates)} images: {shown}{more}",
+            backend=backend,
+            hint="use a full id or fingerprint",
+        )
+        self.ref, self.candidates = ref, list(candidates)
+
+
+class ImageConflict(ImageHubError):
+    pass
+
+
+class InvalidImageData(ImageHubError):
+    pass
+
+
+class QuotaExceeded(ImageHubError):
+    pass
+
+
+class RateLimited(ImageHubError):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class BackendError(ImageHubError):
+    pass
+
+
+class ServerUnreachable(BackendError):
+    pass
+
+
+class TransferError(ImageHubError):
+    pass
+
+
+class ChecksumMismatch(TransferError):
+    def __init__(self, what: str, expected: str, actual: str, **kw: Any) -> None:
+        super().__init__(f"checksum mismatch for {what}: expected {expected}, got {actual}", **kw)
+        self.expected, self.actual = expected, actual
+
+
+class OperationError(ImageHubError):
+    pass
+
+
+class OperationFailed(OperationError):
+    pass
+
+
+class OperationTimeout(OperationError):
+    pass
+
+
+class MigrationError(ImageHubError):
+    pass
+
+
+class IncompatibleFormat(MigrationError):
+    pass

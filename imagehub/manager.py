@@ -1,0 +1,459 @@
+"""ImageManager, the one interface every backend implements, and its Capability flags.
+
+Public methods live here and are the same on every backend: they check the capability
+before any I/O, accept an ``Image`` or a ref string, normalise data sources, and bind the
+images they return. Backends override the protected hooks (``_list``, ``_create`` …) and
+declare what they can do in ``capabilities``; the conformance kit checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import dataclasses
+import enum
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Literal, overload
+
+from .errors import AmbiguousImage, ImageHubError, ImageNotFound, UnsupportedOperation
+from .models import Image, Member, MemberStatus, Visibility, latest, matches
+from .operations import Operation, completed
+from .streams import DataSource, ImageStream, ProgressCallback, Source, open_source
+
+__all__ = [
+    "Capability",
+    "CreateSpec",
+    "ImageManager",
+    "Option",
+    "Page",
+    "resolve_ref",
+]
+
+
+class Capability(enum.Flag):
+    """What a backend can do. Calling anything else raises UnsupportedOperation first."""
+
+    NONE = 0
+    LIST = enum.auto()
+    GET = enum.auto()
+    CREATE = enum.auto()
+    EXPORT = enum.auto()
+    DELETE = enum.auto()
+    UPDATE = enum.auto()
+    ALIASES = enum.auto()
+    SHARE = enum.auto()
+    MEMBERS = enum.auto()
+    LAUNCH = enum.auto()
+    READ = LIST | GET
+    ALL_IMAGE_OPS = LIST | GET | CREATE | EXPORT | DELETE | UPDATE | ALIASES | SHARE | MEMBERS
+
+
+# Which protected hooks a capability needs; the conformance kit checks declared flags
+# against the hooks a backend actually overrides.
+HOOKS: dict[Capability, tuple[str, ...]] = {
+    Capability.LIST: ("_list",),
+    Capability.CREATE: ("_create",),
+    Capability.EXPORT: ("_export",),
+    Capability.DELETE: ("_delete",),
+    Capability.UPDATE: ("_update",),
+    Capability.ALIASES: ("_add_alias", "_remove_alias"),
+    Capability.SHARE: ("_share", "_unshare"),
+    Capability.MEMBERS: ("_members", "_update_member"),
+    Capability.LAUNCH: ("_launch",),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One key a cloud's config may set for a backend (validated before connecting)."""
+
+    type: type | tuple[type, ...] = str
+    default: Any = None
+    required: bool = False
+    secret: bool = False  # may be given as KEY_env: VARNAME; never echoed
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+
+
+class Page(list[Image]):
+    """One page of a listing; ``next_marker`` is None on the last page."""
+
+    def __init__(self, items: Iterable[Image] = (), next_marker: str | None = None) -> None:
+        super().__init__(items)
+        self.next_marker = next_marker
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateSpec:
+    """Everything ``create`` was asked for, normalised, handed to a backend's ``_create``."""
+
+    name: str
+    description: str | None = None
+    properties: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    visibility: Visibility = Visibility.PRIVATE
+    aliases: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    disk_format: str | None = None
+    container_format: str | None = None
+    architecture: str | None = None
+    #: what the caller promises the bytes hash to; a backend verifies it before the image
+    #: becomes visible, else ChecksumMismatch and nothing is left behind
+    checksum: str | None = None
+    timeout: float | None = None
+    progress: ProgressCallback | None = None
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_text(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ImageHubError(f"{kind} must be a non-empty string, got {value!r}")
+    if _CONTROL_CHARS.search(value):
+        raise ImageHubError(f"{kind} {value!r} contains control characters")
+    return value
+
+
+def resolve_ref(candidates: Iterable[Image], ref: str, *, backend: str = "") -> Image:
+    """Pick the one image ``ref`` names, with the same rules on every backend.
+
+    In order: exact id; exact alias; exact name; then a prefix of an id or fingerprint.
+    Several matches at the first rule that matches raise AmbiguousImage.
+    """
+    pool = list(candidates)
+    lowered = ref.lower()
+    fp = lowered.split(":", 1)[1] if ":" in lowered else lowered
+    rules = (
+        lambda i: i.id == ref,
+        lambda i: ref in i.aliases,
+        lambda i: i.name == ref,
+        lambda i: i.id.lower().startswith(lowered) or bool(
+            i.checksum and i.checksum.split(":", 1)[-1].startswith(fp)),
+    )
+    for rule in rules:
+        found = {i.id: i for i in pool if rule(i)}
+        if len(found) == 1:
+            return next(iter(found.values()))
+        if found:
+            raise AmbiguousImage(ref, list(found.values()), backend=backend)
+    raise ImageNotFound(f"no image matches {ref!r}", backend=backend,
+                        hint="run 'imagehub list' to see what exists")
+
+
+class ImageManager(abc.ABC):
+    """Base class of every backend. Subclass it, set ``name``/``capabilities``, fill hooks."""
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capability] = Capability.NONE
+    options: ClassVar[Mapping[str, Option]] = {}
+    #: filters the backend applies itself in ``_list``; the rest are applied client-side
+    server_filters: ClassVar[frozenset[str]] = frozenset()
+    #: why an operation is missing, shown in UnsupportedOperation
+    unsupported_reason: ClassVar[str | None] = None
+    page_size: int = 200
+
+    def __init__(self, *, cloud: str | None = None) -> None:
+        self.cloud = cloud or self.name
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, cloud: str) -> ImageManager:
+        """Build from validated config options (secrets already resolved)."""
+        return cls(cloud=cloud, **options)
+
+    def __repr__(self) -> str:
+        # Never options: they may hold secrets.
+        return f"<{type(self).__name__} cloud={self.cloud!r}>"
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+    def __enter__(self) -> ImageManager:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- guards and helpers ---------------------------------------------------------------
+    def require(self, capability: Capability, operation: str) -> None:
+        if capability not in type(self).capabilities:
+            raise UnsupportedOperation(self.name or type(self).__name__, operation,
+                                       self.unsupported_reason)
+
+    def bind(self, image: Image) -> Image:
+        """Attach this manager (and its cloud's name) to an image the backend built."""
+        return dataclasses.replace(image, backend=image.backend or self.name,
+                                   cloud=self.cloud, _manager=self)
+
+    def resolve(self, image: Image | str) -> Image:
+        """An Image of this backend for ``image`` (looked up when given a ref string)."""
+        if isinstance(image, Image):
+            if image.backend in ("", self.name) and (image.cloud in (None, self.cloud)):
+                return image
+            return self.get(image.id)
+        return self.get(image)
+
+    # -- listing --------------------------------------------------------------------------
+    def list(self, limit: int | None = None, marker: str | None = None,
+             **filters: Any) -> Page:
+        """One page, pyrax style: up to ``limit`` images after the image ``marker``."""
+        self.require(Capability.LIST, "list")
+        server, client = self._split_filters(filters)
+        page = self._list(limit, marker, server)
+        kept = [self.bind(i) for i in page if matches(i, client)]
+        return Page(kept, page.next_marker)
+
+    def all(self, *, latest: bool = False, **filters: Any) -> Iterator[Image]:
+        """Every image, lazily, following pagination. ``latest`` keeps the newest per
+        family × region × architecture."""
+        self.require(Capability.LIST, "list")
+        images = self._iter_all(filters)
+        if latest:
+            return iter(_latest(images))
+        return images
+
+    list_all = all
+
+    def _iter_all(self, filters: Mapping[str, Any]) -> Iterator[Image]:
+        server, client = self._split_filters(filters)
+        marker: str | None = None
+        seen: set[str] = set()
+        while True:
+            page = self._list(self.page_size, marker, server)
+            for image in page:
+                # A backend whose marker is off by one must not yield an image twice.
+                if image.id in seen:
+                    continue
+                seen.add(image.id)
+                if matches(image, client):
+                    yield self.bind(image)
+            if not page.next_marker or page.next_marker == marker:
+                return
+            marker = page.next_marker
+
+    def _split_filters(self, filters: Mapping[str, Any]
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+        server = {k: v for k, v in filters.items() if k in self.server_filters and v is not None}
+        client = {k: v for k, v in filters.items() if k not in self.server_filters}
+        return server, client
+
+    def get(self, ref: str, **filters: Any) -> Image:
+        """Id, fingerprint or unique prefix, name, or alias; ``filters`` narrow the search."""
+        self.require(Capability.GET, "get")
+        _check_text("image reference", ref)
+        return self.bind(self._get(ref, filters))
+
+    # -- create / export ------------------------------------------------------------------
+    @overload
+    def create(self, data: Source, *, name: str, wait: Literal[True] = ...,
+               **kwargs: Any) -> Image: ...
+
+    @overload
+    def create(self, data: Source, *, name: str, wait: Literal[False],
+               **kwargs: Any) -> Operation[Image]: ...
+
+    def create(
+        self,
+        data: Source,
+        *,
+        name: str,
+        metadata: Source | None = None,
+        description: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        public: bool = False,
+        visibility: Visibility | str | None = None,
+        aliases: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        format: str | None = None,
+        container_format: str | None = None,
+        architecture: str | None = None,
+        checksum: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        **extra: Any,
+    ) -> Image | Operation[Image]:
+        """Upload an image from a path, binary file object or iterable of bytes.
+
+        ``metadata`` makes a split image (LXD: metadata tarball + rootfs ``data``). With
+        ``wait=False`` an Operation is returned whose ``result`` is the Image.
+        """
+        self.require(Capability.CREATE, "create")
+        _check_text("image name", name)
+        for alias in aliases:
+            _check_alias(alias)
+        parts: builtins.list[DataSource] = []
+        if metadata is not None:
+            parts.append(open_source(metadata, "metadata"))
+            parts.append(open_source(data, "rootfs"))
+        else:
+            parts.append(open_source(data, "image"))
+        vis = Visibility(visibility) if visibility is not None else (
+            Visibility.PUBLIC if public else Visibility.PRIVATE)
+        spec = CreateSpec(
+            name=name, description=description,
+            properties={str(k): str(v) for k, v in (properties or {}).items()},
+            visibility=vis, aliases=tuple(aliases), tags=tuple(tags), disk_format=format,
+            container_format=container_format, architecture=architecture,
+            checksum=checksum, timeout=timeout, progress=progress, extra=dict(extra),
+        )
+        made = self._create(parts, spec)
+        if isinstance(made, Image):
+            return self.bind(made) if wait else completed(self.bind(made), backend=self.name)
+        op = made
+        if not wait:
+            return op
+        return self.bind(op.wait(timeout))
+
+    def export(self, image: Image | str) -> ImageStream:
+        """A streamed export; use it as a context manager, iterate it or ``save()`` it."""
+        self.require(Capability.EXPORT, "export")
+        target = self.resolve(image)
+        stream = self._export(target)
+        stream.image = stream.image or target
+        return stream
+
+    # -- changes --------------------------------------------------------------------------
+    def delete(self, image: Image | str) -> None:
+        self.require(Capability.DELETE, "delete")
+        self._delete(self.resolve(image))
+
+    def update(self, image: Image | str, **changes: Any) -> Image:
+        """Change name, description, properties (merged), visibility, tags, or backend keys."""
+        self.require(Capability.UPDATE, "update")
+        if "name" in changes:
+            _check_text("image name", changes["name"])
+        return self.bind(self._update(self.resolve(image), changes))
+
+    def add_alias(self, image: Image | str, name: str,
+                  description: str | None = None) -> Image:
+        self.require(Capability.ALIASES, "add_alias")
+        _check_alias(name)
+        target = self.resolve(image)
+        self._add_alias(target, name, description)
+        return self.get(target.id)
+
+    def remove_alias(self, name: str) -> None:
+        self.require(Capability.ALIASES, "remove_alias")
+        _check_alias(name)
+        self._remove_alias(name)
+
+    # -- sharing --------------------------------------------------------------------------
+    def share(self, image: Image | str, project: str) -> Member:
+        self.require(Capability.SHARE, "share")
+        _check_text("project", project)
+        return self._share(self.resolve(image), project)
+
+    def unshare(self, image: Image | str, project: str) -> None:
+        self.require(Capability.SHARE, "unshare")
+        _check_text("project", project)
+        self._unshare(self.resolve(image), project)
+
+    def members(self, image: Image | str) -> builtins.list[Member]:
+        self.require(Capability.MEMBERS, "members")
+        return list(self._members(self.resolve(image)))
+
+    def update_member(self, image: Image | str, status: MemberStatus | str,
+                      member: str | None = None) -> Member:
+        """As the member project: accept, reject, or return a share to pending."""
+        self.require(Capability.MEMBERS, "update_member")
+        try:
+            wanted = MemberStatus(status)
+        except ValueError:
+            raise ImageHubError(f"member status must be accepted, rejected or pending, "
+                                f"got {status!r}") from None
+        return self._update_member(self._resolve_shared(image), wanted, member)
+
+    def accept(self, image: Image | str, member: str | None = None) -> Member:
+        return self.update_member(image, MemberStatus.ACCEPTED, member)
+
+    def reject(self, image: Image | str, member: str | None = None) -> Member:
+        return self.update_member(image, MemberStatus.REJECTED, member)
+
+    def _resolve_shared(self, image: Image | str) -> Image:
+        # A pending share is hidden from a member's default listing (Glance does this), so a
+        # ref is first looked up as usual, then among every membership state.
+        try:
+            return self.resolve(image)
+        except ImageNotFound:
+            if isinstance(image, Image):
+                raise
+            return self.get(image, member_status="all")
+
+    def launch(self, image: Image | str, region: str, instance_type: str, ssh_key: str,
+               name: str | None = None, **extra: Any) -> builtins.list[str]:
+        """Start instances from an image where the provider can; returns instance ids."""
+        self.require(Capability.LAUNCH, "launch")
+        return self._launch(image, region, instance_type, ssh_key, name, extra)
+
+    # -- hooks for backends ---------------------------------------------------------------
+    @abc.abstractmethod
+    def _list(self, limit: int | None, marker: str | None,
+              filters: Mapping[str, Any]) -> Page:
+        """One page of images after ``marker``; filters are those in ``server_filters``."""
+
+    def _get(self, ref: str, filters: Mapping[str, Any]) -> Image:
+        # Correct everywhere, if slow: backends with a direct lookup override this but
+        # should keep resolve_ref's rules.
+        return resolve_ref(self.all(**filters), ref, backend=self.name)
+
+    def _create(self, parts: builtins.list[DataSource], spec: CreateSpec
+                ) -> Image | Operation[Image]:
+        raise UnsupportedOperation(self.name, "create", self.unsupported_reason)
+
+    def _export(self, image: Image) -> ImageStream:
+        raise UnsupportedOperation(self.name, "export", self.unsupported_reason)
+
+    def _delete(self, image: Image) -> None:
+        raise UnsupportedOperation(self.name, "delete", self.unsupported_reason)
+
+    def _update(self, image: Image, changes: Mapping[str, Any]) -> Image:
+        raise UnsupportedOperation(self.name, "update", self.unsupported_reason)
+
+    def _add_alias(self, image: Image, name: str, description: str | None) -> None:
+        raise UnsupportedOperation(self.name, "add_alias", self.unsupported_reason)
+
+    def _remove_alias(self, name: str) -> None:
+        raise UnsupportedOperation(self.name, "remove_alias", self.unsupported_reason)
+
+    def _share(self, image: Image, project: str) -> Member:
+        raise UnsupportedOperation(self.name, "share", self.unsupported_reason)
+
+    def _unshare(self, image: Image, project: str) -> None:
+        raise UnsupportedOperation(self.name, "unshare", self.unsupported_reason)
+
+    def _members(self, image: Image) -> Iterable[Member]:
+        raise UnsupportedOperation(self.name, "members", self.unsupported_reason)
+
+    def _update_member(self, image: Image, status: MemberStatus,
+                       member: str | None) -> Member:
+        raise UnsupportedOperation(self.name, "update_member", self.unsupported_reason)
+
+    def _launch(self, image: Image | str, region: str, instance_type: str, ssh_key: str,
+                name: str | None, extra: Mapping[str, Any]) -> builtins.list[str]:
+        raise UnsupportedOperation(self.name, "launch", self.unsupported_reason)
+
+
+def _check_alias(alias: str) -> None:
+    _check_text("alias", alias)
+    # Aliases become URL path segments (LXD) or lookup keys: keep them one segment.
+    if "/" in alias or alias in (".", "..") or alias != alias.strip():
+        raise ImageHubError(f"alias {alias!r} may not contain '/', surrounding spaces, "
+                            "or be '.' or '..'")
+
+
+def _latest(images: Iterable[Image]) -> list[Image]:
+    return latest(images)
+
+
+def overridden_hooks(cls: type[ImageManager]) -> set[str]:
+    """Hook names a backend class overrides (for the capability/hook agreement check)."""
+    names = {h for hooks in HOOKS.values() for h in hooks}
+    return {n for n in names if getattr(cls, n) is not getattr(ImageManager, n)}
+
+
+def declared_hooks(capabilities: Capability) -> set[str]:
+    return {h for cap, hooks in HOOKS.items() if cap in capabilities for h in hooks}

@@ -1,0 +1,330 @@
+"""The normalised records every backend returns: Image, Member and their enums."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import ImageHubError
+
+if TYPE_CHECKING:
+    from .manager import ImageManager
+    from .streams import ImageStream
+
+__all__ = [
+    "Image",
+    "Member",
+    "MemberStatus",
+    "Visibility",
+    "normalize_architecture",
+    "parse_datetime",
+]
+
+
+class Visibility(str, enum.Enum):
+    PUBLIC = "public"
+    PRIVATE = "private"
+    SHARED = "shared"
+    COMMUNITY = "community"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class MemberStatus(str, enum.Enum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Providers spell one CPU many ways; users filter on one spelling.
+_ARCH_ALIASES = {
+    "x86_64": "x86_64", "amd64": "x86_64", "x86-64": "x86_64", "x64": "x86_64",
+    "aarch64": "aarch64", "arm64": "aarch64", "armv8": "aarch64", "armv8l": "aarch64",
+    "armv7l": "armv7l", "armhf": "armv7l", "armv7": "armv7l",
+    "i686": "i686", "i386": "i686", "x86": "i686",
+    "ppc64le": "ppc64le", "ppc64el": "ppc64le",
+    "s390x": "s390x", "riscv64": "riscv64",
+}
+
+
+def normalize_architecture(value: str | None) -> str | None:
+    """Map a provider's architecture name to the kernel's (``uname -m``) spelling."""
+    if value is None or value == "":
+        return None
+    key = value.strip().lower()
+    return _ARCH_ALIASES.get(key, key)
+
+
+def parse_datetime(value: str | int | float | _dt.datetime | None) -> _dt.datetime | None:
+    """Parse ISO 8601 text or a Unix time into an aware datetime (naive means UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, _dt.datetime):
+        parsed = value
+    elif isinstance(value, int | float):
+        return _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
+    else:
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        parsed = _dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+    return parsed
+
+
+class UnboundImageError(ImageHubError):
+    """An Image rebuilt from data knows no manager to act through."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Image:
+    """One machine image, as any backend describes it.
+
+    An Image returned by a manager is *bound* to it: ``image.delete()`` and friends
+    delegate there. The binding is not data: equality, hashing, repr, JSON and pickling
+    ignore it.
+    """
+
+    id: str
+    name: str | None = None
+    backend: str = ""
+    cloud: str | None = None
+    description: str | None = None
+    family: str | None = None
+    version: str | None = None
+    os: str | None = None
+    release: str | None = None
+    region: str | None = None
+    architecture: str | None = None
+    created_at: _dt.datetime | None = None
+    updated_at: _dt.datetime | None = None
+    size: int | None = None
+    checksum: str | None = None
+    disk_format: str | None = None
+    container_format: str | None = None
+    visibility: Visibility = Visibility.PRIVATE
+    status: str = "active"
+    aliases: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    properties: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    owner: str | None = None
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False,
+                                               repr=False)
+    _manager: ImageManager | None = dataclasses.field(
+        default=None, hash=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        # Normalise here so every backend gets the same spellings for free.
+        object.__setattr__(self, "architecture", normalize_architecture(self.architecture))
+        object.__setattr__(self, "visibility", Visibility(self.visibility))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        object.__setattr__(self, "tags", tuple(self.tags))
+        for name in ("created_at", "updated_at"):
+            object.__setattr__(self, name, parse_datetime(getattr(self, name)))
+
+    # -- data ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of the data fields (the stable ``--format json`` shape)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name.startswith("_"):
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, _dt.datetime):
+                value = value.isoformat()
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = _jsonable(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Image:
+        known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        state["_manager"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
+    def with_manager(self, manager: ImageManager | None) -> Image:
+        return dataclasses.replace(self, _manager=manager)
+
+    @property
+    def bound(self) -> bool:
+        return self._manager is not None
+
+    @property
+    def manager(self) -> ImageManager:
+        if self._manager is None:
+            raise UnboundImageError(
+                f"image {self.id!r} is not bound to a manager (it was built from data)",
+                hint="fetch it again with imagehub.connect(cloud).get(id)",
+            )
+        return self._manager
+
+    # -- bound actions (pylxd / pyrax style) ----------------------------------------------
+    def reload(self) -> Image:
+        return self.manager.get(self.id)
+
+    def export(self) -> ImageStream:
+        return self.manager.export(self)
+
+    def delete(self) -> None:
+        self.manager.delete(self)
+
+    def update(self, **changes: Any) -> Image:
+        return self.manager.update(self, **changes)
+
+    def add_alias(self, name: str, description: str | None = None) -> Image:
+        return self.manager.add_alias(self, name, description=description)
+
+    def remove_alias(self, name: str) -> Image:
+        self.manager.remove_alias(name)
+        return self.reload()
+
+    def share(self, project: str) -> Member:
+        return self.manager.share(self, project)
+
+    def unshare(self, project: str) -> None:
+        self.manager.unshare(self, project)
+
+    def members(self) -> list[Member]:
+        return self.manager.members(self)
+
+    add_member = share  # pyrax spelling
+    delete_member = unshare
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Member:
+    """A project an image is shared with, and whether it took the share."""
+
+    image_id: str
+    member_id: str
+    status: MemberStatus = MemberStatus.PENDING
+    created_at: _dt.datetime | None = None
+    updated_at: _dt.datetime | None = None
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", MemberStatus(self.status))
+        for name in ("created_at", "updated_at"):
+            object.__setattr__(self, name, parse_datetime(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_id": self.image_id,
+            "member_id": self.member_id,
+            "status": self.status.value,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+def latest(images: Iterable[Image], keys: tuple[str, ...] = ("family", "region", "architecture")
+           ) -> list[Image]:
+    """The newest image of each group (default: family × region × architecture).
+
+    Newest means the latest ``created_at``, ties broken by ``version`` then ``id`` so the
+    answer never depends on listing order.
+    """
+    best: dict[tuple[Any, ...], Image] = {}
+    for image in images:
+        group = tuple(getattr(image, k, None) or image.properties.get(k) for k in keys)
+        current = best.get(group)
+        if current is None or _recency(image) > _recency(current):
+            best[group] = image
+    return sorted(best.values(), key=lambda i: tuple(str(x) for x in _group_key(i, keys)))
+
+
+def _group_key(image: Image, keys: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(getattr(image, k, None) or "" for k in keys)
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _recency(image: Image) -> tuple[_dt.datetime, tuple[Any, ...], str]:
+    return (image.created_at or _EPOCH, _version_key(image.version), image.id)
+
+
+def _version_key(version: str | None) -> tuple[Any, ...]:
+    # "22.04" < "24.04" and "1.10" > "1.9": compare numeric runs as numbers.
+    if not version:
+        return ()
+    parts: list[Any] = []
+    for chunk in version.replace("-", ".").split("."):
+        parts.append((0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk))
+    return tuple(parts)
+
+
+def matches(image: Image, filters: Mapping[str, Any]) -> bool:
+    """Client-side filter: every key must match (same rules on every backend).
+
+    ``alias`` and ``tag`` test membership; ``properties.K`` or an unknown key tests
+    ``properties[K]``; ``architecture`` compares normalised names; ``public`` accepts
+    true/false.
+    """
+    for key, wanted in filters.items():
+        if wanted is None:
+            continue
+        want = str(wanted.value if isinstance(wanted, enum.Enum) else wanted)
+        if key == "alias":
+            if want not in image.aliases:
+                return False
+        elif key == "tag":
+            if want not in image.tags:
+                return False
+        elif key == "architecture":
+            if image.architecture != normalize_architecture(want):
+                return False
+        elif key == "public":
+            is_public = image.visibility is Visibility.PUBLIC
+            if is_public != (want.lower() in ("1", "true", "yes")):
+                return False
+        elif key.startswith("properties."):
+            if image.properties.get(key[len("properties."):]) != want:
+                return False
+        elif key in _FIELD_NAMES:
+            value = getattr(image, key)
+            value = value.value if isinstance(value, enum.Enum) else value
+            if value is None or str(value) != want:
+                return False
+        elif image.properties.get(key) != want:
+            return False
+    return True
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Image) if not f.name.startswith("_"))

@@ -1,0 +1,453 @@
+"""Streaming pieces shared by export, create and migrate.
+
+Image data is never held whole in memory: it moves as an iterator of chunks of at most
+``CHUNK_SIZE`` bytes, hashed on the way through (``Hasher``, ``hashing``), optionally
+through a bounded queue that overlaps a reader and a writer thread (``overlap``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, BinaryIO
+
+from .errors import ChecksumMismatch, ImageHubError, InvalidImageData, TransferError
+
+__all__ = [
+    "CHUNK_SIZE",
+    "DataSource",
+    "Hasher",
+    "ImageStream",
+    "StreamPart",
+    "as_file",
+    "atomic_write",
+    "hashing",
+    "open_source",
+    "overlap",
+    "parse_checksum",
+]
+
+CHUNK_SIZE = 1 << 20  # 1 MiB: large enough for syscalls to vanish, small enough to stay flat
+
+Source = str | os.PathLike[str] | BinaryIO | IO[bytes] | bytes | Iterable[bytes]
+ProgressCallback = Callable[[int], None]
+
+
+def parse_checksum(value: str) -> tuple[str, str]:
+    """Split ``"algo:hex"``; a bare 32/64/128-hex value is md5/sha256/sha512."""
+    if ":" in value:
+        algo, _, digest = value.partition(":")
+        return algo.lower(), digest.lower()
+    guessed = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}.get(len(value))
+    if guessed is None:
+        raise ValueError(f"cannot tell the algorithm of checksum {value!r}")
+    return guessed, value.lower()
+
+
+class _HashWorker(threading.Thread):
+    # hashlib drops the GIL on large buffers, so sha512 and md5 in two threads run at the
+    # speed of the slower one instead of their sum.
+    def __init__(self, algo: str) -> None:
+        super().__init__(daemon=True, name=f"hash-{algo}")
+        self.hash = hashlib.new(algo)
+        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+
+    def run(self) -> None:
+        while (chunk := self.inbox.get()) is not None:
+            self.hash.update(chunk)
+
+
+class Hasher:
+    """Several digests over one stream; with ``threads=True`` each runs in its own thread."""
+
+    def __init__(self, algos: Iterable[str] = ("sha256",), *, threads: bool = False) -> None:
+        self.algos = list(dict.fromkeys(a.lower() for a in algos))
+        self._threads = threads and len(self.algos) > 1
+        self._workers: dict[str, _HashWorker] = {}
+        self._hashes: dict[str, Any] = {}
+        if self._threads:
+            self._workers = {a: _HashWorker(a) for a in self.algos}
+            for w in self._workers.values():
+                w.start()
+        else:
+            self._hashes = {a: hashlib.new(a) for a in self.algos}
+        self.bytes = 0
+        self._done = False
+
+    def update(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+        if self._threads:
+            for w in self._workers.values():
+                w.inbox.put(chunk)
+        else:
+            for h in self._hashes.values():
+                h.update(chunk)
+
+    def _finish(self) -> None:
+        if self._threads and not self._done:
+            for w in self._workers.values():
+                w.inbox.put(None)
+            for w in self._workers.values():
+                w.join()
+            self._hashes = {a: w.hash for a, w in self._workers.items()}
+        self._done = True
+
+    def hexdigest(self, algo: str) -> str:
+        self._finish()
+        return str(self._hashes[algo.lower()].hexdigest())
+
+    def checksum(self, algo: str = "sha256") -> str:
+        return f"{algo}:{self.hexdigest(algo)}"
+
+    def verify(self, expected: str, what: str, *, backend: str | None = None) -> None:
+        algo, digest = parse_checksum(expected)
+        actual = self.hexdigest(algo)
+        if actual != digest:
+            raise ChecksumMismatch(what, f"{algo}:{digest}", f"{algo}:{actual}", backend=backend)
+
+
+def hashing(chunks: Iterable[bytes], hasher: Hasher,
+            progress: ProgressCallback | None = None) -> Iterator[bytes]:
+    """Pass chunks through unchanged, feeding ``hasher`` (and ``progress``) on the way."""
+    for chunk in chunks:
+        if chunk:
+            hasher.update(chunk)
+            if progress is not None:
+                progress(len(chunk))
+            yield chunk
+
+
+def _read_chunks(fileobj: IO[bytes], chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    while chunk := fileobj.read(chunk_size):
+        yield chunk
+
+
+@dataclass
+class DataSource:
+    """One input part for ``create``: chunks on demand, size when it can be known."""
+
+    name: str
+    size: int | None
+    _open: Callable[[], Iterator[bytes]]
+    path: Path | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        return self._open()
+
+
+def open_source(data: Source, name: str = "image") -> DataSource:
+    """Normalise a path, binary file object, bytes or iterable of bytes."""
+    if isinstance(data, str | os.PathLike):
+        path = Path(data)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise InvalidImageData(f"cannot read {str(path)!r}: {exc.strerror}",
+                                   hint="check the file path") from exc
+        if not path.is_file():
+            raise InvalidImageData(f"{str(path)!r} is not a regular file")
+
+        def from_path() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                yield from _read_chunks(fh)
+
+        return DataSource(name=name, size=st.st_size, _open=from_path, path=path)
+    if isinstance(data, bytes | bytearray | memoryview):
+        blob = bytes(data)
+        return DataSource(name=name, size=len(blob), _open=lambda: iter([blob] if blob else []))
+    if hasattr(data, "read"):
+        fh: IO[bytes] = data  # type: ignore[assignment]
+        if isinstance(fh, io.TextIOBase):
+            raise InvalidImageData("image data must be opened in binary mode ('rb')")
+        size: int | None = None
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            size = os.fstat(fh.fileno()).st_size - fh.tell()
+        used = False
+
+        def from_file() -> Iterator[bytes]:
+            nonlocal used
+            if used:
+                raise TransferError("a file object can be read once; pass a path to retry")
+            used = True
+            return _read_chunks(fh)
+
+        return DataSource(name=name, size=size, _open=from_file)
+    if isinstance(data, Iterable):
+        chunks_once: list[Iterable[bytes]] = [data]
+
+        def from_iter() -> Iterator[bytes]:
+            if not chunks_once:
+                raise TransferError("an iterator can be read once; pass a path to retry")
+            for chunk in chunks_once.pop():
+                if not isinstance(chunk, bytes | bytearray | memoryview):
+                    raise InvalidImageData(
+                        f"image data iterables must yield bytes, got {type(chunk).__name__}")
+                yield bytes(chunk)
+
+        return DataSource(name=name, size=None, _open=from_iter)
+    raise InvalidImageData(f"cannot read image data from {type(data).__name__}",
+                           hint="pass a path, a binary file object or an iterable of bytes")
+
+
+@dataclass
+class StreamPart:
+    """One file of an exported image (most images have one; LXD split images two)."""
+
+    name: str
+    chunks: Iterator[bytes]
+    size: int | None = None
+    filename: str | None = None
+    checksum: str | None = None
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[BinaryIO]:
+    """Write to a temp file beside ``path``; fsync and rename only on success."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise ImageHubError(f"{str(target)!r} already exists",
+                            hint="pass --force (force=True) to overwrite it")
+    parent = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class ImageStream:
+    """A streamed export: iterate it, or ``save()`` it. Use it as a context manager.
+
+    ``checksum`` is what the backend promised (``algo:hex``) and is verified as the bytes
+    pass; ``expected`` may hold more promises (Glance gives sha512 and md5). After a full
+    read, ``sha256`` is the content's sha256 whatever the backend promised.
+    """
+
+    def __init__(
+        self,
+        parts: Sequence[StreamPart],
+        *,
+        checksum: str | None = None,
+        expected: Sequence[str] = (),
+        size: int | None = None,
+        format: str | None = None,
+        image: Any = None,
+        on_close: Callable[[], None] | None = None,
+        backend: str | None = None,
+        hash_threads: bool = False,
+    ) -> None:
+        self.parts = list(parts)
+        self.checksum = checksum
+        self.expected = [c for c in [checksum, *expected] if c]
+        known = [p.size for p in self.parts]
+        self.size = size if size is not None else (
+            sum(s for s in known if s is not None) if None not in known else None)
+        self.format = format
+        self.image = image
+        self.backend = backend
+        self._on_close = on_close
+        self._hash_threads = hash_threads
+        self._consumed = False
+        self.sha256: str | None = None
+
+    def __enter__(self) -> ImageStream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for part in self.parts:
+            closer = getattr(part.chunks, "close", None)
+            if closer is not None:
+                closer()
+        if self._on_close is not None:
+            self._on_close, on_close = None, self._on_close
+            on_close()
+
+    def _take(self) -> None:
+        if self._consumed:
+            raise TransferError("an ImageStream can be read once; export again to re-read")
+        self._consumed = True
+
+    def iter_parts(self, progress: ProgressCallback | None = None
+                   ) -> Iterator[tuple[StreamPart, Iterator[bytes]]]:
+        """Yield each part with a verifying chunk iterator; the whole is verified at the end."""
+        self._take()
+        algos = {"sha256", *(parse_checksum(c)[0] for c in self.expected)}
+        whole = Hasher(algos, threads=self._hash_threads)
+        for part in self.parts:
+            part_hasher = Hasher([parse_checksum(part.checksum)[0]]) if part.checksum else None
+
+            def chunks(part: StreamPart = part, ph: Hasher | None = part_hasher
+                       ) -> Iterator[bytes]:
+                seen = 0
+                for chunk in hashing(part.chunks, whole, progress):
+                    seen += len(chunk)
+                    if ph is not None:
+                        ph.update(chunk)
+                    yield chunk
+                if part.size is not None and seen != part.size:
+                    raise TransferError(
+                        f"{part.name}: received {seen} of {part.size} bytes; the transfer was "
+                        "cut short", backend=self.backend)
+                if ph is not None and part.checksum:
+                    ph.verify(part.checksum, part.name, backend=self.backend)
+
+            yield part, chunks()
+        for promised in self.expected:
+            whole.verify(promised, "image", backend=self.backend)
+        self.sha256 = whole.checksum("sha256")
+
+    def __iter__(self) -> Iterator[bytes]:
+        """All parts' bytes, in order (for split LXD images: metadata then rootfs)."""
+        for _part, chunks in self.iter_parts():
+            yield from chunks
+
+    def iter_bytes(self, progress: ProgressCallback | None = None) -> Iterator[bytes]:
+        for _part, chunks in self.iter_parts(progress):
+            yield from chunks
+
+    def save(self, target: str | os.PathLike[str] | IO[bytes], *, force: bool = False,
+             progress: ProgressCallback | None = None) -> list[Path]:
+        """Save to a path, a directory (one file per part) or a binary file object.
+
+        Nothing partial is left behind: files appear only once their bytes are verified.
+        """
+        try:
+            if hasattr(target, "write"):
+                if len(self.parts) > 1:
+                    raise InvalidImageData(
+                        f"this image has {len(self.parts)} parts; save it to a directory")
+                fh: IO[bytes] = target  # type: ignore[assignment]
+                for chunk in self.iter_bytes(progress):
+                    fh.write(chunk)
+                return []
+            dest = Path(target)  # type: ignore[arg-type]
+            if len(self.parts) > 1 or dest.is_dir():
+                return self._save_dir(dest, force=force, progress=progress)
+            with atomic_write(dest, force=force) as out:
+                for chunk in self.iter_bytes(progress):
+                    out.write(chunk)
+            return [dest]
+        finally:
+            self.close()
+
+    def _save_dir(self, directory: Path, *, force: bool,
+                  progress: ProgressCallback | None) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        # Every part stays a temp file until the ExitStack closes, which happens only after
+        # iter_parts has verified the whole image: a mismatch leaves no file behind.
+        with contextlib.ExitStack() as stack:
+            for part, chunks in self.iter_parts(progress):
+                path = directory / _safe_filename(part.filename or part.name)
+                out = stack.enter_context(atomic_write(path, force=force))
+                for chunk in chunks:
+                    out.write(chunk)
+                written.append(path)
+        return written
+
+
+def _safe_filename(name: str) -> str:
+    # A server-supplied part name must not write outside the chosen directory.
+    cleaned = os.path.basename(name.replace("\\", "/"))
+    if cleaned in ("", ".", ".."):
+        raise InvalidImageData(f"refusing unsafe part file name {name!r}")
+    return cleaned
+
+
+_DONE = object()
+
+
+@contextlib.contextmanager
+def overlap(chunks: Iterable[bytes], depth: int = 8) -> Iterator[Iterator[bytes]]:
+    """Read ``chunks`` in a thread, ``depth`` chunks ahead of the consumer.
+
+    Memory is bounded by ``depth × chunk size``. An error on the reading side re-raises in
+    the consumer; leaving the block early stops the reader.
+    """
+    buf: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        buf.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buf.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+            buf.put(exc)
+        finally:
+            closer = getattr(chunks, "close", None)
+            if closer is not None and stop.is_set():
+                with contextlib.suppress(Exception):
+                    closer()
+
+    thread = threading.Thread(target=reader, name="imagehub-reader", daemon=True)
+    thread.start()
+
+    def consume() -> Iterator[bytes]:
+        while True:
+            item = buf.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                buf.get_nowait()
+        thread.join(timeout=5)
+
+
+class _IterReader(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._rest:
+            try:
+                self._rest = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._rest))
+        b[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
+
+def as_file(chunks: Iterable[bytes]) -> BinaryIO:
+    """A read-only binary file object over chunks, for SDKs that insist on ``read()``."""
+    return io.BufferedReader(_IterReader(iter(chunks)), buffer_size=CHUNK_SIZE)  # type: ignore[return-value]

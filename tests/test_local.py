@@ -1,0 +1,82 @@
+"""The embedded ``local`` backend: the conformance kit, concurrency and containment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import imagehub
+from imagehub.backends.local import LocalManager
+from imagehub.testing import ImageManagerConformance, ShareTarget
+
+
+class TestLocalConformance(ImageManagerConformance):
+    @pytest.fixture
+    def manager(self, tmp_path: Path) -> LocalManager:
+        return LocalManager(path=tmp_path / "store", project="alice", cloud="lab")
+
+    @pytest.fixture
+    def share_target(self, tmp_path: Path) -> ShareTarget:
+        return ShareTarget("bob", LocalManager(path=tmp_path / "store", project="bob"))
+
+
+def test_split_image_round_trip(tmp_path: Path) -> None:
+    m = LocalManager(path=tmp_path / "s")
+    meta, rootfs = os.urandom(1000), os.urandom(5000)
+    image = m.create(rootfs, metadata=meta, name="split")
+    assert image.checksum == "sha256:" + __import__("hashlib").sha256(meta + rootfs).hexdigest()
+    written = m.export(image).save(tmp_path / "out")
+    assert sorted(p.read_bytes() for p in written) == sorted([meta, rootfs])
+
+
+def test_names_and_aliases_never_become_paths(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    m = LocalManager(path=root)
+    before = set(tmp_path.rglob("*"))
+    image = m.create(b"data", name="../../../escape")
+    with pytest.raises(imagehub.ImageHubError):
+        m.add_alias(image, "../../x")
+    created = set(tmp_path.rglob("*")) - before
+    assert all(root in p.parents or p == root for p in created)
+    assert m.get("../../../escape").id == image.id
+
+
+def test_concurrent_writers_do_not_corrupt(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    script = (
+        "import sys, os\n"
+        "from imagehub.backends.local import LocalManager\n"
+        "m = LocalManager(path=sys.argv[1])\n"
+        "for i in range(15):\n"
+        "    img = m.create(os.urandom(20000), name=f'{sys.argv[2]}-{i}')\n"
+        "    if i % 3 == 0: m.delete(img)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(store), f"w{n}"])
+             for n in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    m = LocalManager(path=store)
+    images = list(m.all())
+    assert len(images) == 4 * 10
+    for image in images:
+        with m.export(image) as s:
+            assert sum(len(c) for c in s) == 20000  # verified against its sha256 on the way
+    blobs = list((store / "blobs" / "sha256").iterdir())
+    assert len(blobs) == 40, "deleted images' blobs are collected, kept ones remain"
+    assert not list((store / "tmp").iterdir())
+
+
+def test_member_sees_pending_share_only_on_request(tmp_path: Path) -> None:
+    alice = LocalManager(path=tmp_path / "s", project="alice")
+    bob = LocalManager(path=tmp_path / "s", project="bob")
+    image = alice.create(b"shared bytes", name="img")
+    alice.share(image, "bob")
+    assert image.id not in {i.id for i in bob.all()}
+    assert image.id in {i.id for i in bob.all(member_status="pending")}
+    with pytest.raises(imagehub.PermissionDenied):
+        bob.delete(bob.get(image.id, member_status="all"))
+    bob.accept(image.id)
+    assert image.id in {i.id for i in bob.all()}
