@@ -1,0 +1,205 @@
+"""A real Glance (Image API v2) for the test suite, served by uWSGI.
+
+``glance-api`` no longer serves by itself in 33.x, so uWSGI runs
+``glance.wsgi.api:application``. The schema migration (2-4 s) is done once per
+Glance version into a cached SQLite template that each run copies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from .openstack_procs import Daemon, ServerError, run, wait_http, wait_port_free
+from .openstack_venvs import (
+    GLANCE_VERSION,
+    PY_TAG,
+    cache_lock,
+    cache_root,
+    is_ready,
+    mark_ready,
+)
+
+TEMPLATE_KEY = (f"glance=={GLANCE_VERSION}", "template-v1")
+SERVICE_USER = "glance"
+SERVICE_PASSWORD = "glance-service-secret"  # test-only
+SERVICE_PROJECT = "service"
+
+
+def template_dir() -> Path:
+    return cache_root() / f"glance-{GLANCE_VERSION}-{PY_TAG}-db"
+
+
+@dataclass(frozen=True)
+class KeystoneLink:
+    """What Glance's auth_token middleware needs to validate user tokens."""
+
+    auth_url: str
+    username: str = SERVICE_USER
+    password: str = SERVICE_PASSWORD
+    project_name: str = SERVICE_PROJECT
+
+
+def write_conf(
+    data: Path, conf_dir: Path, port: int, keystone: KeystoneLink | None
+) -> None:
+    url = f"http://127.0.0.1:{port}"
+    auth = "keystone" if keystone is not None else ""
+    sections = textwrap.dedent(
+        f"""\
+        [DEFAULT]
+        use_stderr = true
+        enabled_backends = fs:file
+        enabled_import_methods = [glance-direct,web-download,copy-image]
+        public_endpoint = {url}
+        worker_self_reference_url = {url}
+        image_cache_dir = {data}/cache
+        [glance_store]
+        default_backend = fs
+        [fs]
+        filesystem_store_datadir = {data}/images
+        [os_glance_staging_store]
+        filesystem_store_datadir = {data}/staging
+        [os_glance_tasks_store]
+        filesystem_store_datadir = {data}/tasks
+        [task]
+        work_dir = {data}/work
+        [database]
+        connection = sqlite:///{data}/glance.sqlite
+        [oslo_concurrency]
+        lock_path = {data}/locks
+        [import_filtering_opts]
+        # web-download from the loopback test HTTP server is blocked otherwise;
+        # list values need the brackets.
+        allowed_ports = []
+        allowed_hosts = [127.0.0.1,localhost]
+        [paste_deploy]
+        flavor = {auth}
+        """
+    )
+    if keystone is not None:
+        sections += textwrap.dedent(
+            f"""\
+        [keystone_authtoken]
+        www_authenticate_uri = {keystone.auth_url}
+        auth_url = {keystone.auth_url}
+        auth_type = password
+        username = {keystone.username}
+        password = {keystone.password}
+        project_name = {keystone.project_name}
+        user_domain_name = Default
+        project_domain_name = Default
+        """
+        )
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "glance-api.conf").write_text(sections)
+
+
+def build_template(venv: Path) -> Path:
+    """Run the schema migration once per version into a cached SQLite file."""
+    target = template_dir()
+    with cache_lock(target.name):
+        if is_ready(target, TEMPLATE_KEY):
+            return target
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        write_conf(target, target, 1, None)
+        run(
+            [
+                str(venv / "bin" / "glance-manage"),
+                "--config-file",
+                str(target / "glance-api.conf"),
+                "db_sync",
+            ],
+            log=target / "db_sync.log",
+        )
+        mark_ready(target, TEMPLATE_KEY)
+    return target
+
+
+@dataclass
+class GlanceServer:
+    daemon: Daemon
+    port: int
+    data_dir: Path
+    conf_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        wait_http(f"{self.url}/healthcheck", self.daemon, timeout=timeout)
+
+    def stop(self) -> None:
+        self.daemon.stop()
+
+    def kill(self) -> None:
+        """SIGKILL master and workers at once, as a crash or OOM kill would."""
+        self.daemon.kill()
+
+    def restart(self, timeout: float = 60) -> None:
+        """Start again on the same port and data after stop() or kill()."""
+        if self.daemon.alive():
+            self.daemon.stop()
+        wait_port_free(self.port)
+        self.daemon.start()
+        self.wait_ready(timeout)
+
+
+def start_glance(
+    venv: Path, run_dir: Path, port: int, keystone: KeystoneLink | None
+) -> GlanceServer:
+    """Copy the migrated database into ``run_dir`` and start uWSGI (no wait)."""
+    data = run_dir / "glance"
+    data.mkdir(parents=True)
+    for sub in ("images", "staging", "tasks", "work", "cache", "locks"):
+        (data / sub).mkdir()
+    shutil.copy2(template_dir() / "glance.sqlite", data / "glance.sqlite")
+    conf_dir = data / "etc"
+    write_conf(data, conf_dir, port, keystone)
+    shutil.copy2(
+        venv / "etc" / "glance" / "glance-api-paste.ini",
+        conf_dir / "glance-api-paste.ini",
+    )
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(data),
+        "OS_GLANCE_CONFIG_DIR": str(conf_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if "LANG" in os.environ:
+        env["LANG"] = os.environ["LANG"]
+    argv = [
+        str(venv / "bin" / "uwsgi"),
+        "--http-socket",
+        f"127.0.0.1:{port}",
+        "--module",
+        "glance.wsgi.api:application",
+        "--master",
+        "--die-on-term",
+        "--lazy-apps",
+        "--enable-threads",
+        "--need-app",
+        "--processes",
+        "1",
+        "--threads",
+        "4",
+        "--buffer-size",
+        "65535",
+        "--http-timeout",
+        "3600",
+        "--disable-logging",  # request lines would swamp the log during benchmarks
+        "--home",
+        str(venv),
+    ]
+    daemon = Daemon(name="glance", argv=argv, env=env, log=run_dir / "glance.log")
+    try:
+        daemon.start()
+    except OSError as exc:
+        raise ServerError(f"cannot start uWSGI from {venv}: {exc}") from exc
+    return GlanceServer(daemon=daemon, port=port, data_dir=data, conf_dir=conf_dir)
