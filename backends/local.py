@@ -29,7 +29,7 @@ from imagehub.errors import (
     TransferError,
 )
 from imagehub.manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
-from imagehub.models import Image, Member, MemberStatus, Visibility
+from imagehub.models import Image, Member, MemberStatus, Visibility, parse_datetime
 from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, hashing
 
 __all__ = ["LocalManager", "default_path"]
@@ -196,7 +196,8 @@ class LocalManager(ImageManager):
                            backend=self.name)
 
     def _row_for_write(self, db: sqlite3.Connection, image: Image) -> sqlite3.Row:
-        row = db.execute("SELECT * FROM images WHERE id = ?", (image.id,)).fetchone()
+        row: sqlite3.Row | None = db.execute("SELECT * FROM images WHERE id = ?",
+                                             (image.id,)).fetchone()
         if row is None:
             raise ImageNotFound(f"image {image.id} no longer exists", backend=self.name)
         if row["owner"] != self.project:
@@ -319,7 +320,7 @@ class LocalManager(ImageManager):
             props.update({str(k): str(v) for k, v in (changes.get("properties") or {}).items()})
             for key in changes.get("remove_properties") or ():
                 props.pop(key, None)
-            values: dict[str, Any] = {k: changes[k] for k in _PROMOTED + ("name",)
+            values: dict[str, Any] = {k: changes[k] for k in (*_PROMOTED, "name")
                                       if k in changes}
             if "public" in changes:
                 values["visibility"] = "public" if changes["public"] else "private"
@@ -363,8 +364,9 @@ class LocalManager(ImageManager):
             except sqlite3.IntegrityError:
                 raise ImageConflict(f"image {image.id} is already shared with {project!r}",
                                     backend=self.name) from None
+        stamp = parse_datetime(now)
         return Member(image_id=image.id, member_id=project, status=MemberStatus.PENDING,
-                      created_at=now, updated_at=now)
+                      created_at=stamp, updated_at=stamp)
 
     def _unshare(self, image: Image, project: str) -> None:
         with self._db(write=True) as db:
@@ -380,7 +382,8 @@ class LocalManager(ImageManager):
             rows = db.execute("SELECT * FROM members WHERE image_id = ? ORDER BY member_id",
                               (image.id,)).fetchall()
         return [Member(image_id=r["image_id"], member_id=r["member_id"], status=r["status"],
-                       created_at=r["created_at"], updated_at=r["updated_at"], raw=dict(r))
+                       created_at=parse_datetime(r["created_at"]),
+                       updated_at=parse_datetime(r["updated_at"]), raw=dict(r))
                 for r in rows]
 
     def _update_member(self, image: Image, status: MemberStatus,
@@ -399,7 +402,8 @@ class LocalManager(ImageManager):
             row = db.execute("SELECT * FROM members WHERE image_id = ? AND member_id = ?",
                              (image.id, member)).fetchone()
         return Member(image_id=image.id, member_id=member, status=status,
-                      created_at=row["created_at"], updated_at=now, raw=dict(row))
+                      created_at=parse_datetime(row["created_at"]),
+                      updated_at=parse_datetime(now), raw=dict(row))
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, cloud: str) -> LocalManager:

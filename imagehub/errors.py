@@ -167,9 +167,8 @@ class ImageNotFound(ImageLookupError):
 
 class AmbiguousImage(ImageLookupError):
     def __init__(self, ref: str, candidates: Sequence[Any], *, backend: str | None = None) -> None:
-        shown = ", ".join(
-            f"{getattr(c, 'id', c)} ({getattr(c, 'name', '') or 'unnamed'})" for c in candidates[:10]
-        )
+        shown = ", ".join(f"{getattr(c, 'id', c)} ({getattr(c, 'name', '') or 'unnamed'})"
+                          for c in candidates[:10])
         more = f" and {len(candidates) - 10} more" if len(candidates) > 10 else ""
         super().__init__(
             f"{ref!r} matches {len(candidates)} images: {shown}{more}",
@@ -211,7 +210,8 @@ class TransferError(ImageHubError):
 
 class ChecksumMismatch(TransferError):
     def __init__(self, what: str, expected: str, actual: str, **kw: Any) -> None:
-        super().__init__(f"checksum mismatch for {what}: expected {expected}, got {actual}", **kw)
+        super().__init__(
+            f"checksum mismatch for {what}: expected {expected}, got {actual}", **kw)
         self.expected, self.actual = expected, actual
 
 

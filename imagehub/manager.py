@@ -13,7 +13,7 @@ import builtins
 import dataclasses
 import enum
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
@@ -126,7 +126,7 @@ def resolve_ref(candidates: Iterable[Image], ref: str, *, backend: str = "") -> 
     pool = list(candidates)
     lowered = ref.lower()
     fp = lowered.split(":", 1)[1] if ":" in lowered else lowered
-    rules = (
+    rules: tuple[Callable[[Image], bool], ...] = (
         lambda i: i.id == ref,
         lambda i: ref in i.aliases,
         lambda i: i.name == ref,
@@ -167,7 +167,7 @@ class ImageManager(abc.ABC):
         # Never options: they may hold secrets.
         return f"<{type(self).__name__} cloud={self.cloud!r}>"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections. Safe to call twice."""
 
     def __enter__(self) -> ImageManager:
@@ -208,7 +208,7 @@ class ImageManager(abc.ABC):
 
     def all(self, *, latest: bool = False, **filters: Any) -> Iterator[Image]:
         """Every image, lazily, following pagination. ``latest`` keeps the newest per
-        family × region × architecture."""
+        family x region x architecture."""
         self.require(Capability.LIST, "list")
         images = self._iter_all(filters)
         if latest:

@@ -255,7 +255,7 @@ class Member:
 
 def latest(images: Iterable[Image], keys: tuple[str, ...] = ("family", "region", "architecture")
            ) -> list[Image]:
-    """The newest image of each group (default: family × region × architecture).
+    """The newest image of each group (default: family x region x architecture).
 
     Newest means the latest ``created_at``, ties broken by ``version`` then ``id`` so the
     answer never depends on listing order.

@@ -6,7 +6,7 @@ import enum
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .errors import ImageHubError, OperationFailed, OperationTimeout
 

@@ -17,7 +17,7 @@ import stevedore.exception
 from .errors import BackendNotFound, BackendUnavailable, InvalidBackend
 from .manager import Capability, ImageManager
 
-__all__ = ["BackendInfo", "available_backends", "get_backend", "NAMESPACE"]
+__all__ = ["NAMESPACE", "BackendInfo", "available_backends", "get_backend"]
 
 NAMESPACE = "imagehub.backends"
 
@@ -53,7 +53,7 @@ def _install_hint(ep: metadata.EntryPoint, missing: str | None) -> str:
     return f"reinstall {dist or 'the plugin'}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_backend(name: str) -> type[ImageManager]:
     """The ImageManager subclass registered as ``name``; errors say how to fix things."""
     eps = _entry_points()
@@ -71,6 +71,13 @@ def get_backend(name: str) -> type[ImageManager]:
         raise BackendNotFound(name, list(eps)) from None
     except ImportError as exc:
         missing = getattr(exc, "name", None)
+        module = ep.value.split(":", 1)[0]
+        if missing and (module == missing or module.startswith(missing + ".")):
+            # The plugin's own module is absent: a broken install, not a missing extra.
+            raise InvalidBackend(
+                f"backend {name!r} points at module {module!r}, which is not installed",
+                backend=name, hint=f"reinstall {ep.dist.name if ep.dist else 'the plugin'}",
+            ) from exc
         raise BackendUnavailable(
             f"backend {name!r} cannot load: {exc}",
             backend=name, hint=_install_hint(ep, missing),

@@ -277,8 +277,8 @@ class ImageStream:
             closer = getattr(part.chunks, "close", None)
             if closer is not None:
                 closer()
-        if self._on_close is not None:
-            self._on_close, on_close = None, self._on_close
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
             on_close()
 
     def _take(self) -> None:
@@ -339,7 +339,7 @@ class ImageStream:
                 for chunk in self.iter_bytes(progress):
                     fh.write(chunk)
                 return []
-            dest = Path(target)  # type: ignore[arg-type]
+            dest = Path(target)
             if len(self.parts) > 1 or dest.is_dir():
                 return self._save_dir(dest, force=force, progress=progress)
             with atomic_write(dest, force=force) as out:
@@ -380,7 +380,7 @@ _DONE = object()
 def overlap(chunks: Iterable[bytes], depth: int = 8) -> Iterator[Iterator[bytes]]:
     """Read ``chunks`` in a thread, ``depth`` chunks ahead of the consumer.
 
-    Memory is bounded by ``depth × chunk size``. An error on the reading side re-raises in
+    Memory is bounded by ``depth x chunk size``. An error on the reading side re-raises in
     the consumer; leaving the block early stops the reader.
     """
     buf: queue.Queue[Any] = queue.Queue(maxsize=depth)
@@ -450,4 +450,4 @@ class _IterReader(io.RawIOBase):
 
 def as_file(chunks: Iterable[bytes]) -> BinaryIO:
     """A read-only binary file object over chunks, for SDKs that insist on ``read()``."""
-    return io.BufferedReader(_IterReader(iter(chunks)), buffer_size=CHUNK_SIZE)  # type: ignore[return-value]
+    return io.BufferedReader(_IterReader(iter(chunks)), buffer_size=CHUNK_SIZE)

@@ -27,8 +27,8 @@ from .kit import (
     ImageManagerConformance,
     ImagePayload,
     ListingConformance,
-    SharingConformance,
     ShareTarget,
+    SharingConformance,
     UpdateConformance,
     requires,
 )

@@ -125,7 +125,7 @@ class _Fixtures:
             requires(manager, Capability.CREATE)
             data, args = (payload or image_payload).create_args(as_kind, tmp)
             args.update(kwargs)
-            image = manager.create(data, name=name or _unique("kit"), **args)
+            image: Image = manager.create(data, name=name or _unique("kit"), **args)
             created.append(image)
             return image
         return make
@@ -167,7 +167,7 @@ class CapabilityConformance(_Fixtures):
         missing = [(cap, call) for cap, call in calls if cap not in caps]
         if not missing:
             pytest.skip(f"backend {manager.name!r} declares every image capability")
-        for cap, call in missing:
+        for _cap, call in missing:
             with pytest.raises(UnsupportedOperation) as info:
                 call()
             assert manager.name in str(info.value)

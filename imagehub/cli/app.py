@@ -1,0 +1,229 @@
+"""The ``imagehub`` command group, its global options, output and error handling."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import click
+import yaml
+
+from ..config import Config, load_config
+from ..errors import ImageHubError
+from ..manager import ImageManager
+from ..models import Image
+from ..refs import split_ref
+
+__all__ = ["State", "cli", "main", "pass_state"]
+
+FORMATS = ("table", "json", "yaml")
+
+
+@dataclasses.dataclass
+class State:
+    config_path: str | None
+    cloud: str | None
+    format: str
+    debug: bool
+    quiet: bool
+    _config: Config | None = None
+    _managers: dict[str, ImageManager] = dataclasses.field(default_factory=dict)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def manager(self, cloud: str | None = None) -> ImageManager:
+        name = cloud or self.cloud or self.config.default
+        if name not in self._managers:
+            self._managers[name] = self.config.connect(name)
+        return self._managers[name]
+
+    def target(self, ref: str) -> tuple[ImageManager, str]:
+        """The manager and bare ref for a ``[CLOUD:]REF`` argument."""
+        cloud, bare = split_ref(ref, self.config.clouds)
+        return self.manager(cloud), bare
+
+    def progress(self, total: int | None, label: str) -> Callable[[int], None] | None:
+        """A byte-progress callback drawing a bar with rate and ETA, only on a TTY."""
+        if self.quiet or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
+                   file=sys.stderr, leave=False, dynamic_ncols=True)
+        _open_bars.append(bar)
+
+        def advance(n: int) -> None:
+            bar.update(n)
+
+        return advance
+
+    def close(self) -> None:
+        for bar in _open_bars:
+            bar.close()
+        _open_bars.clear()
+        for m in self._managers.values():
+            m.close()
+
+
+_open_bars: list[Any] = []
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="clouds file (default: $IMAGEHUB_CONFIG, then the XDG config dir)")
+@click.option("-c", "--cloud", help="cloud to act on (default: the configured default, 'local')")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True, help="output format; json and yaml are stable for scripts")
+@click.option("--debug", is_flag=True, help="show tracebacks and debug logging")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bars or chatter")
+@click.version_option(package_name="imagehub")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, cloud: str | None, fmt: str,
+        debug: bool, quiet: bool) -> None:
+    """Manage machine images across clouds through one interface."""
+    global _debug
+    _debug = debug
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    state = State(config_path, cloud, fmt, debug, quiet)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+_debug = False
+
+
+def fail(message: str) -> NoReturn:
+    raise ImageHubError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point: one line on stderr and exit 1 for imagehub errors, 2 for usage."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="imagehub",
+                 standalone_mode=False)
+    except ImageHubError as exc:
+        if _debug:
+            traceback.print_exc()
+        click.echo(f"imagehub: error: {_one_line(str(exc))}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("imagehub: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("imagehub: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# -- output ---------------------------------------------------------------------------------
+IMAGE_COLUMNS = ("id", "name", "architecture", "size", "status", "visibility", "created_at",
+                 "aliases")
+
+
+def emit(state: State, data: Any, *, columns: Sequence[str] | None = None) -> None:
+    """Print records as a table, JSON or YAML. JSON/YAML get the full records."""
+    records = [_record(x) for x in data] if isinstance(data, list) else _record(data)
+    if state.format == "json":
+        click.echo(json.dumps(records, indent=2, sort_keys=True, default=str))
+    elif state.format == "yaml":
+        click.echo(yaml.safe_dump(records, sort_keys=True, default_flow_style=False), nl=False)
+    elif isinstance(records, list):
+        click.echo(table(records, columns or (list(records[0]) if records else [])))
+    else:
+        shown = {k: v for k, v in records.items() if k != "raw"}  # raw: json/yaml only
+        width = max((len(k) for k in shown), default=0)
+        for key, value in shown.items():
+            click.echo(f"{key.ljust(width)}  {_cell(value, key, full=True)}")
+
+
+def _record(item: Any) -> dict[str, Any]:
+    if hasattr(item, "to_dict"):
+        out: dict[str, Any] = item.to_dict()
+        return out
+    return dict(item)
+
+
+def _cell(value: Any, key: str, full: bool = False) -> str:
+    if value is None:
+        return "-"
+    if key == "size" and isinstance(value, int):
+        return _human_size(value)
+    if key == "id" and not full and isinstance(value, str) and len(value) > 12:
+        return value[:12]
+    if key in ("created_at", "updated_at") and isinstance(value, str) and not full:
+        return value[:19].replace("T", " ")
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return str(n)
+
+
+def table(records: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
+    rows = [[_cell(r.get(c), c) for c in columns] for r in records]
+    head = [c.upper().replace("_AT", "") for c in columns]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in rows]
+    return "\n".join(lines)
+
+
+@contextmanager
+def stdout_binary() -> Iterator[Any]:
+    yield sys.stdout.buffer
+
+
+def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
+        out[key] = value
+    return out
+
+
+def sort_images(images: list[Image], key: str) -> list[Image]:
+    reverse = key.startswith("-")
+    field = key.lstrip("-")
+    if field not in Image.__dataclass_fields__ or field.startswith("_"):
+        raise click.BadParameter(f"cannot sort on {field!r}", param_hint="--sort")
+    present = [i for i in images if getattr(i, field) is not None]
+    missing = [i for i in images if getattr(i, field) is None]
+    present.sort(key=lambda i: getattr(i, field), reverse=reverse)
+    return present + missing

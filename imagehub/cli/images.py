@@ -1,0 +1,226 @@
+"""Image commands: list, show, create, export, update, delete, aliases, sharing, launch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..manager import Capability
+from ..models import latest as latest_images
+from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, sort_images
+
+
+@cli.command("list")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="keep images whose KEY is VALUE (repeatable; properties.K for properties)")
+@click.option("--latest", is_flag=True, help="newest image per family, region and architecture")
+@click.option("--sort", "sort_key", metavar="[-]KEY", help="sort by a field; '-' for descending")
+@click.option("--limit", type=click.IntRange(min=1), help="show at most N images")
+@pass_state
+def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str | None,
+             limit: int | None) -> None:
+    """List images."""
+    wanted = parse_pairs(filters, "--filter")
+    images = list(state.manager().all(latest=latest, **wanted))
+    if sort_key:
+        images = sort_images(images, sort_key)
+    emit(state, images[:limit] if limit else images, columns=IMAGE_COLUMNS)
+
+
+@cli.command()
+@click.argument("ref")
+@pass_state
+def show(state: State, ref: str) -> None:
+    """Show one image ([CLOUD:]REF: id, fingerprint prefix, name or alias)."""
+    manager, bare = state.target(ref)
+    emit(state, manager.get(bare))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, allow_dash=False))
+@click.option("--name", required=True, help="image name")
+@click.option("--description")
+@click.option("--public", is_flag=True, help="make the image public")
+@click.option("--property", "properties", multiple=True, metavar="K=V")
+@click.option("--alias", "aliases", multiple=True, metavar="ALIAS")
+@click.option("--tag", "tags", multiple=True)
+@click.option("--disk-format", help="e.g. qcow2, raw (the backend's default otherwise)")
+@pass_state
+def create(state: State, files: tuple[str, ...], name: str, description: str | None,
+           public: bool, properties: tuple[str, ...], aliases: tuple[str, ...],
+           tags: tuple[str, ...], disk_format: str | None) -> None:
+    """Upload an image from FILE, or from METADATA ROOTFS for a split image."""
+    if len(files) > 2:
+        raise click.UsageError("give one image file, or a metadata tarball and a rootfs")
+    manager = state.manager()
+    total = sum(Path(f).stat().st_size for f in files if Path(f).is_file())
+    data, metadata = (files[1], files[0]) if len(files) == 2 else (files[0], None)
+    image = manager.create(
+        data, name=name, metadata=metadata, description=description, public=public,
+        properties=parse_pairs(properties, "--property"), aliases=aliases, tags=tags,
+        format=disk_format, progress=state.progress(total, "upload"))
+    emit(state, image)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("-o", "--output", metavar="PATH|-",
+              help="file (or directory for split images); '-' for stdout")
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+@pass_state
+def export(state: State, ref: str, output: str | None, force: bool) -> None:
+    """Download an image, verified against its checksum; no partial file is left."""
+    manager, bare = state.target(ref)
+    with manager.export(bare) as stream:
+        progress = state.progress(stream.size, "download")
+        if output == "-":
+            if sys.stdout.isatty():
+                raise click.UsageError("refusing to write image bytes to a terminal")
+            stream.save(sys.stdout.buffer, progress=progress)
+            return
+        image = stream.image
+        target = output or (image.id if len(stream.parts) == 1 else f"{image.id}.parts")
+        written = stream.save(target, force=force, progress=progress)
+    if not state.quiet:
+        for path in written:
+            click.echo(str(path), err=state.format != "table")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--name")
+@click.option("--description")
+@click.option("--property", "properties", multiple=True, metavar="K=V")
+@click.option("--remove-property", "removed", multiple=True, metavar="K")
+@click.option("--public/--private", default=None)
+@pass_state
+def update(state: State, ref: str, name: str | None, description: str | None,
+           properties: tuple[str, ...], removed: tuple[str, ...],
+           public: bool | None) -> None:
+    """Change an image's name, description, properties or visibility."""
+    manager, bare = state.target(ref)
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["name"] = name
+    if description is not None:
+        changes["description"] = description
+    if properties:
+        changes["properties"] = parse_pairs(properties, "--property")
+    if removed:
+        changes["remove_properties"] = list(removed)
+    if public is not None:
+        changes["public"] = public
+    if not changes:
+        raise click.UsageError("nothing to change")
+    emit(state, manager.update(bare, **changes))
+
+
+@cli.command()
+@click.argument("ref")
+@pass_state
+def delete(state: State, ref: str) -> None:
+    """Delete an image."""
+    manager, bare = state.target(ref)
+    image = manager.get(bare)
+    manager.delete(image)
+    if not state.quiet:
+        click.echo(f"deleted {image.id}", err=True)
+
+
+@cli.group()
+def alias() -> None:
+    """Add or remove aliases (tags, where a backend calls them that)."""
+
+
+@alias.command("add")
+@click.argument("ref")
+@click.argument("name")
+@click.option("--description")
+@pass_state
+def alias_add(state: State, ref: str, name: str, description: str | None) -> None:
+    manager, bare = state.target(ref)
+    emit(state, manager.add_alias(bare, name, description=description))
+
+
+@alias.command("remove")
+@click.argument("name")
+@pass_state
+def alias_remove(state: State, name: str) -> None:
+    manager, bare = state.target(name)
+    manager.remove_alias(bare)
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("project")
+@pass_state
+def share(state: State, ref: str, project: str) -> None:
+    """Share an image with another project."""
+    manager, bare = state.target(ref)
+    emit(state, manager.share(bare, project))
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("project")
+@pass_state
+def unshare(state: State, ref: str, project: str) -> None:
+    """Stop sharing an image with a project."""
+    manager, bare = state.target(ref)
+    manager.unshare(bare, project)
+
+
+@cli.command()
+@click.argument("ref")
+@pass_state
+def members(state: State, ref: str) -> None:
+    """List the projects an image is shared with."""
+    manager, bare = state.target(ref)
+    emit(state, manager.members(bare), columns=("member_id", "status", "updated_at"))
+
+
+@cli.command()
+@click.argument("ref")
+@pass_state
+def accept(state: State, ref: str) -> None:
+    """As the member project, accept an image shared with you."""
+    manager, bare = state.target(ref)
+    emit(state, manager.accept(bare))
+
+
+@cli.command()
+@click.argument("ref")
+@pass_state
+def reject(state: State, ref: str) -> None:
+    """As the member project, reject an image shared with you."""
+    manager, bare = state.target(ref)
+    emit(state, manager.reject(bare))
+
+
+@cli.command()
+@click.argument("ref", required=False)
+@click.option("--family", help="launch the latest image of this family instead of REF")
+@click.option("--region", required=True)
+@click.option("--instance-type", required=True)
+@click.option("--ssh-key", required=True, help="name of an SSH key known to the provider")
+@click.option("--name", help="instance name")
+@pass_state
+def launch(state: State, ref: str | None, family: str | None, region: str,
+           instance_type: str, ssh_key: str, name: str | None) -> None:
+    """Launch instances from an image, where the backend can."""
+    if (ref is None) == (family is None):
+        raise click.UsageError("give either REF or --family")
+    manager, bare = state.target(ref) if ref else (state.manager(), "")
+    manager.require(Capability.LAUNCH, "launch")
+    if family:
+        newest = latest_images(manager.all(family=family, region=region))
+        if not newest:
+            raise click.UsageError(f"no image of family {family!r} in {region}")
+        target = newest[0]
+    else:
+        target = manager.get(bare)
+    ids = manager.launch(target, region, instance_type, ssh_key, name=name)
+    emit(state, [{"instance_id": i, "image_id": target.id} for i in ids])

@@ -1,0 +1,34 @@
+"""Commands about the installation: backends and clouds."""
+
+from __future__ import annotations
+
+from ..manager import Capability
+from ..registry import available_backends
+from .app import State, cli, emit, pass_state
+
+
+def _caps(flags: Capability | None) -> list[str]:
+    if flags is None:
+        return []
+    single = [c for c in Capability if c.value and (c.value & (c.value - 1)) == 0]
+    return [str(c.name).lower() for c in single if c in flags]
+
+
+@cli.command()
+@pass_state
+def backends(state: State) -> None:
+    """Installed backend plugins, their capabilities, and whether they can load."""
+    rows = [{"name": b.name, "available": b.available, "capabilities": _caps(b.capabilities),
+             "distribution": b.distribution, "problem": b.error}
+            for b in available_backends()]
+    emit(state, rows, columns=("name", "available", "capabilities", "problem"))
+
+
+@cli.command()
+@pass_state
+def clouds(state: State) -> None:
+    """Configured clouds (a cloud named 'local' always exists)."""
+    cfg = state.config
+    rows = [{"name": c.name, "backend": c.backend, "default": c.name == cfg.default,
+             "options": sorted(c.options)} for c in cfg.clouds.values()]
+    emit(state, rows, columns=("name", "backend", "default", "options"))
