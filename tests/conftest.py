@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.servers.lxd_fixtures"]
+"""Server fixtures shared by the suite: real LXD daemons and real Keystone + Glance."""
+
+pytest_plugins = [
+    "tests.servers.lxd_fixtures",
+    "tests.servers.openstack_fixtures",
+]
