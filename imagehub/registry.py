@@ -64,7 +64,6 @@ def get_backend(name: str) -> type[ImageManager]:
         # DriverManager loads just this one plugin and lets its exceptions through.
         driver: Any = stevedore.DriverManager(
             NAMESPACE, name, invoke_on_load=False, on_load_failure_callback=_reraise,
-            warn_on_missing_entrypoint=False,
         )
         cls = driver.driver
     except stevedore.exception.NoMatches:

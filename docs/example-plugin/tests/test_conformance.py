@@ -1,0 +1,19 @@
+"""The whole imagehub conformance kit, run against the folder backend."""
+
+from pathlib import Path
+
+import pytest
+from imagehub_folder import FolderManager
+
+import imagehub
+from imagehub.testing import ImageManagerConformance
+
+
+class TestFolder(ImageManagerConformance):
+    @pytest.fixture
+    def manager(self, tmp_path: Path) -> FolderManager:
+        return FolderManager(root=tmp_path / "shelf", cloud="shelf")
+
+
+def test_registered_through_entry_points() -> None:
+    assert imagehub.get_backend("folder") is FolderManager

@@ -1,0 +1,5 @@
+"""``python -m imagehub`` is the ``imagehub`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,185 @@
+"""Every CLI command on the local backend, with its output and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imagehub.cli import main
+
+
+class CLI:
+    def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+        self.config = tmp_path / "clouds.yaml"
+        self.config.write_text(
+            "clouds:\n"
+            f"  local: {{backend: local, path: {tmp_path / 'store'}, project: alice}}\n"
+            f"  bob: {{backend: local, path: {tmp_path / 'store'}, project: bob}}\n")
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        try:
+            main(["--config", str(self.config), *args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *args: str) -> object:
+        code, out, err = self("--format", "json", *args)
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> CLI:
+    return CLI(tmp_path, capsys)
+
+
+@pytest.fixture
+def image_file(tmp_path: Path) -> Path:
+    path = tmp_path / "disk.img"
+    path.write_bytes(os.urandom(300_000))
+    return path
+
+
+def test_create_list_show_export_delete(cli: CLI, image_file: Path, tmp_path: Path) -> None:
+    made = cli.json("create", str(image_file), "--name", "web", "--alias", "web-latest",
+                    "--property", "os=debian", "--public")
+    assert isinstance(made, dict)
+    assert made["name"] == "web" and made["visibility"] == "public"
+    assert made["aliases"] == ["web-latest"] and made["properties"] == {"os": "debian"}
+    listed = cli.json("list")
+    assert [i["id"] for i in listed] == [made["id"]]  # type: ignore[union-attr]
+    code, out, _ = cli("list")
+    assert code == 0 and "web" in out and "ID" in out
+    assert cli.json("show", "web-latest")["id"] == made["id"]  # type: ignore[index]
+    assert yaml.safe_load(cli("--format", "yaml", "show", made["id"][:8])[1])["name"] == "web"
+    target = tmp_path / "out.img"
+    code, _, err = cli("export", "web", "-o", str(target))
+    assert code == 0, err
+    assert target.read_bytes() == image_file.read_bytes()
+    code, _, err = cli("export", "web", "-o", str(target))
+    assert code == 1 and "already exists" in err and "--force" in err
+    assert cli("export", "web", "-o", str(target), "--force")[0] == 0
+    code, _, err = cli("delete", "web")
+    assert code == 0
+    assert cli.json("list") == []
+
+
+def test_list_filter_latest_sort_limit(cli: CLI, tmp_path: Path) -> None:
+    for i, (family, version) in enumerate([("a", "1"), ("a", "2"), ("b", "1")]):
+        f = tmp_path / f"{i}.img"
+        f.write_bytes(os.urandom(1000))
+        cli.json("create", str(f), "--name", f"img{i}", "--property", f"family={family}",
+                 "--property", f"version={version}")
+    names = [i["name"] for i in cli.json("list", "--filter", "family=a")]  # type: ignore[union-attr]
+    assert sorted(names) == ["img0", "img1"]
+    latest = cli.json("list", "--latest")
+    assert sorted(i["name"] for i in latest) == ["img1", "img2"]  # type: ignore[union-attr]
+    by_name = [i["name"] for i in cli.json("list", "--sort", "-name", "--limit", "2")]  # type: ignore[union-attr]
+    assert by_name == ["img2", "img1"]
+    code, _, err = cli("list", "--filter", "nonsense")
+    assert code == 2 and "KEY=VALUE" in err
+    code, _, err = cli("list", "--sort", "nope")
+    assert code == 2
+
+
+def test_update_alias_share_accept_reject(cli: CLI, image_file: Path) -> None:
+    made = cli.json("create", str(image_file), "--name", "base")
+    assert isinstance(made, dict)
+    updated = cli.json("update", "base", "--name", "base2", "--property", "k=v")
+    assert updated["name"] == "base2" and updated["properties"] == {"k": "v"}  # type: ignore[index]
+    assert cli.json("alias", "add", "base2", "stable")["aliases"] == ["stable"]  # type: ignore[index]
+    assert cli("alias", "remove", "stable")[0] == 0
+    code, _, err = cli("alias", "remove", "stable")
+    assert code == 1 and "no alias named 'stable'" in err
+    member = cli.json("share", "base2", "bob")
+    assert member == {**member, "member_id": "bob", "status": "pending"}  # type: ignore[dict-item]
+    assert [m["status"] for m in cli.json("members", "base2")] == ["pending"]  # type: ignore[union-attr]
+    assert cli.json("-c", "bob", "accept", made["id"])["status"] == "accepted"  # type: ignore[index]
+    assert [i["id"] for i in cli.json("-c", "bob", "list")] == [made["id"]]  # type: ignore[union-attr]
+    assert cli.json("-c", "bob", "reject", made["id"])["status"] == "rejected"  # type: ignore[index]
+    assert cli.json("-c", "bob", "list") == []
+    code, _, err = cli("-c", "bob", "delete", made["id"])
+    assert code == 1
+    assert cli("unshare", "base2", "bob")[0] == 0
+    assert cli.json("members", "base2") == []
+
+
+def test_cloud_prefixed_refs(cli: CLI, image_file: Path) -> None:
+    made = cli.json("-c", "bob", "create", str(image_file), "--name", "bobs")
+    assert cli.json("show", "bob:bobs")["id"] == made["id"]  # type: ignore[index]
+    code, _, err = cli("show", "bobs")  # alice cannot see bob's private image
+    assert code == 1 and "no image matches 'bobs'" in err
+
+
+def test_split_image_create_and_export(cli: CLI, tmp_path: Path) -> None:
+    meta, rootfs = tmp_path / "meta.tar", tmp_path / "rootfs.squashfs"
+    meta.write_bytes(os.urandom(2000))
+    rootfs.write_bytes(os.urandom(9000))
+    made = cli.json("create", str(meta), str(rootfs), "--name", "split")
+    out = tmp_path / "exported"
+    assert cli("export", made["id"], "-o", str(out))[0] == 0  # type: ignore[index]
+    assert (out / "meta.tar").read_bytes() == meta.read_bytes()
+    assert (out / "rootfs.squashfs").read_bytes() == rootfs.read_bytes()
+    code, _, _err = cli("create", str(meta), str(rootfs), str(meta), "--name", "x")
+    assert code == 2
+
+
+def test_backends_and_clouds(cli: CLI) -> None:
+    rows = {r["name"]: r for r in cli.json("backends")}  # type: ignore[union-attr]
+    assert rows["local"]["available"] is True
+    assert "members" in rows["local"]["capabilities"]
+    clouds = {r["name"]: r for r in cli.json("clouds")}  # type: ignore[union-attr]
+    assert set(clouds) == {"local", "bob"} and clouds["local"]["default"] is True
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), [
+    (["show", "missing"], 1, "no image matches 'missing'"),
+    (["export", "missing", "-o", "x"], 1, "no image matches"),
+    (["create", "/nonexistent/disk.img", "--name", "x"], 1, "cannot read"),
+    (["-c", "nowhere", "list"], 1, "no cloud named 'nowhere'"),
+    (["launch", "x", "--region", "r", "--instance-type", "t", "--ssh-key", "k"], 1,
+     "does not support launch"),
+    (["create", "--name", "x"], 2, "Missing argument"),
+    (["frobnicate"], 2, "No such command"),
+])
+def test_errors_are_one_line_with_exit_codes(cli: CLI, args: list[str], code: int,
+                                             needle: str) -> None:
+    got, _out, err = cli(*args)
+    assert got == code
+    assert needle in err
+    if code == 1:
+        assert err.startswith("imagehub: error: ") and err.count("\n") == 1
+        assert "Traceback" not in err
+
+
+def test_debug_shows_traceback_in_a_real_process(tmp_path: Path) -> None:
+    env = {**os.environ, "IMAGEHUB_CONFIG": str(tmp_path / "c.yaml")}
+    (tmp_path / "c.yaml").write_text(f"clouds: {{local: {{backend: local, path: {tmp_path}}}}}\n")
+    plain = subprocess.run([sys.executable, "-m", "imagehub", "show", "x"], env=env,
+                           capture_output=True, text=True)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    debug = subprocess.run([sys.executable, "-m", "imagehub", "--debug", "show", "x"],
+                           env=env, capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_export_to_stdout_pipe(tmp_path: Path, image_file: Path) -> None:
+    env = {**os.environ, "IMAGEHUB_CONFIG": str(tmp_path / "c.yaml")}
+    (tmp_path / "c.yaml").write_text(
+        f"clouds: {{local: {{backend: local, path: {tmp_path / 's'}}}}}\n")
+    run = [sys.executable, "-m", "imagehub", "--quiet"]
+    subprocess.run([*run, "create", str(image_file), "--name", "p"], env=env, check=True,
+                   capture_output=True)
+    out = subprocess.run([*run, "export", "p", "-o", "-"], env=env, capture_output=True)
+    assert out.returncode == 0 and out.stdout == image_file.read_bytes()
+    assert out.stderr == b""  # no progress bar in a pipe

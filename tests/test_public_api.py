@@ -1,0 +1,50 @@
+"""The public surface: __all__ is exact, and every declared entry point loads."""
+
+from __future__ import annotations
+
+import configparser
+import inspect
+from pathlib import Path
+
+import pytest
+
+import imagehub
+from imagehub import ImageManager, get_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_all_matches_public_names() -> None:
+    public = {n for n, v in vars(imagehub).items()
+              if not n.startswith("_") and not inspect.ismodule(v)}
+    assert set(imagehub.__all__) == public
+    assert len(imagehub.__all__) == len(set(imagehub.__all__))
+
+
+def test_py_typed_is_shipped() -> None:
+    assert (Path(imagehub.__file__).parent / "py.typed").exists()
+
+
+def _declared_backends() -> list[str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    lines = cfg["options.entry_points"]["imagehub.backends"].strip().splitlines()
+    return [line.split("=", 1)[0].strip() for line in lines]
+
+
+@pytest.mark.parametrize("name", _declared_backends())
+def test_declared_entry_point_loads_and_subclasses(name: str) -> None:
+    cls = get_backend(name)
+    assert issubclass(cls, ImageManager)
+    assert cls.name in (name, "glance")  # 'openstack' is an alias of glance
+
+
+def test_backends_package_is_not_top_level(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import importlib.util as u, imagehub.backends as b; "
+            "print(u.find_spec('backends') is None, b.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=tmp_path)
+    assert out.stdout.split() == ["True", "imagehub.backends"]
