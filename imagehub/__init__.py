@@ -35,6 +35,7 @@ from .errors import (
     TransferError,
     UnsupportedOperation,
 )
+from .hub import CloudFailure, Hub, HubListing
 from .manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
 from .models import (
     Image,
@@ -63,11 +64,14 @@ __all__ = [
     "Capability",
     "ChecksumMismatch",
     "CloudConfig",
+    "CloudFailure",
     "Config",
     "ConfigError",
     "CreateSpec",
     "FunctionOperation",
     "Hasher",
+    "Hub",
+    "HubListing",
     "Image",
     "ImageConflict",
     "ImageHubError",

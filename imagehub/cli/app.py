@@ -112,8 +112,11 @@ def fail(message: str) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: one line on stderr and exit 1 for imagehub errors, 2 for usage."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="imagehub",
-                 standalone_mode=False)
+        # Without standalone mode click returns an Exit's code instead of raising it.
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="imagehub",
+                        standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ImageHubError as exc:
         if _debug:
             traceback.print_exc()

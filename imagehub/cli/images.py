@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..hub import CloudFailure, Hub
 from ..manager import Capability
 from ..models import latest as latest_images
 from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, sort_images
@@ -18,15 +19,43 @@ from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, sort_
 @click.option("--latest", is_flag=True, help="newest image per family, region and architecture")
 @click.option("--sort", "sort_key", metavar="[-]KEY", help="sort by a field; '-' for descending")
 @click.option("--limit", type=click.IntRange(min=1), help="show at most N images")
+@click.option("--all-clouds", is_flag=True,
+              help="list every configured cloud at once; failures are warnings (exit 1)")
 @pass_state
 def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str | None,
-             limit: int | None) -> None:
+             limit: int | None, all_clouds: bool) -> None:
     """List images."""
     wanted = parse_pairs(filters, "--filter")
-    images = list(state.manager().all(latest=latest, **wanted))
+    failures: list[CloudFailure] = []
+    columns: tuple[str, ...] = IMAGE_COLUMNS
+    if all_clouds:
+        listing = Hub(state.config).all(latest=latest, **wanted)
+        images, failures = listing.images, listing.failures
+        columns = ("cloud", *IMAGE_COLUMNS)
+    else:
+        images = list(state.manager().all(latest=latest, **wanted))
     if sort_key:
         images = sort_images(images, sort_key)
-    emit(state, images[:limit] if limit else images, columns=IMAGE_COLUMNS)
+    emit(state, images[:limit] if limit else images, columns=columns)
+    warn_failures(failures)
+
+
+def warn_failures(failures: list[CloudFailure]) -> None:
+    for failure in failures:
+        click.echo(f"imagehub: warning: {' '.join(str(failure).split())}", err=True)
+    if failures:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command("latest")
+@click.argument("family")
+@click.option("--architecture", "--arch", help="e.g. x86_64, aarch64 (any spelling)")
+@click.option("--region")
+@pass_state
+def latest_cmd(state: State, family: str, architecture: str | None,
+               region: str | None) -> None:
+    """The newest image of FAMILY in any configured cloud."""
+    emit(state, Hub(state.config).latest(family, architecture=architecture, region=region))
 
 
 @cli.command()

@@ -1,0 +1,142 @@
+"""``Hub``: every configured cloud at once.
+
+Listing asks all clouds concurrently (threads: every backend SDK here is synchronous), so
+N clouds cost about the slowest one, not the sum. A cloud that fails (down, bad
+credentials, plugin missing) hides nothing else: its error is returned beside the images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .config import Config, load_config
+from .errors import ImageHubError, ImageNotFound
+from .manager import Capability, ImageManager
+from .models import Image, latest
+from .refs import split_ref
+
+__all__ = ["CloudFailure", "Hub", "HubListing"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudFailure:
+    """One cloud that could not answer, and why."""
+
+    cloud: str
+    error: ImageHubError
+
+    def __str__(self) -> str:
+        return f"cloud {self.cloud!r}: {self.error}"
+
+
+@dataclasses.dataclass
+class HubListing:
+    """Images from every cloud that answered, plus the failures of those that did not.
+
+    Iterating it yields the images; check ``failures`` (or ``ok``) before trusting that
+    the list is complete.
+    """
+
+    images: list[Image]
+    failures: list[CloudFailure]
+
+    def __iter__(self) -> Iterator[Image]:
+        return iter(self.images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+class Hub:
+    """All configured clouds (or the named subset) behind one object."""
+
+    def __init__(self, config: Config | str | os.PathLike[str] | None = None,
+                 clouds: Sequence[str] | None = None, *, max_workers: int = 16) -> None:
+        self.config = config if isinstance(config, Config) else load_config(config)
+        self.clouds = list(clouds) if clouds is not None else list(self.config.clouds)
+        for name in self.clouds:
+            self.config.cloud(name)  # unknown names fail now, with the configured list
+        self._managers: dict[str, ImageManager] = {}
+        self._max_workers = max_workers
+
+    def manager(self, cloud: str) -> ImageManager:
+        if cloud not in self._managers:
+            self._managers[cloud] = self.config.connect(cloud)
+        return self._managers[cloud]
+
+    def close(self) -> None:
+        for manager in self._managers.values():
+            manager.close()
+        self._managers.clear()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _list_one(self, cloud: str, filters: dict[str, Any]) -> list[Image]:
+        manager = self.manager(cloud)
+        if Capability.LIST not in type(manager).capabilities:
+            return []
+        return list(manager.all(**filters))
+
+    def all(self, *, latest: bool = False, **filters: Any) -> HubListing:
+        """Every image of every cloud, listed concurrently; each image knows its cloud."""
+        images: list[Image] = []
+        failures: list[CloudFailure] = []
+        workers = max(1, min(self._max_workers, len(self.clouds)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hub") as pool:
+            futures = {cloud: pool.submit(self._list_one, cloud, dict(filters))
+                       for cloud in self.clouds}
+            for cloud, future in futures.items():
+                try:
+                    images.extend(future.result())
+                except ImageHubError as exc:
+                    failures.append(CloudFailure(cloud, exc))
+                except Exception as exc:  # noqa: BLE001 - a plugin bug must not hide others
+                    failures.append(CloudFailure(cloud, ImageHubError(
+                        f"{type(exc).__name__}: {exc}", hint="run with --debug")))
+        if latest:
+            images = _latest_per_cloud(images)
+        return HubListing(images, failures)
+
+    def latest(self, family: str, *, architecture: str | None = None,
+               region: str | None = None) -> Image:
+        """The newest image of ``family`` (for an architecture, in a region), wherever it is.
+
+        Raises ImageNotFound when no cloud has one; if some clouds failed, the error says
+        so, since the newest image might live there.
+        """
+        filters: dict[str, Any] = {"family": family}
+        if architecture:
+            filters["architecture"] = architecture
+        if region:
+            filters["region"] = region
+        listing = self.all(**filters)
+        newest = latest(listing.images, keys=())
+        if newest:
+            return newest[0]
+        down = "; ".join(str(f) for f in listing.failures)
+        raise ImageNotFound(
+            f"no image of family {family!r}"
+            + (f" for {architecture}" if architecture else "")
+            + (f" in {region}" if region else "")
+            + f" in clouds {', '.join(self.clouds)}" + (f" (unreachable: {down})" if down else ""))
+
+    def get(self, ref: str) -> Image:
+        """An image by ``CLOUD:REF`` (a bare ref means the default cloud)."""
+        cloud, bare = split_ref(ref, self.config.clouds)
+        return self.manager(cloud or self.config.default).get(bare)
+
+
+def _latest_per_cloud(images: list[Image]) -> list[Image]:
+    return latest(images, keys=("cloud", "family", "region", "architecture"))

@@ -1,0 +1,115 @@
+"""Bound images, CLOUD:REF addressing, and one listing over every cloud."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+import imagehub
+from imagehub import Hub, ImageNotFound, UnboundImageError
+from imagehub.cli import main
+from imagehub.refs import split_ref
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    broken = tmp_path / "not-a-dir"
+    broken.write_text("a file where a store directory should be")
+    path = tmp_path / "clouds.yaml"
+    path.write_text(
+        "clouds:\n"
+        f"  east: {{backend: local, path: {tmp_path / 'east'}}}\n"
+        f"  west: {{backend: local, path: {tmp_path / 'west'}}}\n"
+        f"  down: {{backend: local, path: {broken}}}\n")
+    return path
+
+
+def seed(config: Path) -> None:
+    for cloud, family, arch, region in [("east", "debian", "amd64", "r1"),
+                                        ("east", "debian", "arm64", "r1"),
+                                        ("west", "debian", "x86_64", "r1"),
+                                        ("west", "alpine", "x86_64", "r2")]:
+        m = imagehub.connect(cloud, config=config)
+        m.create(os.urandom(64), name=f"{family}-{arch}",
+                 properties={"family": family, "architecture": arch, "region": region})
+
+
+def test_listing_over_clouds_survives_one_down(config: Path) -> None:
+    seed(config)
+    listing = Hub(config).all()
+    assert sorted((i.cloud, i.name) for i in listing) == [
+        ("east", "debian-amd64"), ("east", "debian-arm64"),
+        ("west", "alpine-x86_64"), ("west", "debian-x86_64")]
+    assert [f.cloud for f in listing.failures] == ["down"]
+    assert "cannot open the local store" in str(listing.failures[0])
+    assert not listing.ok
+
+
+def test_latest_across_clouds(config: Path) -> None:
+    seed(config)
+    hub = Hub(config, clouds=["east", "west"])
+    newest = hub.latest("debian", architecture="x86_64")
+    assert (newest.cloud, newest.name) == ("west", "debian-x86_64")  # created last
+    assert hub.latest("debian", architecture="aarch64").cloud == "east"
+    with pytest.raises(ImageNotFound, match="no image of family 'debian' for riscv64"):
+        hub.latest("debian", architecture="riscv64")
+
+
+def test_cli_all_clouds_warns_and_exits_1(config: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    seed(config)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(config), "--format", "json", "list", "--all-clouds",
+              "--filter", "family=debian", "--latest"])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 1
+    rows = json.loads(out)
+    assert sorted((r["cloud"], r["architecture"]) for r in rows) == [
+        ("east", "aarch64"), ("east", "x86_64"), ("west", "x86_64")]
+    assert err.startswith("imagehub: warning: cloud 'down':") and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["--config", str(config), "list", "--all-clouds"])
+    assert "CLOUD" in capsys.readouterr().out
+
+
+def test_bound_images_and_unbound_copies(config: Path) -> None:
+    m = imagehub.connect("east", config=config)
+    image = m.create(b"bytes", name="bound")
+    image = image.add_alias("b1")
+    assert image.aliases == ("b1",)
+    assert image.update(properties={"k": "v"}).properties["k"] == "v"
+    assert image.reload().properties["k"] == "v"
+    copy = pickle.loads(pickle.dumps(image))
+    assert copy == image and not copy.bound
+    with pytest.raises(UnboundImageError, match="not bound"):
+        copy.delete()
+    with image.export() as stream:
+        assert b"".join(stream) == b"bytes"
+    image.delete()
+    with pytest.raises(ImageNotFound):
+        m.get(image.id)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("east:web", ("east", "web")),
+    ("web", (None, "web")),
+    ("sha256:abcd", (None, "sha256:abcd")),        # not a cloud: the whole text is the ref
+    ("east:odd:name", ("east", "odd:name")),        # only the first colon splits
+    ("east:west:thing", ("east", "west:thing")),   # escape a ref starting with a cloud name
+    ("east:", (None, "east:")),
+])
+def test_split_ref_rules(text: str, expected: tuple[str | None, str]) -> None:
+    assert split_ref(text, {"east", "west"}) == expected
+
+
+def test_colon_refs_through_cli(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    m = imagehub.connect("east", config=config)
+    made = m.create(b"x", name="west:odd")  # a name that starts with another cloud's name
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(config), "--format", "json", "show", "east:west:odd"])
+    assert info.value.code == 0
+    assert json.loads(capsys.readouterr().out)["id"] == made.id
