@@ -73,7 +73,8 @@ def assert_documented(response: httpx.Response, path: str, method: str) -> None:
 def test_repo_copy_of_spec_matches_the_published_one() -> None:
     if not lambda_spec.SHARED_SPEC_PATH.exists():
         pytest.skip(
-            f"no shared specs folder beside the repo ({lambda_spec.SHARED_SPEC_PATH}); the repo copy is used"
+            f"no shared specs folder beside the repo ({lambda_spec.SHARED_SPEC_PATH}); "
+            "the repo copy is used"
         )
     assert (
         lambda_spec.SPEC_PATH.read_bytes() == lambda_spec.SHARED_SPEC_PATH.read_bytes()

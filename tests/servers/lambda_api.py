@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
 from . import lambda_spec
 
@@ -248,7 +248,7 @@ class LambdaAPIServer:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self) -> Self:
+    def start(self) -> LambdaAPIServer:
         handler = type("BoundHandler", (_Handler,), {"api": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
@@ -271,7 +271,7 @@ class LambdaAPIServer:
         self._httpd = None
         self._thread = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> LambdaAPIServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
