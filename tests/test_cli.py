@@ -183,3 +183,59 @@ def test_export_to_stdout_pipe(tmp_path: Path, image_file: Path) -> None:
     out = subprocess.run([*run, "export", "p", "-o", "-"], env=env, capture_output=True)
     assert out.returncode == 0 and out.stdout == image_file.read_bytes()
     assert out.stderr == b""  # no progress bar in a pipe
+
+
+def test_corrupt_store_export_leaves_no_partial_file(cli: CLI, image_file: Path,
+                                                      tmp_path: Path) -> None:
+    made = cli.json("create", str(image_file), "--name", "c")
+    blob = tmp_path / "store" / "blobs" / "sha256" / made["checksum"].split(":")[1]  # type: ignore[index]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit on disk
+    blob.write_bytes(bytes(data))
+    out_dir = tmp_path / "exports"
+    out_dir.mkdir()
+    code, _, err = cli("export", "c", "-o", str(out_dir / "c.img"))
+    assert code == 1 and "checksum mismatch" in err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_progress_bar_only_on_a_tty(tmp_path: Path, image_file: Path) -> None:
+    import pty
+
+    env = {**os.environ, "IMAGEHUB_CONFIG": str(tmp_path / "c.yaml"), "COLUMNS": "100"}
+    (tmp_path / "c.yaml").write_text(
+        f"clouds: {{local: {{backend: local, path: {tmp_path / 's'}}}}}\n")
+    big = tmp_path / "big.img"
+    with big.open("wb") as fh:
+        for _ in range(64):
+            fh.write(os.urandom(1 << 20))
+    run = [sys.executable, "-m", "imagehub"]
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    # A real terminal has a size; a bare pty reports 0x0 and progress libraries hide.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.run([*run, "create", str(big), "--name", "big"], env=env,
+                          stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "upload" in shown and "B/s" in shown  # a bar with a rate, on a terminal
+    piped = subprocess.run([*run, "export", "big", "-o", str(tmp_path / "o.img")], env=env,
+                           capture_output=True, text=True)
+    assert piped.returncode == 0 and "B/s" not in piped.stderr
+    quiet = subprocess.run([*run, "--quiet", "export", "big", "-o", str(tmp_path / "q.img")],
+                           env=env, capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -57,8 +58,13 @@ class State:
             return None
         from tqdm import tqdm
 
+        try:
+            width = os.get_terminal_size(sys.stderr.fileno()).columns
+        except OSError:
+            width = 0
+        # A pty with no size set reports 0 columns, and tqdm then draws nothing.
         bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
-                   file=sys.stderr, leave=False, dynamic_ncols=True)
+                   file=sys.stderr, leave=False, ncols=width if width > 0 else 80)
         _open_bars.append(bar)
 
         def advance(n: int) -> None:
