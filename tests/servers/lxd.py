@@ -228,7 +228,8 @@ def start_daemon(
         )
         if ready.returncode != 0:
             raise LXDUnavailable(
-                f"LXD daemon {name} not ready after 60 s: {ready.stderr.strip()}\n{_log_tail(log_path)}"
+                f"LXD daemon {name} not ready after 60 s: {ready.stderr.strip()}\n"
+                f"{_log_tail(log_path)}"
             )
         error = ""
         for _ in range(attempts):

@@ -35,7 +35,7 @@ def lxd_client_tls(lxd_base_dir: Path) -> TLSFiles:
     return self_signed_cert(lxd_base_dir / "client-tls", "imagehub-client")
 
 
-def _start(lxd_base_dir: Path, name: str, trust_ca: Path) -> LXDDaemon:
+def _start(lxd_base_dir: Path, name: str, trust_ca: Path | None) -> LXDDaemon:
     if os.geteuid() != 0:
         unavailable(
             "LXD test daemons need root (lxd --group root, bind mounts); run the suite as root"
@@ -58,11 +58,13 @@ def lxd_daemon(
 
 
 @pytest.fixture(scope="session")
-def lxd_daemon2(
-    lxd_base_dir: Path, lxd_image_server_tls: TLSFiles
-) -> Iterator[LXDDaemon]:
-    """A second daemon, the target of server-to-server copies."""
-    daemon = _start(lxd_base_dir, "lxd2", lxd_image_server_tls.cert)
+def lxd_daemon2(lxd_base_dir: Path) -> Iterator[LXDDaemon]:
+    """A second daemon, the target of server-to-server copies.
+
+    Its CA store does not know the loopback image server, so it pulls from there only
+    when given that server's certificate (``source.certificate``).
+    """
+    daemon = _start(lxd_base_dir, "lxd2", None)
     yield daemon
     stop_daemon(daemon)
 

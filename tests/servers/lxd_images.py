@@ -141,6 +141,7 @@ def unified_image(
     compression: Compression = "gz",
     architecture: str | None = None,
     properties: Mapping[str, str] | None = None,
+    creation_date: int | None = None,
     omit_metadata_keys: Iterable[str] = (),
     include_metadata: bool = True,
 ) -> BuiltImage:

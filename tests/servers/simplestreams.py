@@ -12,8 +12,9 @@ It serves two things LXD downloads server-side:
 How LXD 5.0 is made to trust the self-signed certificate generated here:
 
 * simplestreams pulls honour the ``certificate`` field of the image source
-  (``POST /1.0/images`` with ``source.certificate`` = this server's PEM): LXD
-  pins it, exactly like it pins another LXD server's certificate;
+  (``POST /1.0/images`` with ``source.certificate`` = this server's PEM): LXD adds
+  it to the roots it trusts for that download (on top of its CA store, so it is
+  not a strict pin), exactly as for another LXD server's certificate;
 * URL pulls ignore ``source.certificate`` (LXD builds a plain HTTP client for
   them), so the daemon must trust the certificate through its CA bundle: start
   it with ``SSL_CERT_FILE`` pointing at a bundle that includes this certificate
@@ -34,6 +35,7 @@ import secrets
 import shutil
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -110,6 +112,8 @@ def self_signed_cert(dest_dir: Path, common_name: str = "imagehub-test") -> TLSF
 @dataclass(frozen=True)
 class _FileRoute:
     path: Path
+    # Seconds to stall before answering: keeps an LXD download running for a while.
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,8 @@ class ImageServer:
                         self.wfile.write(route.body)
                     return
                 size = route.path.stat().st_size
+                if send_body and route.delay:
+                    time.sleep(route.delay)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(size))
@@ -234,7 +240,7 @@ class ImageServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _serve_file(self, url_path: str, source: Path) -> str:
+    def _serve_file(self, url_path: str, source: Path, delay: float = 0.0) -> str:
         # Link rather than copy: test images are small, benchmark ones are not.
         target = self.root / url_path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -242,16 +248,19 @@ class ImageServer:
             target.hardlink_to(source)
         except OSError:
             shutil.copyfile(source, target)
-        self._routes[url_path] = _FileRoute(target)
+        self._routes[url_path] = _FileRoute(target, delay)
         return url_path
 
-    def add_direct(self, image: BuiltImage) -> str:
-        """Publish a unified image for ``create from URL``; returns the URL to give LXD."""
+    def add_direct(self, image: BuiltImage, *, delay: float = 0.0) -> str:
+        """Publish a unified image for ``create from URL``; returns the URL to give LXD.
+
+        ``delay`` stalls the download that many seconds, for tests of waiting.
+        """
         if image.kind != "unified":
             raise ValueError("LXD's URL protocol only carries unified images")
         token = secrets.token_hex(6)
         file_path = self._serve_file(
-            f"/files/{token}/{image.paths[0].name}", image.paths[0]
+            f"/files/{token}/{image.paths[0].name}", image.paths[0], delay
         )
         head_path = f"/direct/{token}"
         self._routes[head_path] = _DirectRoute(image.fingerprint, self.url + file_path)
