@@ -52,7 +52,8 @@ def write_conf(
         f"""\
         [DEFAULT]
         use_stderr = true
-        enabled_backends = fs:file
+        # Two stores so copy-image has somewhere to copy to.
+        enabled_backends = fs:file, fs2:file
         enabled_import_methods = [glance-direct,web-download,copy-image]
         public_endpoint = {url}
         worker_self_reference_url = {url}
@@ -61,6 +62,8 @@ def write_conf(
         default_backend = fs
         [fs]
         filesystem_store_datadir = {data}/images
+        [fs2]
+        filesystem_store_datadir = {data}/images2
         [os_glance_staging_store]
         filesystem_store_datadir = {data}/staging
         [os_glance_tasks_store]
@@ -132,6 +135,10 @@ class GlanceServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def stored_file(self, image_id: str, store: str = "fs") -> Path:
+        """Where the file store keeps an image's bytes (for corruption tests)."""
+        return self.data_dir / ("images" if store == "fs" else "images2") / image_id
+
     def wait_ready(self, timeout: float = 60) -> None:
         wait_http(f"{self.url}/healthcheck", self.daemon, timeout=timeout)
 
@@ -157,7 +164,7 @@ def start_glance(
     """Copy the migrated database into ``run_dir`` and start uWSGI (no wait)."""
     data = run_dir / "glance"
     data.mkdir(parents=True)
-    for sub in ("images", "staging", "tasks", "work", "cache", "locks"):
+    for sub in ("images", "images2", "staging", "tasks", "work", "cache", "locks"):
         (data / sub).mkdir()
     shutil.copy2(template_dir() / "glance.sqlite", data / "glance.sqlite")
     conf_dir = data / "etc"
@@ -193,9 +200,19 @@ def start_glance(
         "65535",
         "--http-timeout",
         "3600",
+        # uWSGI's http-socket closes every connection after the response but says
+        # HTTP/1.1 without "Connection: close"; clients that reuse the socket then hit
+        # resets. Saying it makes the test server honest (production sits behind a
+        # keep-alive proxy).
+        "--add-header", "Connection: close",
         "--disable-logging",  # request lines would swamp the log during benchmarks
         "--home",
         str(venv),
+        # oslo.concurrency runs qemu-img under "sys.executable -m ...prlimit"; under uWSGI
+        # that would be the uwsgi binary and the legacy import task dies with
+        # "Internal Error".
+        "--py-sys-executable",
+        str(venv / "bin" / "python"),
     ]
     daemon = Daemon(name="glance", argv=argv, env=env, log=run_dir / "glance.log")
     try:

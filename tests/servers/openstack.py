@@ -262,9 +262,12 @@ def start_openstack(run_dir: Path, *, timeout: float = 60) -> OpenStackCloud:
 
 
 if __name__ == "__main__":  # pragma: no cover - manual smoke run
+    import signal
     import sys
     import tempfile
 
+    # SIGTERM must run the finally below, or the servers outlive this process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     provision()
     with tempfile.TemporaryDirectory(prefix="imagehub-openstack-") as tmp:
         cloud = start_openstack(Path(tmp))

@@ -1,0 +1,146 @@
+"""Glance image and member records <-> imagehub's Image and Member, and JSON patches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from imagehub.errors import ImageHubError
+from imagehub.models import Image, Member, Visibility
+
+from .errors import BACKEND
+
+# Fields of the v2 image schema; everything else on a record is a user property.
+CORE_FIELDS = frozenset({
+    "id", "name", "status", "visibility", "owner", "size", "virtual_size", "checksum",
+    "os_hash_algo", "os_hash_value", "os_hidden", "protected", "min_disk", "min_ram",
+    "tags", "disk_format", "container_format", "stores", "created_at", "updated_at",
+    "self", "file", "schema", "locations", "direct_url",
+})
+# Glance writes these itself (import bookkeeping); they are not user properties.
+_INTERNAL_PREFIX = "os_glance_"
+
+# Image fields that live in Glance as properties, first key preferred.
+PROMOTED: dict[str, tuple[str, ...]] = {
+    "description": ("description",),
+    "architecture": ("architecture", "hw_architecture"),
+    "os": ("os_distro", "os"),
+    "release": ("os_version", "release"),
+    "version": ("version",),
+    "family": ("family",),
+}
+# Where imagehub writes a promoted field when asked to change it.
+PROMOTED_KEY = {field: keys[0] for field, keys in PROMOTED.items()}
+
+# Record fields a user may set through update() (Glance rejects the others with 403).
+SETTABLE_FIELDS = frozenset({
+    "name", "visibility", "protected", "min_disk", "min_ram", "os_hidden", "tags",
+    "disk_format", "container_format",
+})
+
+
+def properties_of(record: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        str(k): v if isinstance(v, str) else str(v)
+        for k, v in record.items()
+        if k not in CORE_FIELDS and not k.startswith(_INTERNAL_PREFIX) and v is not None
+    }
+
+
+def checksum_of(record: Mapping[str, Any]) -> str | None:
+    algo, value = record.get("os_hash_algo"), record.get("os_hash_value")
+    if algo and value:
+        return f"{str(algo).lower()}:{value}"
+    if record.get("checksum"):
+        return f"md5:{record['checksum']}"
+    return None
+
+
+def to_image(record: Mapping[str, Any]) -> Image:
+    props = properties_of(record)
+    promoted: dict[str, Any] = {field: next((props[k] for k in keys if props.get(k)), None)
+                                for field, keys in PROMOTED.items()}
+    try:
+        visibility = Visibility(record.get("visibility") or "shared")
+    except ValueError:
+        visibility = Visibility.PRIVATE
+    return Image(
+        id=str(record["id"]),
+        name=record.get("name"),
+        backend=BACKEND,
+        created_at=record.get("created_at"),
+        updated_at=record.get("updated_at"),
+        size=record.get("size"),
+        checksum=checksum_of(record),
+        disk_format=record.get("disk_format"),
+        container_format=record.get("container_format"),
+        visibility=visibility,
+        status=str(record.get("status") or "unknown"),
+        tags=tuple(record.get("tags") or ()),
+        properties=props,
+        owner=record.get("owner"),
+        raw=dict(record),
+        **promoted,
+    )
+
+
+def to_member(record: Mapping[str, Any]) -> Member:
+    return Member(
+        image_id=str(record["image_id"]),
+        member_id=str(record["member_id"]),
+        status=record.get("status", "pending"),
+        created_at=record.get("created_at"),
+        updated_at=record.get("updated_at"),
+        raw=dict(record),
+    )
+
+
+def _pointer(key: str) -> str:
+    # RFC 6901: "~" and "/" in a property name must be escaped in the path.
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def update_patch(current: Mapping[str, Any], changes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The JSON patch (RFC 6902) that applies imagehub ``update`` changes to a record.
+
+    ``properties`` merge; ``remove_properties`` delete keys; ``tags`` replace the whole
+    list (Glance answers ``/tags/-`` with 400); promoted fields (``description``,
+    ``architecture`` ...) are properties in Glance.
+    """
+    target: dict[str, Any] = {}
+    removals: list[str] = []
+    for key, value in changes.items():
+        if key == "properties":
+            for pk, pv in (value or {}).items():
+                target[str(pk)] = None if pv is None else str(pv)
+        elif key == "remove_properties":
+            removals.extend(str(k) for k in value or ())
+        elif key == "public":
+            target["visibility"] = "public" if value else "private"
+        elif key == "visibility":
+            target["visibility"] = Visibility(value).value
+        elif key == "tags":
+            target["tags"] = sorted(dict.fromkeys(str(t) for t in value))
+        elif key in PROMOTED_KEY:
+            target[PROMOTED_KEY[key]] = None if value is None else str(value)
+        elif key in SETTABLE_FIELDS:
+            target[key] = value
+        else:
+            raise ImageHubError(
+                f"cannot update {key!r} on a Glance image (updatable: "
+                f"{', '.join(sorted({*SETTABLE_FIELDS, *PROMOTED_KEY, 'properties'}))}, "
+                "remove_properties, public)", backend=BACKEND)
+    ops: list[dict[str, Any]] = []
+    for key, value in target.items():
+        if value is None:
+            if key in current:
+                ops.append({"op": "remove", "path": _pointer(key)})
+            continue
+        if key in current and current[key] == value:
+            continue
+        ops.append({"op": "replace" if key in current else "add", "path": _pointer(key),
+                    "value": value})
+    for key in removals:
+        if key in current and key not in CORE_FIELDS:
+            ops.append({"op": "remove", "path": _pointer(key)})
+    return ops

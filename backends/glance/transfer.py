@@ -1,0 +1,68 @@
+"""Moving image bytes: a sized streaming upload body and a verified streamed download."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import requests
+import urllib3.exceptions
+
+from imagehub.errors import TransferError
+from imagehub.streams import CHUNK_SIZE
+
+from .errors import BACKEND
+
+
+class UploadBody:
+    """The request body of ``PUT /file``: chunks passed straight to the socket.
+
+    With ``__len__`` requests sends ``Content-Length`` (Glance then knows the size up
+    front) instead of chunked encoding; urllib3 writes each 1 MiB chunk with one
+    ``sendall``. A source that yields more or fewer bytes than promised raises
+    TransferError, so the server sees a cut connection rather than a short image.
+    Whatever the source itself raised is kept in ``error``: requests may wrap it.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], size: int | None, what: str) -> None:
+        self._chunks = chunks
+        self.size = size
+        self.sent = 0
+        self.what = what
+        self.error: BaseException | None = None
+
+    def __len__(self) -> int:
+        return self.size or 0
+
+    def __bool__(self) -> bool:
+        return True  # an empty sized body is still a body
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._chunks:
+                self.sent += len(chunk)
+                if self.size is not None and self.sent > self.size:
+                    raise TransferError(f"{self.what}: the source grew past its size "
+                                        f"({self.size} bytes) during the upload",
+                                        backend=BACKEND)
+                yield chunk
+            if self.size is not None and self.sent != self.size:
+                raise TransferError(f"{self.what}: read {self.sent} of {self.size} bytes; "
+                                    "the source shrank or was cut short", backend=BACKEND)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+def response_chunks(resp: requests.Response, what: str) -> Iterator[bytes]:
+    """The body of a streamed response in ~1 MiB chunks; a cut stream is a TransferError."""
+    try:
+        raw = resp.raw
+        while True:
+            chunk = raw.read(CHUNK_SIZE, decode_content=False)
+            if not chunk:
+                return
+            yield chunk
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise TransferError(f"{what}: the download was cut: {exc}", backend=BACKEND) from exc
+    finally:
+        resp.close()
