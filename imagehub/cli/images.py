@@ -36,6 +36,9 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
         images = list(state.manager().all(latest=latest, **wanted))
     if sort_key:
         images = sort_images(images, sort_key)
+    if any(i.region for i in images):  # region-scoped clouds list one record per region
+        at = columns.index("architecture") + 1
+        columns = (*columns[:at], "region", "version", *columns[at:])
     emit(state, images[:limit] if limit else images, columns=columns)
     warn_failures(failures)
 
@@ -153,6 +156,7 @@ def update(state: State, ref: str, name: str | None, description: str | None,
 def delete(state: State, ref: str) -> None:
     """Delete an image."""
     manager, bare = state.target(ref)
+    manager.require(Capability.DELETE, "delete")  # refuse before any request
     image = manager.get(bare)
     manager.delete(image)
     if not state.quiet:
@@ -233,21 +237,29 @@ def reject(state: State, ref: str) -> None:
 @click.argument("ref", required=False)
 @click.option("--family", help="launch the latest image of this family instead of REF")
 @click.option("--region", required=True)
+@click.option("--architecture", "--arch", help="with --family: which architecture's image")
 @click.option("--instance-type", required=True)
 @click.option("--ssh-key", required=True, help="name of an SSH key known to the provider")
 @click.option("--name", help="instance name")
 @pass_state
 def launch(state: State, ref: str | None, family: str | None, region: str,
-           instance_type: str, ssh_key: str, name: str | None) -> None:
+           architecture: str | None, instance_type: str, ssh_key: str,
+           name: str | None) -> None:
     """Launch instances from an image, where the backend can."""
     if (ref is None) == (family is None):
         raise click.UsageError("give either REF or --family")
     manager, bare = state.target(ref) if ref else (state.manager(), "")
     manager.require(Capability.LAUNCH, "launch")
     if family:
-        newest = latest_images(manager.all(family=family, region=region))
+        newest = latest_images(manager.all(family=family, region=region,
+                                           architecture=architecture))
         if not newest:
             raise click.UsageError(f"no image of family {family!r} in {region}")
+        if len(newest) > 1:
+            # Never guess: an arm64 image on an x86 instance type fails late and costs money.
+            archs = ", ".join(sorted(str(i.architecture) for i in newest))
+            raise click.UsageError(f"family {family!r} in {region} has images for {archs}; "
+                                   "choose one with --architecture")
         target = newest[0]
     else:
         target = manager.get(bare)
