@@ -37,6 +37,7 @@ from .errors import (
 )
 from .hub import CloudFailure, Hub, HubListing
 from .manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
+from .migrate import Plan, Progress, SyncSummary, Transfer, migrate, plan, sync
 from .models import (
     Image,
     Member,
@@ -93,11 +94,15 @@ __all__ = [
     "Option",
     "Page",
     "PermissionDenied",
+    "Plan",
+    "Progress",
     "QuotaExceeded",
     "RateLimited",
     "RegistryError",
     "ServerUnreachable",
     "StreamPart",
+    "SyncSummary",
+    "Transfer",
     "TransferError",
     "UnboundImageError",
     "UnsupportedOperation",
@@ -107,7 +112,10 @@ __all__ = [
     "get_backend",
     "latest",
     "load_config",
+    "migrate",
     "normalize_architecture",
     "parse_datetime",
+    "plan",
     "resolve_ref",
+    "sync",
 ]
