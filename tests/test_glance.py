@@ -52,8 +52,6 @@ from imagehub.streams import DataSource
 from imagehub.testing import ImageManagerConformance, ShareTarget
 from tests.servers.openstack import OpenStackCloud, ProjectUser, password_session
 
-pytest_plugins = ["tests.servers.openstack_fixtures"]
-
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -415,6 +413,13 @@ def test_verified_download_detects_corruption_and_leaves_no_file(
     assert "sha512" in str(info.value)
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["good.img"]
+    # Verifying against one of Glance's two hashes still catches it.
+    for hashes, algo in (("os_hash", "sha512"), ("md5", "md5")):
+        single = connect(openstack_cloud, openstack_cloud.project("alpha"),
+                         download_hashes=hashes)
+        with pytest.raises(ChecksumMismatch, match=algo):
+            single.export(image.id).save(target)
+        assert not target.exists()
 
 
 def test_export_task_to_path_and_file_object(alpha: GlanceManager, tmp_path: Path,

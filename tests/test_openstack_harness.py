@@ -14,8 +14,6 @@ from keystoneauth1 import adapter
 
 from tests.servers.openstack import OpenStackCloud, password_session
 
-pytest_plugins = ["tests.servers.openstack_fixtures"]
-
 
 def image_client(cloud: OpenStackCloud, project: str) -> adapter.Adapter:
     sess = password_session(cloud, cloud.project(project))

@@ -98,6 +98,9 @@ class GlanceManager(ImageManager):
                             "by default in Glance)"),
         "retries": Option(int, default=3, help="retries of idempotent requests on "
                           "connection failure, 502/503/504 and 429"),
+        "download_hashes": Option(str, default="all", choices=("all", "os_hash", "md5"),
+                                  help="what a download is verified against: Glance's "
+                                  "multihash (sha512) and md5 (all), or one of them"),
         "legacy_tasks": Option(bool, help="import_task through POST /v2/tasks: true, false, "
                                "or unset to try it and fall back to web-download"),
     }
@@ -115,6 +118,7 @@ class GlanceManager(ImageManager):
         backoff: float = 0.5,
         legacy_tasks: bool | None = None,
         hash_threads: bool = True,
+        download_hashes: str = "all",
         cloud: str | None = None,
     ) -> None:
         super().__init__(cloud=cloud)
@@ -130,6 +134,10 @@ class GlanceManager(ImageManager):
         self.page_size = max(1, page_size)
         self.legacy_tasks = legacy_tasks
         self.hash_threads = hash_threads
+        if download_hashes not in ("all", "os_hash", "md5"):
+            raise ImageHubError(f"download_hashes must be all, os_hash or md5, not "
+                                f"{download_hashes!r}", backend=BACKEND)
+        self.download_hashes = download_hashes
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, cloud: str) -> GlanceManager:
@@ -147,6 +155,7 @@ class GlanceManager(ImageManager):
             page_size=int(opts.get("page_size") or 500),
             retries=int(opts["retries"]) if opts.get("retries") is not None else 3,
             legacy_tasks=opts.get("legacy_tasks"),
+            download_hashes=str(opts.get("download_hashes") or "all"),
             cloud=cloud,
         )
 
@@ -477,10 +486,11 @@ class GlanceManager(ImageManager):
         if size is None and length and length.isdigit():
             size = int(length)
         promises = []
-        if record.get("os_hash_algo") and record.get("os_hash_value"):
+        if record.get("os_hash_algo") and record.get("os_hash_value") \
+                and self.download_hashes != "md5":
             promises.append(f"{str(record['os_hash_algo']).lower()}:{record['os_hash_value']}")
         md5 = record.get("checksum") or resp.headers.get("Content-MD5")
-        if md5:
+        if md5 and (self.download_hashes != "os_hash" or not promises):
             promises.append(f"md5:{md5}")
         part = StreamPart(name="image", chunks=response_chunks(resp, f"download of {image.id}"),
                           size=size, filename=f"{image.id}.{record.get('disk_format') or 'img'}")
