@@ -149,6 +149,11 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (257, b"ustar", "tar"),
 )
 
+# Statuses of records on their way out (Glance lists some for a while): nothing to delete.
+_GONE = frozenset({"deleted", "pending_delete"})
+# Formats whose files always start with their magic: a mismatch means a mislabelled image.
+_SELF_DESCRIBING = frozenset({"qcow2", "vhdx"})
+
 Path_ = str  # "native:<kind>" | "stream" | "none"
 ProgressCallback = Callable[["Progress"], None]
 
@@ -376,7 +381,7 @@ class _Index:
             return
         for image in dst.all():
             if image.status != "active":
-                if PROP_TRANSFER in image.properties:
+                if PROP_TRANSFER in image.properties and image.status not in _GONE:
                     self.stale.append(image)
                 continue
             for key in _identities(image):
@@ -777,6 +782,13 @@ def _formats(p: Plan, *, sniffed: str | None, packed: bool) -> tuple[
     else:
         out_disk = disk if disk in PORTABLE_DISK_FORMATS else portable_sniff
         out_container = container if container in PORTABLE_CONTAINER_FORMATS else None
+    if out_disk in _SELF_DESCRIBING and sniffed != out_disk:
+        # Caught before a byte moves; the destination would refuse it mid-upload (Glance
+        # inspects the bytes) or, worse, store a disk that cannot boot.
+        raise IncompatibleFormat(
+            f"image {image.id} says it is {out_disk}, but its bytes are "
+            f"{sniffed or 'not a format imagehub recognises'}", backend=p.dst.name,
+            hint="fix the source image's disk format")
     memo: dict[str, str] = {}
     if (out_disk, out_container) != (disk, container) and (disk or container):
         memo[PROP_FORMAT_BACKEND] = origin
@@ -833,6 +845,8 @@ def _stream(p: Plan, options: _Options, token: str, made: list[Image]
         sniffed = _sniff(first)
         blob = itertools.chain([first], blob) if first else blob
 
+        blob_size = _blob_size(stream, last.size, lead[2] if lead and not carried_lead
+                               else None)
         reported_algos = _algos_reported_by(dst)
         blob_hasher = Hasher(sorted(reported_algos - {"sha256"}))
         # A packed source's content is lead + blob: only the stream sees the blob, so
@@ -870,21 +884,25 @@ def _stream(p: Plan, options: _Options, token: str, made: list[Image]
             # Safe to state up front: the content is checked against it before the
             # destination commits, so the property can never describe other bytes.
             props[PROP_SHA256] = p.checksum.split(":", 1)[1]
-        create_kw: dict[str, Any] = {
-            "name": p.name, "description": source.description,
-            "architecture": source.architecture, "progress": None,
-        }
+
+        def send(properties: dict[str, str], *, packed: bool, promise: str | None,
+                 metadata: IO[bytes] | None = None) -> Image:
+            disk, container, memo = _formats(p, sniffed=sniffed, packed=packed)
+            return dst.create(
+                _Sized(body(), blob_size), metadata=metadata, name=p.name,
+                description=source.description, architecture=source.architecture,
+                properties={**properties, **memo}, format=disk, container_format=container,
+                checksum=promise if options.verify else None)
+
         packed = False
         image: Image | None = None
-        if lead is not None:
+        if lead is None:
+            image = send(props, packed=False, promise=p.checksum or _norm(source.checksum))
+        else:
             lead_name, lead_file, lead_len = lead
-            disk, container, memo = _formats(p, sniffed=sniffed, packed=False)
             try:
                 lead_file.seek(0)
-                image = dst.create(
-                    body(), metadata=lead_file, properties={**props, **memo},
-                    format=disk, container_format=container,
-                    checksum=p.checksum if options.verify else None, **create_kw)
+                image = send(props, packed=False, promise=p.checksum, metadata=lead_file)
             except InvalidImageData:
                 # A one-file store refuses two parts before reading any: pack the lead
                 # into properties instead. If it had read, the error is real.
@@ -899,19 +917,10 @@ def _stream(p: Plan, options: _Options, token: str, made: list[Image]
                 packed = True
             if packed:
                 lead_file.seek(0)
-                packed_props = _pack([(lead_name, lead_file.read())], last.name)
-                disk, container, memo = _formats(p, sniffed=sniffed, packed=True)
-                promise = _norm(source.checksum) if carried_lead else None
-                image = dst.create(
-                    body(), properties={**props, **memo, **packed_props}, format=disk,
-                    container_format=container,
-                    checksum=promise if options.verify else None, **create_kw)
-        else:
-            disk, container, memo = _formats(p, sniffed=sniffed, packed=False)
-            promise = p.checksum or _norm(source.checksum)
-            image = dst.create(body(), properties={**props, **memo}, format=disk,
-                               container_format=container,
-                               checksum=promise if options.verify else None, **create_kw)
+                carried = _pack([(lead_name, lead_file.read())], last.name)
+                # Only a packed source's own checksum describes the blob alone.
+                image = send({**props, **carried}, packed=True,
+                             promise=_norm(source.checksum) if carried_lead else None)
         assert image is not None
         made.append(image)
 
@@ -948,6 +957,30 @@ def _stream(p: Plan, options: _Options, token: str, made: list[Image]
     return image, moved, content, tuple(checks)
 
 
+class _Sized:
+    """An iterable of chunks that says how many bytes it will yield (``open_source``
+    reads ``size``), so a destination can send it with a Content-Length."""
+
+    def __init__(self, chunks: Iterator[bytes], size: int | None) -> None:
+        self._chunks, self.size = chunks, size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+
+def _blob_size(stream: ImageStream, last_size: int | None, lead_from_stream: int | None
+               ) -> int | None:
+    if last_size is not None:
+        return last_size
+    if stream.size is None:
+        return None
+    if lead_from_stream is None:
+        return stream.size
+    # A split export's size is its parts' total (LXD reports it so).
+    rest = stream.size - lead_from_stream
+    return rest if rest >= 0 else None
+
+
 def _content(stream: ImageStream, content_hasher: Hasher | None) -> str:
     if content_hasher is not None:
         return content_hasher.checksum("sha256")
@@ -980,7 +1013,8 @@ def _cleanup(p: Plan, token: str, made: list[Image], options: _Options,
                 made.remove(image)
             if Capability.LIST in type(dst).capabilities:
                 for image in dst.all():
-                    if image.properties.get(PROP_TRANSFER) == token:
+                    if image.properties.get(PROP_TRANSFER) == token and \
+                            image.status not in _GONE:
                         _delete_if_present(dst, image)
             return
         except ImageHubError as exc:
@@ -1002,6 +1036,7 @@ def _delete_if_present(dst: ImageManager, image: Image) -> None:
 
     with contextlib.suppress(ImageNotFound):
         dst.delete(image.id)
+        log.info("deleted half-made image %s on %s", image.id, dst.cloud)
 
 
 def _note(exc: BaseException, text: str) -> None:

@@ -193,7 +193,12 @@ def open_source(data: Source, name: str = "image") -> DataSource:
                         f"image data iterables must yield bytes, got {type(chunk).__name__}")
                 yield bytes(chunk)
 
-        return DataSource(name=name, size=None, _open=from_iter)
+        # An iterable may declare its length with an int ``size`` (an ImageStream does):
+        # backends can then send it sized (Content-Length) rather than chunked.
+        declared = getattr(data, "size", None)
+        known = declared if isinstance(declared, int) and not isinstance(declared, bool) \
+            else None
+        return DataSource(name=name, size=known, _open=from_iter)
     raise InvalidImageData(f"cannot read image data from {type(data).__name__}",
                            hint="pass a path, a binary file object or an iterable of bytes")
 

@@ -6,6 +6,7 @@ Glance, faults through the loopback proxy) are at the end and use the session fi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,7 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,6 +35,13 @@ from imagehub.backends.local import LocalManager
 from imagehub.cli import main
 from imagehub.manager import CreateSpec
 from imagehub.streams import DataSource
+from tests.servers.faultproxy import FaultProxy
+
+if TYPE_CHECKING:
+    from imagehub.backends.glance import GlanceManager
+    from imagehub.backends.lxd import LXDManager
+    from tests.servers.lxd import LXDDaemon
+    from tests.servers.openstack import OpenStackCloud
 
 MiB = 1024 * 1024
 
@@ -68,6 +78,18 @@ class OneFileStore(LocalManager):
         if len(parts) != 1:
             raise InvalidImageData("one file per image")
         return super()._create(parts, spec)
+
+
+class LeakyStore(LocalManager):
+    """A backend that fails *after* its record exists and leaves it behind (as a server
+    that dies before the client can delete the record does): migrate must find the
+    record by its transfer tag and delete it."""
+
+    name = "leaky"
+
+    def _create(self, parts: list[DataSource], spec: CreateSpec) -> imagehub.Image:
+        super()._create(parts, spec)
+        raise imagehub.ServerUnreachable("connection lost after the upload")
 
 
 class ReadOnlyStore(LocalManager):
@@ -259,6 +281,10 @@ def test_container_rootfs_never_becomes_a_vm_disk(src: LocalManager, dst: LocalM
     disk = src.create(b"QFI\xfb" + os.urandom(5000), name="disk", format="qcow2")
     with pytest.raises(IncompatibleFormat, match="not supported"):
         imagehub.migrate(src, disk, dst, format="vmdk", progress=moved.append)
+    lying = src.create(os.urandom(5000), name="lying", format="qcow2")
+    with pytest.raises(IncompatibleFormat, match="says it is qcow2"):
+        imagehub.migrate(src, lying, OneFileStore(path=dst.root.parent / "one"),
+                         progress=moved.append)
     assert moved == [] and list(dst.all()) == [] and _leftovers(dst) == []
 
 
@@ -277,6 +303,18 @@ def test_checksum_mismatch_deletes_the_destination_image(src: LocalManager,
         imagehub.migrate(src, image, dst)
     assert caught.value.expected == image.checksum
     assert list(dst.all()) == [] and _leftovers(dst) == []
+
+
+def test_records_a_failing_backend_leaves_behind_are_deleted(
+        src: LocalManager, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    image = src.create(os.urandom(MiB), name="leak")
+    leaky = LeakyStore(path=tmp_path / "leaky", cloud="leaky")
+    caplog.set_level("INFO", logger="imagehub.migrate")
+    with pytest.raises(imagehub.ServerUnreachable):
+        imagehub.plan(src, image, leaky).execute(retries=2, backoff=0.01)
+    # three attempts, each left a record, each record deleted by its own cleanup
+    assert len([r for r in caplog.records if r.msg.startswith("deleted half-made")]) == 3
+    assert list(leaky.all()) == [] and _leftovers(leaky) == []
 
 
 def test_ctrl_c_mid_stream_deletes_the_destination_image(src: LocalManager,
@@ -408,3 +446,279 @@ def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
     assert err.strip().splitlines()[-1] == "imagehub: interrupted"
     assert list(b.all()) == [] and _leftovers(b) == []
 
+
+
+# == real servers: LXD daemons, Keystone + Glance =========================================
+# Each test below uses the session fixtures of tests/servers/*_fixtures.py; they skip
+# (or fail under CI=true) with the exact reason when a server cannot run here.
+def _glance_manager(cloud: OpenStackCloud, **options: Any) -> GlanceManager:
+    from imagehub.backends.glance import GlanceManager
+
+    opts = {"auth_type": "password", "auth": cloud.project("alpha").auth(cloud.auth_url),
+            "region_name": cloud.region_name, **options}
+    manager = GlanceManager.from_options(opts, cloud="glance")
+    assert isinstance(manager, GlanceManager)
+    return manager
+
+
+@pytest.fixture(scope="module")
+def glance(openstack_cloud: OpenStackCloud) -> Iterator[GlanceManager]:
+    manager = _glance_manager(openstack_cloud)
+    yield manager
+    manager.close()
+
+
+@pytest.fixture
+def glance_tidy(glance: GlanceManager) -> Iterator[GlanceManager]:
+    """Glance as the test found it afterwards: images a test made are deleted."""
+    before = {i.id for i in glance.all()}
+    yield glance
+    for image in glance.all():
+        if image.id not in before and image.status not in ("deleted", "pending_delete"):
+            with contextlib.suppress(imagehub.ImageNotFound):
+                glance.delete(image)
+
+
+@pytest.fixture
+def faulty_glance(openstack_cloud: OpenStackCloud, glance_tidy: GlanceManager
+                  ) -> Iterator[tuple[FaultProxy, GlanceManager]]:
+    """The same Glance reached through the fault proxy, with short timeouts and no
+    backend-level retries, so each injected fault surfaces at once."""
+    with FaultProxy(openstack_cloud.glance_server.port) as proxy:
+        manager = _glance_manager(openstack_cloud, endpoint_override=proxy.url,
+                                  timeout=3.0, retries=0)
+        yield proxy, manager
+        manager.close()
+
+
+@pytest.fixture(scope="module")
+def lxd_one(lxd_daemon: LXDDaemon) -> Iterator[LXDManager]:
+    from imagehub.backends.lxd import LXDManager
+
+    manager = LXDManager(endpoint=str(lxd_daemon.socket_path), cloud="lxd-one")
+    yield manager
+    manager.close()
+
+
+@pytest.fixture(scope="module")
+def lxd_two(lxd_daemon2: LXDDaemon) -> Iterator[LXDManager]:
+    from imagehub.backends.lxd import LXDManager
+
+    manager = LXDManager(endpoint=str(lxd_daemon2.socket_path), cloud="lxd-two")
+    yield manager
+    manager.close()
+
+
+def _lxd_image(lxd: LXDManager, tmp_path: Path, kind: str) -> tuple[imagehub.Image, Any]:
+    from tests.servers import lxd_images
+
+    builders = {"unified": lxd_images.unified_image,
+                "container": lxd_images.split_container_image,
+                "virtual-machine": lxd_images.split_vm_image}
+    built = builders[kind](tmp_path, properties={"os": "debian", "release": "bookworm"})
+    if len(built.paths) == 1:
+        image = lxd.create(built.paths[0], name=f"mig-{kind}")
+    else:
+        image = lxd.create(built.rootfs, metadata=built.metadata, name=f"mig-{kind}")
+    assert image.id == built.fingerprint
+    return image, built
+
+
+def _tagged(manager: imagehub.ImageManager) -> list[imagehub.Image]:
+    return [i for i in manager.all() if "imagehub.transfer" in i.properties]
+
+
+@pytest.mark.parametrize("kind", ["unified", "container", "virtual-machine"])
+def test_lxd_to_glance_to_lxd_keeps_the_fingerprint(
+        kind: str, lxd_one: LXDManager, lxd_two: LXDManager, glance_tidy: GlanceManager,
+        tmp_path: Path) -> None:
+    original, built = _lxd_image(lxd_one, tmp_path, kind)
+    try:
+        stored = imagehub.migrate(lxd_one, original, glance_tidy)
+        assert stored.status == "active"
+        assert stored.properties["imagehub.sha256"] == original.id
+        assert (stored.os, stored.release) == ("debian", "bookworm")
+        if kind == "virtual-machine":
+            # Glance holds the VM's disk itself, as a qcow2 image it can boot.
+            assert (stored.disk_format, stored.container_format) == ("qcow2", "bare")
+            assert stored.size == built.rootfs.stat().st_size
+            disk = tmp_path / "from-glance.qcow2"
+            glance_tidy.export(stored).save(disk)
+            info = json.loads(subprocess.run(
+                ["qemu-img", "info", "--output=json", str(disk)], check=True,
+                capture_output=True, text=True).stdout)
+            assert info["format"] == "qcow2"
+        back = imagehub.migrate(glance_tidy, stored, lxd_two)
+        assert back.id == original.id  # the identical LXD fingerprint
+        assert back.container_format == original.container_format
+        assert back.name == f"mig-{kind}" and back.os == "debian"
+    finally:
+        for manager in (lxd_one, lxd_two):
+            with contextlib.suppress(imagehub.ImageNotFound):
+                manager.delete(original.id)
+
+
+def test_local_to_glance_to_local_keeps_the_checksum(
+        src: LocalManager, dst: LocalManager, glance_tidy: GlanceManager) -> None:
+    data = os.urandom(5 * MiB + 3)
+    original = src.create(data, name="loc", properties={"os": "debian"})
+    stored = imagehub.migrate(src, original, glance_tidy)
+    assert stored.checksum == "sha512:" + hashlib.sha512(data).hexdigest()
+    assert (stored.disk_format, stored.os) == ("raw", "debian")
+    done = imagehub.plan(glance_tidy, stored, dst).execute()
+    assert {"source:sha512", "source:md5", "source:content-sha256",
+            "destination:sha256"} <= set(done.checks)
+    assert done.image is not None and done.image.checksum == original.checksum
+    assert done.image.properties["imagehub.source_checksum"] == stored.checksum
+    assert imagehub.sync(glance_tidy, dst).present >= 1  # keyed on content, both ways
+    assert imagehub.sync(src, glance_tidy).present == 1
+
+
+def test_lxd_to_lxd_takes_the_native_path_unless_told(
+        lxd_one: LXDManager, lxd_two: LXDManager, tmp_path: Path) -> None:
+    original, _ = _lxd_image(lxd_one, tmp_path, "unified")
+    try:
+        native = imagehub.plan(lxd_one, original, lxd_two)
+        assert native.path.startswith("native:lxd-copy")
+        done = native.execute()
+        assert done.path == native.path and done.bytes == 0
+        assert done.image is not None and done.image.id == original.id
+        lxd_two.delete(original.id)
+        streamed = imagehub.plan(lxd_one, original, lxd_two, stream=True).execute()
+        assert streamed.path == "stream" and streamed.bytes == original.size
+        assert streamed.image is not None and streamed.image.id == original.id
+    finally:
+        for manager in (lxd_one, lxd_two):
+            with contextlib.suppress(imagehub.ImageNotFound):
+                manager.delete(original.id)
+
+
+def test_sync_lxd_to_glance_in_parallel_then_nothing_left_to_do(
+        lxd_one: LXDManager, glance_tidy: GlanceManager, tmp_path: Path) -> None:
+    made = [_lxd_image(lxd_one, tmp_path, kind)[0]
+            for kind in ("unified", "container", "virtual-machine", "unified")]
+    try:
+        ids = {i.id for i in made}
+        first = imagehub.sync(lxd_one, glance_tidy, jobs=4)
+        mine = [t for t in first.items if t.source.id in ids]
+        assert [t.action for t in mine] == ["copied"] * 4 and first.failed == 0
+        assert all("destination:sha512" in t.checks for t in mine)
+        again = imagehub.sync(lxd_one, glance_tidy, jobs=4)
+        assert {t.action for t in again.items if t.source.id in ids} == {"present"}
+    finally:
+        for image in made:
+            lxd_one.delete(image.id)
+
+
+# -- faults through the proxy, against real Glance -----------------------------------------
+FAULT_SIZE = 6 * MiB
+
+
+@pytest.mark.parametrize("fraction", [0.10, 0.50, 0.99])
+def test_upload_cut_leaves_nothing_and_a_retry_finishes(
+        fraction: float, src: LocalManager, faulty_glance: tuple[FaultProxy, GlanceManager],
+        glance_tidy: GlanceManager) -> None:
+    proxy, glance = faulty_glance
+    image = src.create(os.urandom(FAULT_SIZE), name=f"cut-up-{fraction}")
+    before = {i.id for i in glance_tidy.all()}
+    proxy.cut("up", int(FAULT_SIZE * fraction))
+    with pytest.raises((imagehub.TransferError, imagehub.BackendError)):
+        imagehub.migrate(src, image, glance, retries=0)
+    assert {i.id for i in glance_tidy.all()} == before
+    proxy.cut("up", int(FAULT_SIZE * fraction))  # once more: the retry must recover
+    done = imagehub.plan(src, image, glance).execute(retries=2, backoff=0.1)
+    assert done.attempts == 2
+    assert done.image is not None and done.image.properties["imagehub.sha256"] == \
+        image.checksum.split(":")[1]
+    assert [i.id for i in glance_tidy.all() if i.id not in before] == [done.image.id]
+
+
+@pytest.mark.parametrize("fraction", [0.10, 0.50, 0.99])
+def test_download_cut_leaves_nothing(
+        fraction: float, src: LocalManager, dst: LocalManager,
+        faulty_glance: tuple[FaultProxy, GlanceManager]) -> None:
+    proxy, glance = faulty_glance
+    stored = imagehub.migrate(src, src.create(os.urandom(FAULT_SIZE), name="dl"), glance)
+    proxy.cut("down", int(FAULT_SIZE * fraction))
+    with pytest.raises(imagehub.TransferError):
+        imagehub.migrate(glance, stored, dst, retries=0)
+    assert list(dst.all()) == [] and _leftovers(dst) == []
+
+
+def test_flipped_byte_on_the_way_up_is_caught_and_removed(
+        src: LocalManager, faulty_glance: tuple[FaultProxy, GlanceManager],
+        glance_tidy: GlanceManager) -> None:
+    proxy, glance = faulty_glance
+    image = src.create(os.urandom(FAULT_SIZE), name="flip-up")
+    before = {i.id for i in glance_tidy.all()}
+    proxy.flip("up", FAULT_SIZE // 2)
+    with pytest.raises(ChecksumMismatch, match="sha512"):
+        imagehub.migrate(src, image, glance)
+    assert {i.id for i in glance_tidy.all()} == before
+
+
+def test_flipped_byte_on_the_way_down_is_caught_and_removed(
+        src: LocalManager, dst: LocalManager,
+        faulty_glance: tuple[FaultProxy, GlanceManager]) -> None:
+    proxy, glance = faulty_glance
+    stored = imagehub.migrate(src, src.create(os.urandom(FAULT_SIZE), name="flip"), glance)
+    proxy.flip("down", FAULT_SIZE // 2)
+    with pytest.raises(ChecksumMismatch):
+        imagehub.migrate(glance, stored, dst)
+    assert list(dst.all()) == [] and _leftovers(dst) == []
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_stall_times_out_and_leaves_nothing(
+        direction: str, src: LocalManager, dst: LocalManager,
+        faulty_glance: tuple[FaultProxy, GlanceManager], glance_tidy: GlanceManager) -> None:
+    proxy, glance = faulty_glance
+    image = src.create(os.urandom(FAULT_SIZE), name=f"stall-{direction}")
+    before = {i.id for i in glance_tidy.all()}
+    started = time.monotonic()
+    if direction == "up":
+        proxy.stall("up", FAULT_SIZE // 2)
+        with pytest.raises((imagehub.TransferError, imagehub.BackendError)):
+            imagehub.migrate(src, image, glance, retries=0)
+        proxy.release()
+        assert {i.id for i in glance_tidy.all()} == before
+    else:
+        stored = imagehub.migrate(src, image, glance)
+        proxy.stall("down", FAULT_SIZE // 2)
+        with pytest.raises((imagehub.TransferError, imagehub.BackendError)):
+            imagehub.migrate(glance, stored, dst, retries=0)
+        proxy.release()
+        assert list(dst.all()) == [] and _leftovers(dst) == []
+    assert time.monotonic() - started < 30
+
+
+def test_glance_killed_mid_upload_leaves_no_orphan(
+        src: LocalManager, openstack_cloud: OpenStackCloud, glance_alive: OpenStackCloud,
+        glance_tidy: GlanceManager) -> None:
+    image = src.create(os.urandom(48 * MiB), name="killed")
+    before = {i.id for i in glance_tidy.all()}
+    store = openstack_cloud.glance_server.data_dir / "images"
+    files_before = set(store.iterdir())
+    killed = threading.Event()
+
+    def restart_later() -> None:
+        time.sleep(2)  # down for a while, as a crashed server under a supervisor is
+        openstack_cloud.restart_glance()
+
+    def kill_at_a_third(p: Progress) -> None:
+        if p.done >= 16 * MiB and not killed.is_set():
+            killed.set()
+            openstack_cloud.kill_glance()
+            threading.Thread(target=restart_later, daemon=True).start()
+
+    glance = _glance_manager(openstack_cloud, timeout=10.0, retries=0)
+    with pytest.raises((imagehub.TransferError, imagehub.BackendError)):
+        imagehub.migrate(src, image, glance, retries=0, progress=kill_at_a_third)
+    assert killed.is_set()
+    openstack_cloud.glance_server.wait_ready(60)
+    assert {i.id for i in glance_tidy.all()} == before
+    assert _leftovers(src) == []
+    # What Glance itself had written before SIGKILL stays in its file store: the record
+    # had no location yet, so deleting it cannot reach the file (docs/migrate.md).
+    listed = {i.id for i in glance_tidy.all()}
+    assert all(f.name not in listed for f in set(store.iterdir()) - files_before)
