@@ -67,7 +67,7 @@ def test_guide_examples_run(guide_env: dict[str, object],
     for number, block in enumerate(blocks, 1):
         try:
             exec(compile(block, f"{GUIDE.name} block {number}", "exec"), namespace)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - report which block broke
             pytest.fail(f"guide block {number} failed: {type(exc).__name__}: {exc}\n{block}")
     out = capsys.readouterr().out
     assert "guide-base" in out                         # listed, then aliased and exported
