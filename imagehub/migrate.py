@@ -650,9 +650,13 @@ def _native(p: Plan, options: _Options, token: str, made: list[Image]
                                    backend=p.dst.name)
         checks.append("destination:" + got.split(":", 1)[0])
     if Capability.UPDATE in type(p.dst).capabilities:
-        # Provenance, so sync finds it by content later; a failure here is not fatal.
+        # Provenance, so sync finds it by content later, and the name asked for (a server
+        # copy keeps the source's); a failure here is not fatal.
+        changes: dict[str, Any] = {"properties": _provenance(p, promised)}
+        if p.name != image.name and p.name != _default_name(p.source):
+            changes["name"] = p.name
         try:
-            image = p.dst.update(image, properties=_provenance(p, promised))
+            image = p.dst.update(image, **changes)
         except ImageHubError as exc:
             log.warning("could not record provenance on %s: %s", image.id, exc)
     made.clear()  # succeeded: nothing to clean up
@@ -888,6 +892,12 @@ def _stream(p: Plan, options: _Options, token: str, made: list[Image]
         def send(properties: dict[str, str], *, packed: bool, promise: str | None,
                  metadata: IO[bytes] | None = None) -> Image:
             disk, container, memo = _formats(p, sniffed=sniffed, packed=packed)
+            if promise and parse_checksum(promise)[0] not in reported_algos:
+                # body() already holds the bytes to the source's promise before the last
+                # one is sent; a promise the destination would only re-hash on this side
+                # adds a hash pass and no safety. One it hashes itself (LXD's fingerprint,
+                # Glance's sha512) also covers the wire, so it goes along.
+                promise = None
             return dst.create(
                 _Sized(body(), blob_size), metadata=metadata, name=p.name,
                 description=source.description, architecture=source.architecture,
@@ -1062,7 +1072,9 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
     started = time.monotonic()
     src_m, dst_m = _manager(src, config), _manager(dst, config)
     _check_pair(src_m, dst_m)
-    images = list(src_m.all(latest=latest, **dict(filters or {})))
+    # Only images with data to copy: not Glance's queued, importing or deactivated ones.
+    images = [i for i in src_m.all(latest=latest, **dict(filters or {}))
+              if i.status == "active"]
     index = _Index(dst_m)
     if not dry_run:
         _sweep(dst_m, index.stale, stale_after)

@@ -422,6 +422,24 @@ def test_cli_errors_are_one_line_and_non_zero(cli: CLI, tmp_path: Path) -> None:
         assert len(err.strip().splitlines()) == 1
 
 
+def test_cli_sync_failure_prints_the_summary_then_one_line(cli: CLI, tmp_path: Path) -> None:
+    a = LocalManager(path=tmp_path / "a")
+    good = a.create(os.urandom(10_000), name="good")
+    bad = a.create(os.urandom(10_000), name="bad")
+    blob = a.root / "blobs" / "sha256" / bad.checksum.split(":")[1]
+    blob.write_bytes(b"rot" + blob.read_bytes()[3:])
+    code, out, err = cli("--format", "json", "sync", "a", "b")
+    assert code == 1
+    summary = json.loads(out)
+    assert (summary["copied"], summary["failed"]) == (1, 1)
+    failed = next(i for i in summary["items"] if i["action"] == "failed")
+    assert failed["source_id"] == bad.id and "checksum mismatch" in failed["error"]
+    assert err.startswith("imagehub: error: 1 of 2 images failed")
+    assert len(err.strip().splitlines()) == 1
+    b = LocalManager(path=tmp_path / "b")
+    assert [i.checksum for i in b.all()] == [good.checksum] and _leftovers(b) == []
+
+
 def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
     config = _config(tmp_path)
     a, b = LocalManager(path=tmp_path / "a"), LocalManager(path=tmp_path / "b")
@@ -584,6 +602,10 @@ def test_lxd_to_lxd_takes_the_native_path_unless_told(
         assert done.path == native.path and done.bytes == 0
         assert done.image is not None and done.image.id == original.id
         lxd_two.delete(original.id)
+        renamed = imagehub.migrate(lxd_one, original, lxd_two, name="renamed")
+        assert (renamed.id, renamed.name) == (original.id, "renamed")
+        assert renamed.properties["imagehub.sha256"] == original.id
+        lxd_two.delete(original.id)
         streamed = imagehub.plan(lxd_one, original, lxd_two, stream=True).execute()
         assert streamed.path == "stream" and streamed.bytes == original.size
         assert streamed.image is not None and streamed.image.id == original.id
@@ -608,6 +630,22 @@ def test_sync_lxd_to_glance_in_parallel_then_nothing_left_to_do(
     finally:
         for image in made:
             lxd_one.delete(image.id)
+
+
+def test_sync_removes_records_an_interrupted_run_left(
+        src: LocalManager, glance_tidy: GlanceManager, openstack_cloud: OpenStackCloud
+        ) -> None:
+    from tests.servers.openstack import password_session
+
+    # What a SIGKILLed imagehub leaves: a queued record tagged with its transfer token.
+    session = password_session(openstack_cloud, openstack_cloud.project("alpha"))
+    left = session.post(f"{openstack_cloud.glance_url}/v2/images", json={
+        "name": "half", "disk_format": "raw", "container_format": "bare",
+        "imagehub.transfer": "0" * 32}).json()
+    src.create(os.urandom(1000), name="fresh")
+    summary = imagehub.sync(src, glance_tidy, stale_after=0)
+    assert summary.copied == 1
+    assert left["id"] not in {i.id for i in glance_tidy.all()}
 
 
 # -- faults through the proxy, against real Glance -----------------------------------------
