@@ -308,16 +308,18 @@ def test_filters(lxd: LXDManager, built: Path, cleanup: list[str]) -> None:
 
 def test_latest_keeps_newest_of_each_family(lxd: LXDManager, built: Path,
                                             cleanup: list[str]) -> None:
+    # LXD 5.0 reports created_at as the import time, so builds imported within one
+    # second tie on it; the serial (as simplestreams images carry it) then decides.
     family = {"os": "latestos", "release": "9", "variant": "cloud"}
-    old = create(lxd, unified_image(built, properties=family, creation_date=1_600_000_000),
+    old = create(lxd, unified_image(built, properties={**family, "serial": "20240101_0000"}),
                  cleanup)
-    new = create(lxd, unified_image(built, properties=family, creation_date=1_700_000_000),
+    new = create(lxd, unified_image(built, properties={**family, "serial": "20250101_0000"}),
                  cleanup)
-    other = create(lxd, unified_image(built, properties={**family, "release": "10"},
-                                      creation_date=1_500_000_000), cleanup)
+    other = create(lxd, unified_image(built, properties={**family, "release": "10",
+                                                         "serial": "20200101_0000"}), cleanup)
     latest = {i.id for i in lxd.all(latest=True, os="latestos")}
     assert latest == {new.id, other.id}
-    assert old.family == "latestos/9/cloud"
+    assert old.family == "latestos/9/cloud" and old.version == "20240101_0000"
 
 
 def test_get_by_fingerprint_prefix_alias_and_name(lxd: LXDManager, built: Path,
@@ -463,6 +465,29 @@ def test_invalid_images_map_to_invalid_image_data_and_leave_nothing(
             lxd.create(data, name=what)
         assert words in str(info.value), what
         assert info.value.server_message and words in info.value.server_message
+    assert ({i.id for i in lxd.all()}, daemon_leftovers(lxd_daemon)) == before
+
+
+def test_source_failing_midway_leaves_nothing(lxd: LXDManager, lxd_daemon: LXDDaemon,
+                                             built: Path) -> None:
+    class Broken(Exception):
+        pass
+
+    def chunks() -> Iterator[bytes]:
+        source = iter_incompressible_unified(8)
+        for _ in range(3):
+            yield next(source)
+        raise Broken("disk went away")
+
+    before = ({i.id for i in lxd.all()}, daemon_leftovers(lxd_daemon))
+    with pytest.raises(Broken):
+        lxd.create(chunks(), name="half")
+    meta = unified_image(built).paths[0]
+    with pytest.raises(Broken):
+        lxd.create(chunks(), metadata=meta, name="half-split", type="container")
+    deadline = time.monotonic() + 5
+    while daemon_leftovers(lxd_daemon) != before[1] and time.monotonic() < deadline:
+        time.sleep(0.1)  # LXD removes its temp build dir once it sees the body end
     assert ({i.id for i in lxd.all()}, daemon_leftovers(lxd_daemon)) == before
 
 
@@ -646,6 +671,20 @@ def test_clouds_file_builds_the_manager(lxd_daemon: LXDDaemon, trusted_tls: TLSF
         manager = config.connect(cloud)
         assert isinstance(manager, LXDManager) and manager.cloud == cloud
         assert isinstance(list(manager.all()), list)
+
+
+def test_paths_in_the_clouds_file_may_start_with_a_tilde(
+        lxd_daemon: LXDDaemon, trusted_tls: TLSFiles, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name, source in (("client.crt", trusted_tls.cert), ("client.key", trusted_tls.key),
+                         ("server.crt", lxd_daemon.server_cert)):
+        (tmp_path / name).write_bytes(source.read_bytes())
+    config = parse_config({"clouds": {"lab": {
+        "backend": "lxd", "endpoint": lxd_daemon.url, "client_cert": "~/client.crt",
+        "client_key": "~/client.key", "server_cert": "~/server.crt"}}})
+    manager = config.connect("lab")
+    assert isinstance(manager, LXDManager) and manager.trusted
 
 
 def test_missing_socket_is_server_unreachable(tmp_path: Path) -> None:

@@ -114,6 +114,9 @@ def endpoint_from_options(
 ) -> Endpoint:
     if remote and endpoint:
         raise ConfigError("set either 'remote' or 'endpoint', not both", key="remote")
+    # Paths in the clouds file may start with ~ (as in ~/.config/lxc/client.crt).
+    client_cert, client_key, server_cert = (
+        os.path.expanduser(p) if p else None for p in (client_cert, client_key, server_cert))
     if remote:
         found = from_lxc_remote(remote)
         return Endpoint(
@@ -129,7 +132,7 @@ def endpoint_from_options(
                           hint="use https://host:8443 or a unix socket path")
     if not url.startswith("https://"):
         path = url[len("unix:"):] if url.startswith("unix:") else url
-        return Endpoint(f"unix:{path}", project=project)
+        return Endpoint(f"unix:{os.path.expanduser(path)}", project=project)
     if bool(client_cert) != bool(client_key):
         raise ConfigError("'client_cert' and 'client_key' go together", key="client_cert")
     conf = default_client_cert_dir()
