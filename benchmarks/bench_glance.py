@@ -72,6 +72,14 @@ def _child(task: str, args: dict[str, Any]) -> dict[str, Any]:
             with open(args["path"], "wb") as fh:
                 while chunk := resp.raw.read(1 << 20):
                     fh.write(chunk)
+                if args.get("fsync"):
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            out = {}
+        elif task == "imagehub-verify-only":
+            with manager.export(args["id"]) as stream:
+                for _chunk in stream:
+                    pass
             out = {}
         elif task == "imagehub-list":
             out = {"count": sum(1 for _ in manager.all())}
@@ -216,14 +224,17 @@ def run(size_mib: int, n_images: int, workdir: Path) -> list[Sample]:
                 ("imagehub save, md5 only", "imagehub-download", here, "md5"),
                 ("imagehub raw stream (unverified)", "imagehub-download-unverified", here,
                  "all"),
+                ("imagehub raw stream + fsync", "imagehub-download-unverified", here, "fsync"),
+                ("imagehub export, verify, no file", "imagehub-verify-only", here, "all"),
                 ("openstacksdk download_image (md5)", "sdk-download", sdk, "")):
             target = workdir / f"{task}.img"
             out, rss = _measure(python, task, {"auth": auth, "id": image_id,
-                                               "path": str(target), "hashes": hashes})
-            ok = _sha256(target) == want
+                                               "path": str(target), "fsync": hashes == "fsync",
+                                               "hashes": hashes if hashes != "fsync" else "all"})
+            ok = not target.exists() or _sha256(target) == want
             samples.append(Sample(what_down, client, out["seconds"], rss,
                                   "" if ok else "WRONG BYTES"))
-            target.unlink()
+            target.unlink(missing_ok=True)
         target = workdir / "curl.img"
         seconds, rss = _timed_process([
             "curl", "-sS", "--fail", "-o", str(target), "-H", f"X-Auth-Token: {token}",
@@ -235,6 +246,8 @@ def run(size_mib: int, n_images: int, workdir: Path) -> list[Sample]:
         source.unlink()
 
         # -- listing
+        if not n_images:
+            return samples
         started = time.perf_counter()
 
         def make(i: int) -> None:
@@ -255,8 +268,8 @@ def run(size_mib: int, n_images: int, workdir: Path) -> list[Sample]:
               flush=True)
         what_list = f"list {n_images} images"
         out, rss = _measure(here, "imagehub-list", {"auth": auth})
-        samples.append(Sample(what_list, "imagehub all() (page_size 500)", out["seconds"], rss,
-                              f"{out['count']} images"))
+        samples.append(Sample(what_list, "imagehub all() (page_size 500)", out["seconds"],
+                              rss, f"{out['count']} images"))
         out, rss = _measure(sdk, "sdk-list", {"auth": auth})
         samples.append(Sample(what_list, "openstacksdk image.images()", out["seconds"], rss,
                               f"{out['count']} images"))
