@@ -439,10 +439,12 @@ class ImageManager(abc.ABC):
 
 def _check_alias(alias: str) -> None:
     _check_text("alias", alias)
-    # Aliases become URL path segments (LXD) or lookup keys: keep them one segment.
-    if "/" in alias or alias in (".", "..") or alias != alias.strip():
-        raise ImageHubError(f"alias {alias!r} may not contain '/', surrounding spaces, "
-                            "or be '.' or '..'")
+    # "ubuntu/22.04" is a normal LXD alias, but no alias may read as a path that climbs
+    # out of wherever a backend keeps it: no empty, "." or ".." segment, no backslash.
+    segments = alias.split("/")
+    if "\\" in alias or alias != alias.strip() or any(s in ("", ".", "..") for s in segments):
+        raise ImageHubError(f"alias {alias!r} is not allowed: no surrounding spaces, "
+                            "backslashes, or empty, '.' or '..' path segments")
 
 
 def _latest(images: Iterable[Image]) -> list[Image]:

@@ -338,9 +338,20 @@ class AliasConformance(_Fixtures):
                                     make_image: Callable[..., Image]) -> None:
         requires(manager, Capability.ALIASES)
         image = make_image()
-        for bad in ("../escape", "a/b", ".."):
+        for bad in ("../escape", "a/../b", "..", "/abs", "a//b", "a\\b"):
             with pytest.raises(ImageHubError):
                 manager.add_alias(image, bad)
+
+    def test_alias_with_slash(self, manager: ImageManager,
+                              make_image: Callable[..., Image]) -> None:
+        requires(manager, Capability.ALIASES)
+        image = make_image()
+        alias = f"{_unique('distro')}/24.04"  # the LXD naming habit
+        manager.add_alias(image, alias)
+        try:
+            assert manager.get(alias).id == image.id
+        finally:
+            manager.remove_alias(alias)
 
 
 class SharingConformance(_Fixtures):
