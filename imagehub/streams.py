@@ -240,7 +240,8 @@ class ImageStream:
 
     ``checksum`` is what the backend promised (``algo:hex``) and is verified as the bytes
     pass; ``expected`` may hold more promises (Glance gives sha512 and md5). After a full
-    read, ``sha256`` is the content's sha256 whatever the backend promised.
+    iteration ``sha256`` is the content's sha256 whatever the backend promised; ``save()``
+    computes it only when it was promised, to spare the CPU.
     """
 
     def __init__(
@@ -291,11 +292,15 @@ class ImageStream:
             raise TransferError("an ImageStream can be read once; export again to re-read")
         self._consumed = True
 
-    def iter_parts(self, progress: ProgressCallback | None = None
+    def iter_parts(self, progress: ProgressCallback | None = None, *, sha256: bool = True
                    ) -> Iterator[tuple[StreamPart, Iterator[bytes]]]:
-        """Yield each part with a verifying chunk iterator; the whole is verified at the end."""
+        """Yield each part with a verifying chunk iterator; the whole is verified at the end.
+
+        ``sha256=False`` skips the content sha256 when nothing promised one: hashing is
+        CPU-bound, and a Glance download already checks sha512 and md5.
+        """
         self._take()
-        algos = {"sha256", *(parse_checksum(c)[0] for c in self.expected)}
+        algos = {parse_checksum(c)[0] for c in self.expected} | ({"sha256"} if sha256 else set())
         whole = Hasher(algos, threads=self._hash_threads)
         for part in self.parts:
             part_hasher = Hasher([parse_checksum(part.checksum)[0]]) if part.checksum else None
@@ -318,15 +323,17 @@ class ImageStream:
             yield part, chunks()
         for promised in self.expected:
             whole.verify(promised, "image", backend=self.backend)
-        self.sha256 = whole.checksum("sha256")
+        if "sha256" in whole.algos:
+            self.sha256 = whole.checksum("sha256")
 
     def __iter__(self) -> Iterator[bytes]:
         """All parts' bytes, in order (for split LXD images: metadata then rootfs)."""
         for _part, chunks in self.iter_parts():
             yield from chunks
 
-    def iter_bytes(self, progress: ProgressCallback | None = None) -> Iterator[bytes]:
-        for _part, chunks in self.iter_parts(progress):
+    def iter_bytes(self, progress: ProgressCallback | None = None, *, sha256: bool = True
+                   ) -> Iterator[bytes]:
+        for _part, chunks in self.iter_parts(progress, sha256=sha256):
             yield from chunks
 
     def save(self, target: str | os.PathLike[str] | IO[bytes], *, force: bool = False,
@@ -341,14 +348,14 @@ class ImageStream:
                     raise InvalidImageData(
                         f"this image has {len(self.parts)} parts; save it to a directory")
                 fh: IO[bytes] = target  # type: ignore[assignment]
-                for chunk in self.iter_bytes(progress):
+                for chunk in self.iter_bytes(progress, sha256=False):
                     fh.write(chunk)
                 return []
             dest = Path(target)
             if len(self.parts) > 1 or dest.is_dir():
                 return self._save_dir(dest, force=force, progress=progress)
             with atomic_write(dest, force=force) as out:
-                for chunk in self.iter_bytes(progress):
+                for chunk in self.iter_bytes(progress, sha256=False):
                     out.write(chunk)
             return [dest]
         finally:
@@ -361,7 +368,7 @@ class ImageStream:
         # Every part stays a temp file until the ExitStack closes, which happens only after
         # iter_parts has verified the whole image: a mismatch leaves no file behind.
         with contextlib.ExitStack() as stack:
-            for part, chunks in self.iter_parts(progress):
+            for part, chunks in self.iter_parts(progress, sha256=False):
                 path = directory / _safe_filename(part.filename or part.name)
                 out = stack.enter_context(atomic_write(path, force=force))
                 for chunk in chunks:
