@@ -440,6 +440,32 @@ def test_cli_sync_failure_prints_the_summary_then_one_line(cli: CLI, tmp_path: P
     assert [i.checksum for i in b.all()] == [good.checksum] and _leftovers(b) == []
 
 
+def test_cli_draws_a_bar_with_rate_only_on_a_terminal(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    config = _config(tmp_path)
+    LocalManager(path=tmp_path / "a").create(os.urandom(32 * MiB), name="bar")
+    run = [sys.executable, "-m", "imagehub", "--config", str(config), "migrate", "a:bar"]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.run([*run, "b"], stdout=subprocess.DEVNULL, stderr=slave,
+                          env={**os.environ, "COLUMNS": "100"})
+    os.close(slave)
+    shown = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(master, 65536):
+            shown += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"bar" in shown and b"B/s" in shown
+    LocalManager(path=tmp_path / "b").delete("bar")
+    piped = subprocess.run([*run, "b"], capture_output=True, text=True)
+    assert piped.returncode == 0 and "B/s" not in piped.stderr
+
+
 def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
     config = _config(tmp_path)
     a, b = LocalManager(path=tmp_path / "a"), LocalManager(path=tmp_path / "b")

@@ -14,10 +14,11 @@ SYNC_COLUMNS = ("source_id", "action", "path", "image_id", "bytes", "seconds", "
 
 
 def _bar(state: State, total: int | None, label: str) -> Callable[[Progress], None] | None:
+    """migrate's Progress fed to the CLI's byte bar (drawn only on a terminal)."""
     advance = state.progress(total, label)
     if advance is None:
         return None
-    bar = advance
+    bar = advance  # narrowed for the closure
 
     def show(p: Progress) -> None:
         bar(p.delta)
