@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import stevedore
 
 import imagehub
 from imagehub import BackendNotFound, BackendUnavailable, InvalidBackend
@@ -40,6 +41,9 @@ def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     (tmp_path / "fakeplug_extra.py").write_text("import some_sdk_that_is_not_installed\n")
     (tmp_path / "fakeplug_crash.py").write_text("raise RuntimeError('plugin bug')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    # stevedore keeps each namespace's entry points for the life of the process; a plugin
+    # installed mid-process is not the case under test, so start from a clean slate.
+    monkeypatch.setattr(stevedore.ExtensionManager, "ENTRY_POINT_CACHE", {})
     get_backend.cache_clear()
     yield tmp_path
     get_backend.cache_clear()
