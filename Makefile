@@ -13,9 +13,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[all]' tox
 	touch $@
 
-## demo: build a small image, store it in the embedded default, list, export, verify
+## demo: build a small image, store it in the embedded default, list, export, verify;
+## then migrate LXD -> Glance -> LXD (local -> Glance -> local without LXD), same fingerprint
 demo: $(VENV)/.installed
 	$(PY) -m imagehub.demo
+	$(PY) -m tests.servers demo
 
 ## test: provision real servers (LXD, Keystone, Glance), then lint, types, docs and tests
 test: $(VENV)/.installed

@@ -43,6 +43,10 @@ def provision() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["provision"]:
-        sys.exit("usage: python -m tests.servers provision")
-    sys.exit(provision())
+    if sys.argv[1:] == ["provision"]:
+        sys.exit(provision())
+    if sys.argv[1:] == ["demo"]:
+        from .demo import main
+
+        sys.exit(main())
+    sys.exit("usage: python -m tests.servers provision|demo")
