@@ -241,9 +241,19 @@ class ImageManager(abc.ABC):
         return server, client
 
     def get(self, ref: str, **filters: Any) -> Image:
-        """Id, fingerprint or unique prefix, name, or alias; ``filters`` narrow the search."""
+        """Id, fingerprint or unique prefix, name, or alias; ``filters`` narrow the search.
+
+        ``CLOUD:REF`` naming this manager's own cloud works too (see imagehub.refs); a ref
+        that merely looks like one is tried as written when the short form finds nothing.
+        """
         self.require(Capability.GET, "get")
         _check_text("image reference", ref)
+        own = f"{self.cloud}:"
+        if ref.startswith(own) and len(ref) > len(own):
+            try:
+                return self.bind(self._get(ref[len(own):], filters))
+            except ImageNotFound:
+                pass
         return self.bind(self._get(ref, filters))
 
     # -- create / export ------------------------------------------------------------------

@@ -113,3 +113,39 @@ def test_colon_refs_through_cli(config: Path, capsys: pytest.CaptureFixture[str]
         main(["--config", str(config), "--format", "json", "show", "east:west:odd"])
     assert info.value.code == 0
     assert json.loads(capsys.readouterr().out)["id"] == made.id
+
+
+def test_library_calls_take_cloud_prefixed_refs(config: Path) -> None:
+    east = imagehub.connect("east", config=config)
+    made = east.create(b"abc", name="web")
+    odd = east.create(b"def", name="east:odd")  # a name that looks prefixed
+    assert east.get("east:web").id == made.id
+    assert east.get("east:odd").id == odd.id      # falls back to the ref as written
+    assert east.get("east:east:odd").id == odd.id
+    with east.export("east:web") as stream:
+        assert b"".join(stream) == b"abc"
+    assert Hub(config).get("east:web").id == made.id
+    east.delete("east:web")
+    with pytest.raises(ImageNotFound):
+        east.get("east:web")
+
+
+def test_clouds_down_or_refusing_credentials_are_reported(tmp_path: Path) -> None:
+    from tests.servers.lambda_api import LambdaAPIServer
+
+    with LambdaAPIServer() as api:
+        config = tmp_path / "clouds.yaml"
+        config.write_text(
+            "clouds:\n"
+            f"  good: {{backend: lambda, base_url: '{api.url}', api_key: '{api.api_key}'}}\n"
+            f"  badkey: {{backend: lambda, base_url: '{api.url}', api_key: 'wrong-key',"
+            " max_retries: 0}\n"
+            "  down: {backend: lambda, base_url: 'http://127.0.0.1:9', api_key: k,"
+            " max_retries: 0, timeout: 2}\n")
+        listing = Hub(config, clouds=["good", "badkey", "down"]).all()
+    assert len(listing) == len(api.images_snapshot()) > 0
+    assert {i.cloud for i in listing} == {"good"}
+    failures = {f.cloud: f.error for f in listing.failures}
+    assert isinstance(failures["badkey"], imagehub.AuthenticationError)
+    assert isinstance(failures["down"], imagehub.ServerUnreachable)
+    assert "wrong-key" not in str(failures["badkey"])
