@@ -12,15 +12,24 @@ from imagehub.streams import CHUNK_SIZE
 
 from .errors import BACKEND
 
+# uWSGI, which serves Glance in current deployments, refuses an HTTP chunk that does
+# not fit its chunked-input buffer (--chunked-input-limit, 1 MB by default, and the
+# chunk-size line counts too) with 500 "unable to receive chunked part". 256 KiB
+# stays well inside it and is still large enough for per-chunk costs to vanish.
+HTTP_CHUNK_MAX = 256 * 1024
+
 
 class UploadBody:
     """The request body of ``PUT /file``: chunks passed straight to the socket.
 
     With ``__len__`` requests sends ``Content-Length`` (Glance then knows the size up
     front) instead of chunked encoding; urllib3 writes each 1 MiB chunk with one
-    ``sendall``. A source that yields more or fewer bytes than promised raises
-    TransferError, so the server sees a cut connection rather than a short image.
-    Whatever the source itself raised is kept in ``error``: requests may wrap it.
+    ``sendall``. Without a size (``len`` 0) requests falls back to chunked transfer
+    encoding and each yielded piece becomes one HTTP chunk, so source chunks are cut
+    to ``HTTP_CHUNK_MAX`` (one source chunk in memory at a time, as before).
+    A source that yields more or fewer bytes than promised raises TransferError, so
+    the server sees a cut connection rather than a short image. Whatever the source
+    itself raised is kept in ``error``: requests may wrap it.
     """
 
     def __init__(self, chunks: Iterable[bytes], size: int | None, what: str) -> None:
@@ -44,7 +53,11 @@ class UploadBody:
                     raise TransferError(f"{self.what}: the source grew past its size "
                                         f"({self.size} bytes) during the upload",
                                         backend=BACKEND)
-                yield chunk
+                if self.size or len(chunk) <= HTTP_CHUNK_MAX:
+                    yield chunk
+                else:
+                    for start in range(0, len(chunk), HTTP_CHUNK_MAX):
+                        yield chunk[start:start + HTTP_CHUNK_MAX]
             if self.size is not None and self.sent != self.size:
                 raise TransferError(f"{self.what}: read {self.sent} of {self.size} bytes; "
                                     "the source shrank or was cut short", backend=BACKEND)
