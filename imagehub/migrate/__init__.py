@@ -1,0 +1,95 @@
+"""Moving images between clouds: ``migrate`` one, ``plan`` it first, ``sync`` many.
+
+This module knows backends only through ``ImageManager``: it never imports one.
+
+Paths
+    ``native:<kind>``
+        A server-side copy a backend offers (optional methods, below); no image byte
+        passes through this process. Used by default when available.
+    ``stream``
+        ``export`` → a bounded queue (``streams.overlap``) → ``create``: the reader and
+        the writer run at once, so a migration costs about its slower side, and memory
+        stays flat whatever the size.
+
+Optional methods a backend may provide for the native path (duck-typed, all optional):
+    ``src.copy_to(image, dst, *, aliases=True) -> Image | None``
+        a server-to-server copy, tried when ``dst`` is the same kind of manager;
+        ``src.plan_copy(dst) -> str`` may name the mode it would use (for the plan).
+    ``dst.native_copy_from(src, image, *, name, properties) -> Image | None``
+        the destination fetches the image itself (e.g. Glance web-download from a URL
+        the source serves); ``dst.native_copy_kind`` names it.
+    Either may return None (or raise UnsupportedOperation) when it does not apply; the
+    stream path is then taken.
+
+Identity and idempotency
+    An image's identity is the sha256 of its content: for an image of several parts
+    (an LXD split image) the parts' bytes in order, which is also the LXD fingerprint.
+    Every image migrate makes records it in the property ``imagehub.sha256``, with the
+    source (``imagehub.source``) and the source's own checksum; ``sync`` skips a source
+    image whose identity the destination already holds, whatever its name.
+
+Split images on single-file stores
+    A destination that takes one file per image (Glance) gets the last part (the rootfs
+    or the qcow2 disk, usable as such there); the leading parts (an LXD metadata
+    tarball, a few KiB) travel base64-encoded in ``imagehub.part.*`` properties, so the
+    image comes back part for part, to the same fingerprint.
+
+Failure
+    Everything is verified in the stream: the source's own promise (LXD fingerprint,
+    Glance ``os_hash_value``, local sha256) and the content sha256 are checked before
+    the last byte reaches the destination, so the destination never commits a bad
+    image; what the destination reports after the upload is compared too. Any failure,
+    KeyboardInterrupt included, deletes what the attempt made: the image ``create``
+    returned, and any record tagged with the attempt's ``imagehub.transfer`` token that a
+    dying server left behind. Transient errors are retried with backoff, a bounded
+    number of times.
+"""
+
+from __future__ import annotations
+
+# The names outside __all__ were importable from the single module; the ``as`` aliases
+# keep them importable (and re-exported under mypy --strict).
+from ._formats import PORTABLE_CONTAINER_FORMATS as PORTABLE_CONTAINER_FORMATS
+from ._formats import PORTABLE_DISK_FORMATS as PORTABLE_DISK_FORMATS
+from ._formats import VM_DISK_FORMATS as VM_DISK_FORMATS
+from ._identity import content_checksum
+from ._options import ProgressCallback as ProgressCallback
+from ._packing import MAX_PACKED as MAX_PACKED
+from ._plan import Plan, migrate, plan
+from ._progress import Progress
+from ._properties import PROP_CONTAINER_FORMAT as PROP_CONTAINER_FORMAT
+from ._properties import PROP_DISK_FORMAT as PROP_DISK_FORMAT
+from ._properties import PROP_FORMAT_BACKEND as PROP_FORMAT_BACKEND
+from ._properties import PROP_PART as PROP_PART
+from ._properties import PROP_PARTS as PROP_PARTS
+from ._properties import (
+    PROP_SHA256,
+    PROP_SOURCE,
+    PROP_SOURCE_CHECKSUM,
+    PROP_TRANSFER,
+)
+from ._stream import QUEUE_DEPTH as QUEUE_DEPTH
+from ._sync import SyncSummary, sync
+from ._transfer import Path_ as Path_
+from ._transfer import Transfer
+
+__all__ = [
+    "PROP_SHA256",
+    "PROP_SOURCE",
+    "PROP_SOURCE_CHECKSUM",
+    "PROP_TRANSFER",
+    "Plan",
+    "Progress",
+    "SyncSummary",
+    "Transfer",
+    "content_checksum",
+    "migrate",
+    "plan",
+    "sync",
+]
+
+# Public objects name the module users import them from (in reprs, docs and pickles), as
+# they did when this package was one module.
+for _public in (Plan, Progress, SyncSummary, Transfer, content_checksum, migrate, plan, sync):
+    _public.__module__ = __name__
+del _public

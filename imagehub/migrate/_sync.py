@@ -1,0 +1,149 @@
+"""Many images: ``sync`` copies what the destination lacks, keyed on content."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ImageHubError
+from ..manager import ImageManager
+from ..models import Image
+from ._cleanup import sweep
+from ._identity import Index, identities
+from ._options import Options, ProgressCallback
+from ._plan import Plan, check_pair, manager, plan_one
+from ._transfer import Transfer, carry_out
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncSummary:
+    """The outcome of ``sync``: one Transfer per source image considered."""
+
+    source: str
+    destination: str
+    dry_run: bool
+    items: tuple[Transfer, ...]
+    seconds: float = 0.0
+
+    def _count(self, action: str) -> int:
+        return sum(1 for t in self.items if t.action == action)
+
+    @property
+    def copied(self) -> int:
+        return self._count("copied")
+
+    @property
+    def present(self) -> int:
+        return self._count("present")
+
+    @property
+    def failed(self) -> int:
+        return self._count("failed")
+
+    @property
+    def planned(self) -> int:
+        return self._count("planned")
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.bytes for t in self.items)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "dry_run": self.dry_run,
+            "copied": self.copied,
+            "present": self.present,
+            "failed": self.failed,
+            "planned": self.planned,
+            "bytes": self.bytes if not self.dry_run else sum(
+                t.planned_bytes or 0 for t in self.items if t.action == "planned"),
+            "seconds": round(self.seconds, 3),
+            "items": [t.to_dict() for t in self.items],
+        }
+
+
+def sync(src: ImageManager | str, dst: ImageManager | str, *,
+         filters: Mapping[str, Any] | None = None, latest: bool = False, jobs: int = 1,
+         dry_run: bool = False, progress: ProgressCallback | None = None,
+         stream: bool = False, verify: bool = True, retries: int = 3,
+         stale_after: float = 3600.0, config: Any = None) -> SyncSummary:
+    """Copy every image of ``src`` (matching ``filters``) that ``dst`` lacks.
+
+    Keyed on content: an image whose content the destination already holds is
+    ``present``, whatever its name. Failures are reported per image, not raised; check
+    ``summary.ok``. Half-made images a killed run left behind (tagged, not active, older
+    than ``stale_after`` seconds) are deleted. Ctrl-C cancels the running transfers,
+    cleans them up, and re-raises.
+    """
+    started = time.monotonic()
+    src_m, dst_m = manager(src, config), manager(dst, config)
+    check_pair(src_m, dst_m)
+    # Only images with data to copy: not Glance's queued, importing or deactivated ones.
+    images = [i for i in src_m.all(latest=latest, **dict(filters or {}))
+              if i.status == "active"]
+    index = Index(dst_m)
+    if not dry_run:
+        sweep(dst_m, index.stale, stale_after)
+
+    items: list[Transfer | None] = [None] * len(images)
+    todo: list[tuple[int, Plan]] = []
+    claimed: dict[str, Image] = {}
+    for i, image in enumerate(images):
+        try:
+            p = plan_one(src_m, image, dst_m, name=None, stream=stream, fmt=None, index=index)
+        except ImageHubError as exc:
+            items[i] = Transfer(source=image, action="failed", path="none", error=str(exc))
+            continue
+        # Two source images of one content: the first is copied, the others are present.
+        twin = next((claimed[k] for k in sorted(identities(image)) if k in claimed), None)
+        if p.action == "present" or twin is not None:
+            items[i] = Transfer(source=image, action="present", path="none",
+                                image=p.existing, checksum=p.checksum, planned_bytes=p.bytes)
+            continue
+        claimed.update({k: image for k in identities(image)})
+        if dry_run:
+            items[i] = Transfer(source=image, action="planned", path=p.path,
+                                checksum=p.checksum, planned_bytes=p.bytes)
+        else:
+            todo.append((i, p))
+
+    options = Options(verify=verify, progress=progress, retries=retries)
+    if todo:
+        _run_all(todo, items, options, max(1, jobs))
+    return SyncSummary(source=src_m.cloud, destination=dst_m.cloud, dry_run=dry_run,
+                       items=tuple(t for t in items if t is not None),
+                       seconds=time.monotonic() - started)
+
+
+def _run_all(todo: list[tuple[int, Plan]], items: list[Transfer | None], options: Options,
+             jobs: int) -> None:
+    def one(p: Plan) -> Transfer:
+        try:
+            return carry_out(p, options)
+        except Exception as exc:  # noqa: BLE001 - reported per image in the summary
+            return Transfer(source=p.source, action="failed", path=p.path, error=str(exc),
+                            planned_bytes=p.bytes)
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs,
+                                                 thread_name_prefix="imagehub-sync")
+    futures = {pool.submit(one, p): i for i, p in todo}
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            items[futures[future]] = future.result()
+    except BaseException:
+        # Ctrl-C: stop the transfers in flight (each cleans up after itself), then go.
+        options.cancel.set()
+        for future in futures:
+            future.cancel()
+        pool.shutdown(wait=True)
+        raise
+    pool.shutdown(wait=True)
