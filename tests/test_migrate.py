@@ -473,7 +473,8 @@ def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
     # A real subprocess gets a real SIGINT while the copy is in flight; a tiny queue
     # and a slow progress callback keep the copy in flight long enough to catch it.
     script = (
-        "import sys, time, imagehub.migrate._stream as m\n"
+        "import importlib, sys, time\n"
+        "m = importlib.import_module('imagehub.migrate._stream')\n"
         "m.QUEUE_DEPTH = 1\n"
         "from imagehub.cli import main\n"
         "import imagehub.cli.migrate as c\n"
