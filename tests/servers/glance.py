@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,8 @@ def write_conf(
         work_dir = {data}/work
         [database]
         connection = sqlite:///{data}/glance.sqlite
+        # A throwaway database: no fsync per commit (see use_wal below).
+        sqlite_synchronous = false
         [oslo_concurrency]
         lock_path = {data}/locks
         [import_filtering_opts]
@@ -158,6 +161,28 @@ class GlanceServer:
         self.wait_ready(timeout)
 
 
+def use_wal(db: Path) -> None:
+    """Put Glance's SQLite database in WAL mode (the setting is stored in the file).
+
+    In the default rollback-journal mode a commit waits for every open read
+    transaction and then fsyncs while it holds the lock; oslo.db opens each
+    transaction with a deferred BEGIN and Glance's updates read the row first, and
+    SQLite fails such a read-then-write at once ("database is locked", no busy
+    timeout) while another write holds the lock. On a loaded machine (CPU and fsync
+    contention) writes held up that way turn into HTTP 500s, and worst of all into
+    lost imports: the task thread's first save (pending -> processing) fails, Glance
+    drops that error in a future nobody reads, and the task stays pending forever.
+    With WAL readers and the writer no longer wait for each other, and without the
+    fsyncs (sqlite_synchronous = false) a commit is short. Production Glance runs
+    on MySQL or PostgreSQL, where none of this applies.
+    """
+    with sqlite3.connect(db) as conn:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    conn.close()
+    if str(mode).lower() != "wal":
+        raise ServerError(f"cannot switch {db} to WAL mode (got {mode!r})")
+
+
 def start_glance(
     venv: Path, run_dir: Path, port: int, keystone: KeystoneLink | None
 ) -> GlanceServer:
@@ -167,6 +192,7 @@ def start_glance(
     for sub in ("images", "images2", "staging", "tasks", "work", "cache", "locks"):
         (data / sub).mkdir()
     shutil.copy2(template_dir() / "glance.sqlite", data / "glance.sqlite")
+    use_wal(data / "glance.sqlite")
     conf_dir = data / "etc"
     write_conf(data, conf_dir, port, keystone)
     shutil.copy2(
