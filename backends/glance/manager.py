@@ -341,14 +341,12 @@ class GlanceManager(ImageManager):
         body = self.http.json("GET", "info/stores", "list stores")
         return [str(s["id"]) for s in (body or {}).get("stores", [])]
 
-    def _known_tasks(self, image_id: str) -> frozenset[str]:
-        body = self.http.json("GET", f"images/{image_id}/tasks", f"list tasks of {image_id}")
-        return frozenset(str(t.get("id")) for t in (body or {}).get("tasks", []))
-
     def _start_import(self, image_id: str, method: dict[str, Any], *,
                       stores: Sequence[str] = (), all_stores: bool | None = None,
                       all_stores_must_succeed: bool | None = None) -> ImportOperation:
-        known = self._known_tasks(image_id)
+        # No task listing first to tell old tasks from the new one: Glance creates the
+        # task before it answers, so it is the newest, and its id is the image's import
+        # lock. (Listing an image's tasks is a write in Glance; see ImportOperation.)
         body: dict[str, Any] = {"method": method}
         if stores:
             body["stores"] = list(stores)
@@ -359,7 +357,7 @@ class GlanceManager(ImageManager):
         self.http.request("POST", f"images/{image_id}/import",
                           f"{method['name']} import of image {image_id}", json=body)
         return ImportOperation(self.http, image_id, method["name"], self._image,
-                               known_tasks=known, stores=tuple(stores))
+                               stores=tuple(stores))
 
     def web_download(self, url: str, *, name: str, disk_format: str | None = None,
                      container_format: str | None = None,

@@ -67,7 +67,19 @@ class ImageStatusOperation(Operation[Image]):
 
 
 class ImportOperation(ImageStatusOperation):
-    """An interoperable import, judged by the image and by its newest import task."""
+    """An interoperable import, followed through the image record while it runs.
+
+    Glance stores the import task's id in the image's ``os_glance_import_task``
+    property before it accepts the import, and removes it as the task's very last
+    step. So the record alone says whether the task is still at work, and once the
+    lock is gone, how it ended (status, ``stores``, ``os_glance_failed_import``); the
+    operation is done only when Glance is, so the next call on the image does not
+    meet a half-finished task (or its 409). The image's task list is read once, when
+    the outcome needs Glance's message: listing tasks is a database write in Glance
+    (it first soft-deletes the owner's expired tasks), and polling it raced the
+    import's own writes; on SQLite that failed imports or lost them, the task left
+    pending forever.
+    """
 
     def __init__(self, http: GlanceHTTP, image_id: str, method: str, to_image: ToImage,
                  *, known_tasks: frozenset[str] = frozenset(),
@@ -82,9 +94,15 @@ class ImportOperation(ImageStatusOperation):
         self._known_tasks = known_tasks
 
     def _task(self) -> Mapping[str, Any] | None:
+        """Our import task: the one whose lock we saw, else the newest one not known
+        before the import (Glance creates it before answering the import request)."""
         body = self._http.json("GET", f"images/{self.image_id}/tasks",
                                f"list tasks of image {self.image_id}")
-        mine = [t for t in (body or {}).get("tasks", []) if t.get("id") not in self._known_tasks]
+        tasks = (body or {}).get("tasks", [])
+        if self.task_id is not None:
+            mine = [t for t in tasks if str(t.get("id")) == self.task_id]
+        else:
+            mine = [t for t in tasks if t.get("id") not in self._known_tasks]
         if not mine:
             return None
         newest: Mapping[str, Any] = max(mine, key=lambda t: str(t.get("created_at") or ""))
@@ -98,29 +116,64 @@ class ImportOperation(ImageStatusOperation):
         except ImageNotFound as exc:
             self._fail(f"image {self.image_id} disappeared during {self.method}", exc)
             return
-        task = self._task()
-        task_status = _TASK_STATUS.get(str((task or {}).get("status")))
         image_status = record.get("status")
-        failed_stores = str(record.get("os_glance_failed_import") or "")
-        if task_status is OperationStatus.FAILURE or image_status in _FAILED_IMAGE:
-            message = (task or {}).get("message") or f"image is {image_status}"
-            self._fail(f"{self.method} import of image {self.image_id} failed: {message}")
-            self.message = str(message)
+        lock = str(record.get("os_glance_import_task") or "") or None
+        if self.task_id is None and lock is not None:
+            # The first lock seen after the import was accepted is this import's.
+            self.task_id = lock
+        if image_status in _FAILED_IMAGE:
+            self._fail_with_task(f"image is {image_status}")
             return
-        if failed_stores.strip(","):
-            self._fail(f"{self.method} import failed for stores {failed_stores}")
+        if lock is not None and lock == self.task_id:
+            self._running(record)
             return
         stored = set(filter(None, str(record.get("stores") or "").split(",")))
-        arrived = image_status == "active" and set(self.stores) <= stored
-        if arrived and (self.method != "copy-image" or task_status is OperationStatus.SUCCESS):
-            self._result = self._to_image(record)
-            self.status = OperationStatus.SUCCESS
-            self.message = (task or {}).get("message") or None
-            return
-        self.status = OperationStatus.PROCESSING if task is not None or image_status in (
-            "importing", "saving") else OperationStatus.PENDING
-        self.message = f"image is {image_status}" + (
-            f", task {task_status.value}" if task_status is not None else "")
+        failed_stores = str(record.get("os_glance_failed_import") or "").strip(",")
+        if failed_stores:
+            self._fail_with_task(f"import failed for stores {failed_stores}")
+        elif image_status == "active" and set(self.stores) <= stored:
+            self._succeed(record)
+        else:
+            # Not clearly over: ended badly, or the lock was never seen (a Glance
+            # without import locks, or another import took the image over). The task
+            # record decides.
+            self._judge_by_task(record)
+
+    def _running(self, record: Mapping[str, Any]) -> None:
+        status = record.get("status")
+        importing = str(record.get("os_glance_importing_to_stores") or "").strip(",")
+        started = status in ("importing", "saving") or bool(importing)
+        self.status = OperationStatus.PROCESSING if started else OperationStatus.PENDING
+        self.message = f"image is {status}, import task {self.task_id} " + (
+            f"importing to {importing}" if importing else
+            "running" if started else "not started yet")
+
+    def _succeed(self, record: Mapping[str, Any]) -> None:
+        self._result = self._to_image(record)
+        self.status = OperationStatus.SUCCESS
+        self.message = None
+
+    def _fail_with_task(self, fallback: str) -> None:
+        task = self._task()
+        message = str((task or {}).get("message") or fallback)
+        self._fail(f"{self.method} import of image {self.image_id} failed: {message}")
+        self.message = message
+
+    def _judge_by_task(self, record: Mapping[str, Any]) -> None:
+        task = self._task()
+        task_status = _TASK_STATUS.get(str((task or {}).get("status")))
+        if task_status is OperationStatus.SUCCESS:
+            if record.get("status") == "active":
+                self._succeed(record)
+                return
+            self._fail_with_task(f"the task succeeded but the image is {record.get('status')}")
+        elif task_status is OperationStatus.FAILURE or (
+                task is None and self.task_id is not None):
+            self._fail_with_task(f"image is {record.get('status')}")
+        else:
+            self.status = task_status or OperationStatus.PENDING
+            self.message = f"image is {record.get('status')}" + (
+                f", task {task_status.value}" if task_status is not None else "")
 
 
 class TaskOperation(Operation[Image]):
