@@ -471,14 +471,16 @@ def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
     a, b = LocalManager(path=tmp_path / "a"), LocalManager(path=tmp_path / "b")
     a.create(os.urandom(4 * MiB), name="slow")
     # A real subprocess gets a real SIGINT while the copy is in flight; a tiny queue
-    # and a slow progress callback keep the copy in flight long enough to catch it.
+    # and a slow progress callback keep the copy in flight long enough to catch it:
+    # the 4 chunks take 4 x 2 s, so this side has seconds, not a fraction of one, to
+    # send the signal after the first "moving" even on a loaded machine.
     script = (
         "import importlib, sys, time\n"
         "m = importlib.import_module('imagehub.migrate._stream')\n"
         "m.QUEUE_DEPTH = 1\n"
         "from imagehub.cli import main\n"
         "import imagehub.cli.migrate as c\n"
-        "c._bar = lambda *a: (lambda p: (print('moving', flush=True), time.sleep(0.2)))\n"
+        "c._bar = lambda *a: (lambda p: (print('moving', flush=True), time.sleep(2)))\n"
         "main(sys.argv[1:])\n")
     proc = subprocess.Popen(
         [sys.executable, "-c", script, "--config", str(config), "migrate", "a:slow", "b"],
@@ -524,14 +526,20 @@ def glance_tidy(glance: GlanceManager) -> Iterator[GlanceManager]:
                 glance.delete(image)
 
 
+# Seconds per socket operation through the fault proxy. It applies to every request
+# there (and to Keystone logins), not only to the stalled one, so it must outlast what
+# a loaded machine makes a healthy Glance or Keystone take; a stall still ends in it.
+FAULT_TIMEOUT = 10.0
+
+
 @pytest.fixture
 def faulty_glance(openstack_cloud: OpenStackCloud, glance_tidy: GlanceManager
                   ) -> Iterator[tuple[FaultProxy, GlanceManager]]:
-    """The same Glance reached through the fault proxy, with short timeouts and no
-    backend-level retries, so each injected fault surfaces at once."""
+    """The same Glance reached through the fault proxy, with a bounded socket timeout
+    and no backend-level retries, so each injected fault surfaces as an error."""
     with FaultProxy(openstack_cloud.glance_server.port) as proxy:
         manager = _glance_manager(openstack_cloud, endpoint_override=proxy.url,
-                                  timeout=3.0, retries=0)
+                                  timeout=FAULT_TIMEOUT, retries=0)
         yield proxy, manager
         manager.close()
 
@@ -754,7 +762,9 @@ def test_stall_times_out_and_leaves_nothing(
             imagehub.migrate(glance, stored, dst, retries=0)
         proxy.release()
         assert list(dst.all()) == [] and _leftovers(dst) == []
-    assert time.monotonic() - started < 30
+    # The stall ended in an error bounded by the socket timeout, not in a hang (the
+    # stalled connection stays open until release(), so only the timeout ends it).
+    assert time.monotonic() - started < 6 * FAULT_TIMEOUT
 
 
 def test_glance_killed_mid_upload_leaves_no_orphan(
@@ -770,16 +780,22 @@ def test_glance_killed_mid_upload_leaves_no_orphan(
         time.sleep(2)  # down for a while, as a crashed server under a supervisor is
         openstack_cloud.restart_glance()
 
+    restarter = threading.Thread(target=restart_later, daemon=True)
+
     def kill_at_a_third(p: Progress) -> None:
         if p.done >= 16 * MiB and not killed.is_set():
             killed.set()
             openstack_cloud.kill_glance()
-            threading.Thread(target=restart_later, daemon=True).start()
+            restarter.start()
 
     glance = _glance_manager(openstack_cloud, timeout=10.0, retries=0)
     with pytest.raises((imagehub.TransferError, imagehub.BackendError)):
         imagehub.migrate(src, image, glance, retries=0, progress=kill_at_a_third)
     assert killed.is_set()
+    # wait_ready() alone would race the restart: it gives up at once on a daemon that
+    # is not running yet, and the migrate's cleanup is all that delayed it so far.
+    restarter.join(timeout=180)
+    assert not restarter.is_alive(), "Glance did not come back within 180 s"
     openstack_cloud.glance_server.wait_ready(60)
     assert {i.id for i in glance_tidy.all()} == before
     assert _leftovers(src) == []
