@@ -68,6 +68,21 @@ def dst(tmp_path: Path) -> LocalManager:
     return _store(tmp_path, "dst")
 
 
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt here, as it does in a terminal.
+
+    A process started as a background job by a shell without job control (a CI script's
+    ``cmd &``) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt;
+    the Ctrl-C tests would only find that out.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class OneFileStore(LocalManager):
     """A store that keeps one file per image, as Glance does: it refuses split images
     before reading a byte, so migrate must carry the metadata part in properties."""
@@ -235,7 +250,8 @@ def test_sync_jobs_run_in_parallel_and_each_is_verified(src: LocalManager,
         assert {"source:sha256", "source:content-sha256", "destination:sha256"} <= set(t.checks)
 
 
-def test_sync_resumes_after_an_interruption(src: LocalManager, dst: LocalManager) -> None:
+def test_sync_resumes_after_an_interruption(src: LocalManager, dst: LocalManager,
+                                             ctrl_c: None) -> None:
     for i in range(4):
         src.create(os.urandom(3 * MiB), name=f"r{i}")
     calls = 0
@@ -318,7 +334,8 @@ def test_records_a_failing_backend_leaves_behind_are_deleted(
 
 
 def test_ctrl_c_mid_stream_deletes_the_destination_image(src: LocalManager,
-                                                         dst: LocalManager) -> None:
+                                                         dst: LocalManager,
+                                                         ctrl_c: None) -> None:
     image = src.create(os.urandom(8 * MiB), name="interrupted")
     seen: list[int] = []
 
@@ -475,7 +492,9 @@ def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
     # the 4 chunks take 4 x 2 s, so this side has seconds, not a fraction of one, to
     # send the signal after the first "moving" even on a loaded machine.
     script = (
-        "import importlib, sys, time\n"
+        "import importlib, signal, sys, time\n"
+        # A user's terminal delivers Ctrl-C; an inherited 'ignore' (see ctrl_c) would not.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "m = importlib.import_module('imagehub.migrate._stream')\n"
         "m.QUEUE_DEPTH = 1\n"
         "from imagehub.cli import main\n"
