@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.servers.lxd_fixtures",
     "tests.servers.openstack_fixtures",
+    "tests.servers.lambda_fixtures",
 ]

@@ -56,7 +56,6 @@ from imagehub.models import Image, Visibility, latest
 from imagehub.registry import get_backend
 from imagehub.testing import ImageManagerConformance, ShareTarget
 from tests.servers import lambda_api, lambda_spec
-from tests.servers._gate import unavailable
 from tests.servers.lambda_api import (
     LAUNCH_INSTANCE,
     LAUNCH_PATH,
@@ -75,14 +74,8 @@ def record(name: str, region: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def server() -> Iterator[LambdaAPIServer]:
-    api = LambdaAPIServer()
-    try:
-        api.start()
-    except OSError as exc:
-        unavailable(f"loopback Lambda API could not bind 127.0.0.1: {exc}")
-    yield api
-    api.stop()
+def server(lambda_api_server: LambdaAPIServer) -> LambdaAPIServer:
+    return lambda_api_server
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import openapi_spec_validator
 import pytest
 
 from tests.servers import lambda_api, lambda_spec
-from tests.servers._gate import unavailable
 from tests.servers.lambda_api import IMAGES_PATH, LAUNCH_PATH, LambdaAPIServer
 
 IMAGES = lambda_spec.load_fixture("images.json")
@@ -29,14 +28,8 @@ ERRORS = lambda_spec.load_fixture("errors.json")
 
 
 @pytest.fixture
-def server() -> Iterator[LambdaAPIServer]:
-    api = LambdaAPIServer()
-    try:
-        api.start()
-    except OSError as exc:
-        unavailable(f"loopback Lambda API could not bind 127.0.0.1: {exc}")
-    yield api
-    api.stop()
+def server(lambda_api_server: LambdaAPIServer) -> LambdaAPIServer:
+    return lambda_api_server
 
 
 @pytest.fixture
