@@ -1,0 +1,465 @@
+"""Resolving an OpenStack cloud the way ``openstack.config`` does, without importing it.
+
+openstacksdk costs more start-up time than imagehub's whole CLI, so this mirrors the
+part of ``OpenStackConfig().get_one(cloud, **options)`` that reaching Glance needs, step
+for step (``openstack/config/loader.py``), and ``tests/test_openstack_config.py`` checks
+it against openstacksdk itself on a corpus of configurations.
+
+Supported: the clouds/secure/clouds-public files (:mod:`.clientfiles`), ``profile:``
+(and the legacy ``cloud:``) from ``clouds-public.yaml``, ``OS_CLOUD``, the ``OS_*``
+"envvars" cloud, the single-cloud default, ``region_name`` and ``regions`` (with
+per-region ``values``), ``interface``, ``identity_api_version``, ``auth_type`` (and the
+legacy ``auth_plugin``), the legacy key spellings openstacksdk rewrites, ``verify``,
+``insecure``, ``cacert``, ``cert``/``key``, ``api_timeout``, ``image_endpoint_override``,
+``image_api_version``, ``image_interface`` and ``image_region_name``.
+
+Refused with a :class:`ConfigError` naming the key: openstacksdk's built-in vendor
+profiles and profile URLs, auth plugins other than password, token, application
+credential and none, ``auth_methods``, auth keys the plugin does not take, and any
+other key. Settings for other OpenStack services (``compute_api_version``,
+``networks``...) cannot change how Glance is reached; they are listed as ``ignored``
+in :meth:`ResolvedCloud.describe` instead of being refused.
+
+One extension: with no ``auth_type`` anywhere, openstacksdk uses ``password`` and then
+fails on a token or application credential. We pick the plugin those keys imply
+(``token``, ``v3applicationcredential``, or ``none`` for an endpoint and no
+credentials) and resolve what openstacksdk resolves when told that ``auth_type``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import loading
+
+from imagehub.errors import ConfigError
+
+from . import clientfiles
+from .cloudkeys import (
+    DEFAULTS,
+    ENV_SELECTORS,
+    SECRET_KEYS,
+    SUPPORTED_AUTH_TYPES,
+    check_keys,
+    fix_backwards_auth,
+    handle_domain_id,
+    normalize,
+    plugin_option_names,
+)
+
+DEFAULT = "openstack default"
+OPTIONS = "imagehub options"
+INFERRED = "inferred from the auth keys"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedCloud:
+    """What a cloud resolved to, and the file (or variable) each value came from."""
+
+    name: str
+    auth_type: str
+    auth: Mapping[str, Any]
+    region_name: str | None
+    interface: str | None
+    endpoint_override: str | None
+    image_api_version: str | None
+    identity_api_version: str | None
+    verify: bool | str
+    cert: str | tuple[str, str] | None
+    api_timeout: float | None
+    sources: Mapping[str, str]
+    ignored: Mapping[str, str]
+
+    def __repr__(self) -> str:
+        return f"ResolvedCloud(name={self.name!r}, auth_type={self.auth_type!r}, " \
+               f"auth_keys={sorted(self.auth)}, region_name={self.region_name!r})"
+
+    __str__ = __repr__
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary with every secret left out (keys only, never values)."""
+        auth = self.auth
+        shown = ("auth_url", "username", "user_id", "user_domain_name", "user_domain_id",
+                 "project_name", "project_id", "project_domain_name", "project_domain_id",
+                 "domain_name", "domain_id", "application_credential_id",
+                 "application_credential_name", "system_scope", "endpoint")
+        out: dict[str, Any] = {"cloud": self.name, "auth_type": self.auth_type}
+        out.update({k: auth[k] for k in shown if auth.get(k) is not None})
+        out["secrets_set"] = sorted(k for k in auth if k in SECRET_KEYS)
+        out.update(region_name=self.region_name, interface=self.interface,
+                   endpoint_override=self.endpoint_override,
+                   image_api_version=self.image_api_version,
+                   identity_api_version=self.identity_api_version,
+                   verify=self.verify, cert=self.cert, api_timeout=self.api_timeout)
+        # Where a secret came from is no secret: it tells the user which file to fix.
+        out["sources"] = dict(sorted(self.sources.items()))
+        out["ignored"] = dict(self.ignored)
+        return out
+
+
+class _Layers:
+    """The merged cloud plus, for each key (``auth.x`` for auth keys), its source."""
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] = {}
+        self.src: dict[str, str] = {}
+
+    def auth_update(self, data: Mapping[str, Any], source: str | Mapping[str, str]) -> None:
+        """openstacksdk's ``_auth_update``: ``auth`` merges one level deep, the rest replace."""
+        def where(key: str) -> str:
+            return source if isinstance(source, str) else source.get(key, "?")
+        for key, value in copy.deepcopy(dict(data)).items():
+            if key == "auth" and isinstance(value, Mapping):
+                self.config.setdefault("auth", {}).update(value)
+                for sub in value:
+                    self.src[f"auth.{sub}"] = where(f"auth.{sub}")
+            else:
+                self.config[key] = value
+                self.src[key] = where(key)
+
+    def move(self, old: str, new: str) -> None:
+        if old in self.src:
+            self.src[new] = self.src.pop(old)
+
+
+class OpenStackClientConfig:
+    """The files and environment as openstacksdk's ``OpenStackConfig()`` reads them."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env = dict(os.environ if env is None else env)
+        self.config_path: str | None
+        self.secure_path: str | None
+        self.config_path, data = clientfiles.load_first(
+            clientfiles.candidates("clouds", "OS_CLIENT_CONFIG_FILE", self.env))
+        self.secure_path, secure = clientfiles.load_first(
+            clientfiles.candidates("secure", "OS_CLIENT_SECURE_FILE", self.env))
+        self._vendor_candidates = clientfiles.candidates("clouds-public", None, self.env)
+        raw = (data or {}).get("clouds") or {}
+        secure_clouds = (secure or {}).get("clouds") or {}
+        for path, clouds in ((self.config_path, raw), (self.secure_path, secure_clouds)):
+            if not isinstance(clouds, Mapping) or any(
+                    not isinstance(v, Mapping) for v in clouds.values()):
+                raise ConfigError("'clouds' must map cloud names to mappings", path=path,
+                                  key="clouds")
+        self.clouds: dict[str, dict[str, Any]] = {}
+        self.sources: dict[str, dict[str, str]] = {}
+        for name in list(raw) + [n for n in secure_clouds if n not in raw]:
+            entry = clientfiles.merge_clouds(raw.get(name) or {}, secure_clouds.get(name) or {})
+            src = _key_sources(raw.get(name) or {}, str(self.config_path))
+            src.update(_key_sources(secure_clouds.get(name) or {}, str(self.secure_path)))
+            self.clouds[str(name)] = entry
+            self.sources[str(name)] = src
+        self.envvar_key = self.env.get("OS_CLOUD_NAME", "envvars")
+        if self.envvar_key in self.clouds:
+            raise ConfigError(f"clouds.yaml defines a cloud named {self.envvar_key!r}, but "
+                              "that is also the name of the cloud the OS_* variables make",
+                              path=self.config_path, key="OS_CLOUD_NAME",
+                              hint="rename one of them (OS_CLOUD_NAME sets the latter)")
+        self.default_cloud = self.env.get("OS_CLOUD")
+        envvars = self._environ_cloud()
+        if envvars is not None:
+            self.clouds[self.envvar_key], self.sources[self.envvar_key] = envvars
+            self.default_cloud = self.default_cloud or self.envvar_key
+        if not self.default_cloud and len(self.clouds) == 1:
+            self.default_cloud = next(iter(self.clouds))
+
+    def _environ_cloud(self) -> tuple[dict[str, Any], dict[str, str]] | None:
+        keys = [k for k in self.env if k.startswith("OS_")
+                and not k.startswith(("OS_TEST", "OS_STD", "OS_LOG"))]
+        if not set(keys) - ENV_SELECTORS:
+            return None
+        cloud = {k.split("_", 1)[-1].lower(): self.env[k] for k in keys}
+        return cloud, {k.split("_", 1)[-1].lower(): f"environment {k}" for k in keys}
+
+    # -- get_one --------------------------------------------------------------------------
+    def get_one(self, cloud: str | None = None, **options: Any) -> ResolvedCloud:
+        """``OpenStackConfig().get_one(cloud, **options)``, for what imagehub supports."""
+        name = cloud or self.default_cloud
+        if not name:
+            raise ConfigError(
+                "no OpenStack cloud: no clouds.yaml found and no OS_* variables set",
+                key="cloud", hint="set OS_CLOUD or OS_CLIENT_CONFIG_FILE, or OS_AUTH_URL "
+                "and friends; looked in " + ", ".join(clientfiles.search_dirs(self.env)))
+        if name not in self.clouds:
+            known = ", ".join(sorted(self.clouds)) or "none"
+            raise ConfigError(f"no cloud {name!r} in clouds.yaml (clouds: {known})",
+                              path=self.config_path, key="cloud")
+        entry = normalize(self.clouds[name], where=f"cloud {name!r}")
+        entry_src = {k.replace("-", "_"): v for k, v in self.sources[name].items()}
+        layers = _Layers()
+        layers.auth_update(DEFAULTS, DEFAULT)
+        profile = self._profile(name, entry)
+        if profile is not None:
+            layers.auth_update(*profile)
+        layers.auth_update(entry, entry_src)
+        layers.config.pop("cloud", None)
+        layers.config.setdefault("auth", {})
+
+        region, region_src = self._region(name, entry, profile, options.get("region_name"))
+        layers.config.pop("regions", None)
+        layers.config["region_name"] = region["name"]
+        layers.src["region_name"] = region_src
+        for key, value in region["values"].items():
+            if value is not None:
+                layers.auth_update({key: value}, f"{region_src} (values)")
+        for key, value in normalize(dict(options), where=OPTIONS).items():
+            if value is not None and key != "region_name":
+                layers.auth_update({key: value}, OPTIONS)
+        return self._finish(name, layers)
+
+    def _profile(self, name: str, entry: Mapping[str, Any]) \
+            -> tuple[dict[str, Any], str] | None:
+        key = "profile" if "profile" in entry else "cloud"
+        profile = entry.get(key)
+        if not profile or profile == self.envvar_key:
+            return None
+        path, data = clientfiles.load_first(self._vendor_candidates)
+        public = (data or {}).get("public-clouds") or {}
+        found = public.get(profile) if isinstance(public, Mapping) else None
+        if not isinstance(found, Mapping):
+            where = path or "no clouds-public.yaml found"
+            raise ConfigError(
+                f"profile {profile!r} is not in clouds-public.yaml ({where}); imagehub "
+                "does not ship openstacksdk's built-in vendor profiles or fetch profile URLs",
+                cloud=name, key=key, hint="copy the vendor's profile under 'public-clouds:' "
+                "in clouds-public.yaml, or write its settings into the cloud")
+        return normalize(dict(found), where=f"profile {profile!r}"), \
+            f"{path} (profile {profile!r})"
+
+    def _region(self, name: str, entry: Mapping[str, Any],
+                profile: tuple[dict[str, Any], str] | None,
+                wanted: str | None) -> tuple[dict[str, Any], str]:
+        """``_get_region``: the wanted region of the known ones, else the first."""
+        src = self.sources[name]
+        known: list[dict[str, Any]]
+        where: str
+        if "regions" in entry:
+            known = _expand_regions(entry["regions"], name)
+            where = src.get("regions", "?")
+        elif "region_name" in entry:
+            value = entry["region_name"]
+            names = value if isinstance(value, list) else str(value).split(",")
+            known = _expand_regions(names, name)
+            where = src.get("region_name", "?")
+        elif profile is not None and (profile[0].get("regions")
+                                      or profile[0].get("region_name")):
+            data, where = profile
+            known = _expand_regions(data["regions"], name) if data.get("regions") \
+                else [{"name": data["region_name"], "values": {}}]
+        else:
+            known, where = [], DEFAULT
+        if wanted:
+            for region in known:
+                if region["name"] == wanted:
+                    return region, OPTIONS
+            if known:
+                listed = ",".join(str(r["name"]) for r in known)
+                raise ConfigError(f"region {wanted!r} is not a region of cloud {name!r}; "
+                                  f"its regions are {listed} (names are case sensitive)",
+                                  key="region_name")
+            return {"name": wanted, "values": {}}, OPTIONS
+        return (known[0], where) if known else ({"name": "", "values": {}}, DEFAULT)
+
+    def _finish(self, name: str, layers: _Layers) -> ResolvedCloud:
+        config, src = layers.config, layers.src
+        _magic_fixes(layers)
+        config.update(normalize(config, where=f"cloud {name!r}", convert=True))
+        auth_type = config.get("auth_type")
+        if auth_type in (None, "None", ""):
+            auth_type = "none"
+        elif auth_type == "token_endpoint":
+            auth_type = "admin_token"
+        if src.get("auth_type") == DEFAULT:
+            guessed = _infer_auth_type(config)
+            if guessed != auth_type:
+                auth_type, src["auth_type"] = guessed, INFERRED
+        config["auth_type"] = auth_type
+        if auth_type not in SUPPORTED_AUTH_TYPES:
+            raise ConfigError(f"auth_type {auth_type!r} is not supported by imagehub "
+                              f"(supported: {', '.join(SUPPORTED_AUTH_TYPES)})",
+                              cloud=name, key="auth_type")
+        try:
+            plugin_opts = loading.get_plugin_loader(str(auth_type)).get_options()
+        except ks_exc.NoMatchingPlugin:  # pragma: no cover - keystoneauth1 ships them all
+            raise ConfigError(f"keystoneauth1 has no plugin {auth_type!r}", cloud=name,
+                              key="auth_type") from None
+        _validate_auth(layers, plugin_opts)
+        _expand_formats(config, name)
+        ignored = check_keys(config, src, name, plugin_option_names(plugin_opts),
+                             skip_sources=(DEFAULT,))
+        return _resolved(name, config, src, ignored)
+
+
+def _key_sources(entry: Mapping[str, Any], path: str) -> dict[str, str]:
+    out = {str(k): path for k in entry}
+    auth = entry.get("auth")
+    if isinstance(auth, Mapping):
+        out.update({f"auth.{k}": path for k in auth})
+    return out
+
+
+def _expand_regions(regions: Any, cloud: str) -> list[dict[str, Any]]:
+    if not isinstance(regions, list):
+        raise ConfigError("must be a list of region names or {name, values} mappings",
+                          cloud=cloud, key="regions")
+    out = []
+    for region in regions:
+        if isinstance(region, Mapping):
+            if "name" not in region or not {"name", "values"} >= set(region):
+                raise ConfigError(f"invalid region entry {sorted(region)}: it takes 'name' "
+                                  "and 'values' only", cloud=cloud, key="regions")
+            out.append({"name": region["name"], "values": dict(region.get("values") or {})})
+        else:
+            out.append({"name": region, "values": {}})
+    return out
+
+
+def _magic_fixes(layers: _Layers) -> None:
+    """openstacksdk's ``magic_fixes`` (networks aside: they concern other services)."""
+    config = layers.config
+    service_timeout = None
+    for key in [k for k in config if k.endswith("timeout") and k not in ("timeout",
+                                                                          "api_timeout")]:
+        service_timeout = config.pop(key)
+        layers.move(key, "api_timeout")
+    if service_timeout is not None:
+        config["api_timeout"] = service_timeout
+    target = None
+    for key in ("auth_plugin", "auth_type"):  # auth_type wins
+        if key in config:
+            target = config.pop(key)
+            layers.move(key, "auth_type")
+    config["auth_type"] = target
+    fix_backwards_auth(layers.config, layers.src)
+    for key in [k for k in config if k.endswith("endpoint_type")]:
+        new = key.replace("endpoint_type", "interface")
+        config[new] = config.pop(key)
+        layers.move(key, new)
+    handle_domain_id(config, layers.src)
+    if "insecure" in config and not isinstance(config["insecure"], bool):
+        value = config["insecure"]
+        config["insecure"] = value is not None and str(value).lower() == "true"
+    url = config["auth"].get("auth_url")
+    if isinstance(url, str):
+        try:
+            config["auth"]["auth_url"] = url.format(**config)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"auth_url refers to an unknown value: {exc}",
+                              key="auth.auth_url") from None
+
+
+def _infer_auth_type(config: Mapping[str, Any]) -> str:
+    """The plugin the keys imply, when no auth_type was given (see the module docstring)."""
+    keys = {k for k, v in config["auth"].items() if v} | {k for k, v in config.items() if v}
+    user = keys & {"username", "user_id", "password"}
+    appcred = keys & {"application_credential_id", "application_credential_name"}
+    if "token" in keys and not user and not appcred:
+        return "token"
+    if appcred and "token" not in keys and "password" not in keys:
+        return "v3applicationcredential"
+    endpoint = keys & {"endpoint", "image_endpoint_override", "image_endpoint"}
+    if endpoint and "auth_url" not in keys and not user and "token" not in keys:
+        return "none"
+    return "password"
+
+
+def _validate_auth(layers: _Layers, options: list[Any]) -> None:
+    """``_validate_auth``: each plugin option from ``auth``, else from the cloud's top level."""
+    config, auth = layers.config, layers.config["auth"]
+    for opt in options:
+        names = [opt.name.replace("-", "_")] + [d.name.replace("-", "_")
+                                                for d in opt.deprecated]
+        value, origin = None, None
+        for place, prefix in ((auth, "auth."), (config, "")):
+            for candidate in names:
+                if candidate in place:
+                    value, origin = place[candidate], prefix + candidate
+                    break
+            if value:
+                break
+        source = layers.src.get(origin or "", DEFAULT)
+        for candidate in names:
+            config.pop(candidate, None)
+            auth.pop(candidate, None)
+            layers.src.pop(candidate, None)
+            layers.src.pop(f"auth.{candidate}", None)
+        if value:
+            dest = opt.dest or opt.name.replace("-", "_")
+            auth[dest] = value
+            layers.src[f"auth.{dest}"] = source
+
+
+def _expand_formats(config: dict[str, Any], cloud: str) -> None:
+    for key, value in list(config.items()):
+        if isinstance(value, str) and key != "password":
+            try:
+                config[key] = value.format(**config)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(f"the value refers to an unknown value: {exc}",
+                                  cloud=cloud, key=key) from None
+
+
+def _resolved(name: str, config: Mapping[str, Any], src: Mapping[str, str],
+              ignored: Mapping[str, str]) -> ResolvedCloud:
+    auth = dict(config["auth"])
+    verify: Any = config.get("verify", True)
+    cacert = config.get("cacert")
+    if config.get("insecure"):
+        verify = False
+    if verify and cacert:
+        verify = os.path.expanduser(str(cacert))
+    cert: Any = config.get("cert")
+    if cert:
+        cert = os.path.expanduser(str(cert))
+        if config.get("key"):
+            cert = (cert, os.path.expanduser(str(config["key"])))
+    endpoint = config.get("image_endpoint_override") or config.get("image_endpoint")
+    if not endpoint and config["auth_type"] == "none":
+        endpoint = auth.get("endpoint")
+    interface = config.get("image_interface") or config.get("interface")
+    if interface is not None and not isinstance(interface, str):
+        raise ConfigError("imagehub takes one interface (public, internal or admin), "
+                          "not a list", cloud=name, key="interface")
+    region = config.get("image_region_name") or config.get("region_name")
+    version = config.get("image_api_version")
+    try:
+        float(version or "x")
+    except ValueError:
+        version = None  # openstacksdk ignores a version that is not a number
+    if version and not str(version).startswith("2"):
+        raise ConfigError(f"image_api_version {version!r}: imagehub speaks the Image API "
+                          "v2 only", cloud=name, key="image_api_version")
+    timeout = config.get("api_timeout")
+    identity = config.get("identity_api_version")
+    sources = dict(src)
+    for alias, real in (("endpoint_override", "image_endpoint_override"),
+                        ("interface", "image_interface"), ("region_name", "image_region_name")):
+        if real in sources and config.get(real):
+            sources[alias] = sources[real]
+    if not config.get("image_endpoint_override") and config.get("image_endpoint"):
+        sources["endpoint_override"] = sources.get("image_endpoint", "?")
+    elif not endpoint:
+        sources.pop("endpoint_override", None)
+    elif config["auth_type"] == "none" and not config.get("image_endpoint_override"):
+        sources["endpoint_override"] = sources.get("auth.endpoint", "?")
+    return ResolvedCloud(
+        name=name, auth_type=str(config["auth_type"]), auth=auth,
+        region_name=str(region) if region else None, interface=interface,
+        endpoint_override=str(endpoint) if endpoint else None,
+        image_api_version=str(version) if version else None,
+        identity_api_version=str(identity) if identity is not None else None,
+        verify=verify, cert=cert, api_timeout=float(timeout) if timeout else None,
+        sources={k: v for k, v in sources.items()
+                 if k in _SHOWN_SOURCES or k.startswith("auth.")},
+        ignored=ignored)
+
+
+_SHOWN_SOURCES = frozenset({
+    "auth_type", "region_name", "interface", "endpoint_override", "image_api_version",
+    "identity_api_version", "verify", "insecure", "cacert", "cert", "key", "api_timeout",
+    "profile"})
