@@ -26,8 +26,8 @@ from imagehub.errors import ConfigError
 from . import clouds
 from .cloudkeys import SECRET_KEYS
 
-__all__ = ["SECRET_KEYS", "AuthSettings", "from_inline", "from_resolved", "resolve",
-           "resolve_cloud"]
+__all__ = ["SDK_OPTION_NAMES", "SECRET_KEYS", "AuthSettings", "describe", "from_inline",
+           "from_resolved", "resolve", "resolve_cloud"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,15 +141,15 @@ def from_resolved(cloud: clouds.ResolvedCloud) -> AuthSettings:
 
 
 # imagehub's own option names, as openstacksdk's get_one() takes them.
-_OVERRIDES = {"region_name": "region_name", "interface": "image_interface",
+SDK_OPTION_NAMES = {"region_name": "region_name", "interface": "image_interface",
               "endpoint_override": "image_endpoint_override", "timeout": "api_timeout",
               "verify": "verify", "cacert": "cacert"}
 
 
 def resolve_cloud(options: Mapping[str, Any]) -> clouds.ResolvedCloud:
     """The OpenStack cloud ``options`` name (or OS_CLOUD, the OS_* variables...)."""
-    overrides = {_OVERRIDES[k]: v for k, v in options.items()
-                 if k in _OVERRIDES and v is not None}
+    overrides = {SDK_OPTION_NAMES[k]: v for k, v in options.items()
+                 if k in SDK_OPTION_NAMES and v is not None}
     config = clouds.OpenStackClientConfig()
     if not (options.get("cloud") or config.default_cloud):
         raise ConfigError(
@@ -164,3 +164,20 @@ def resolve(options: Mapping[str, Any]) -> AuthSettings:
     if options.get("auth") or options.get("auth_type"):
         return from_inline(options)
     return from_resolved(resolve_cloud(options))
+
+
+def describe(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``imagehub clouds`` output for a glance cloud: what resolved, secrets left out."""
+    if not (options.get("auth") or options.get("auth_type")):
+        return resolve_cloud(options).describe()
+    inline = from_inline(options)
+    out: dict[str, Any] = {"cloud": None, "auth_type": inline.auth_type}
+    out.update({k: v for k, v in inline.auth.items() if k not in SECRET_KEYS})
+    out["secrets_set"] = sorted(k for k in inline.auth if k in SECRET_KEYS)
+    out.update(region_name=inline.region_name, interface=inline.interface,
+               endpoint_override=inline.endpoint_override, verify=inline.verify,
+               cert=inline.cert, api_timeout=inline.timeout)
+    out["sources"] = {k: "imagehub config" for k in (
+        "auth_type", *(f"auth.{a}" for a in inline.auth), "region_name", "interface",
+        "endpoint_override", "verify") if k in options or k.startswith("auth.")}
+    return out

@@ -279,6 +279,11 @@ class OpenStackClientConfig:
             if guessed != auth_type:
                 auth_type, src["auth_type"] = guessed, INFERRED
         config["auth_type"] = auth_type
+        if "auth_methods" in config or "auth_methods" in config["auth"]:
+            where = src.get("auth_methods") or src.get("auth.auth_methods")
+            raise ConfigError("auth_methods (multi-factor login) is not supported by "
+                              "imagehub", cloud=name, key="auth_methods", path=where,
+                              hint="use a password or an application credential")
         if auth_type not in SUPPORTED_AUTH_TYPES:
             raise ConfigError(f"auth_type {auth_type!r} is not supported by imagehub "
                               f"(supported: {', '.join(SUPPORTED_AUTH_TYPES)})",
