@@ -191,6 +191,21 @@ CASES: list[Case] = [
     Case("other-services-ignored", {"cwd/clouds.yaml": clouds(a=pw(
         compute_api_version="2.1", volume_api_version=3, networks=[{"name": "n"}]))},
         cloud="a", ignored=("compute_api_version", "networks", "volume_api_version")),
+    Case("empty-clouds-file", {"cwd/clouds.yaml": None}, env={
+        "OS_AUTH_URL": KS, "OS_USERNAME": "u", "OS_PASSWORD": "p", "OS_PROJECT_ID": "d"}),
+    Case("secure-only", {"cwd/secure.yaml": clouds(a=pw())}, cloud="a"),
+    Case("dashed-and-numbers", {"cwd/clouds.yaml": clouds(a={
+        "region-name": 7, "identity-api-version": 3, "image-api-version": 2.0,
+        "auth": {"auth-url": KS, "user-id": 42, "password": "s3cret", "project-id": 99}})},
+        cloud="a"),
+    Case("region-values-auth", {"cwd/clouds.yaml": clouds(a=pw(regions=[
+        {"name": "r1", "values": {"auth": {"project_name": "p-r1"}, "verify": False}}]))},
+        cloud="a"),
+    Case("env-appcred", {}, env={
+        "OS_AUTH_TYPE": "v3applicationcredential", "OS_AUTH_URL": KS,
+        "OS_APPLICATION_CREDENTIAL_NAME": "n", "OS_USERNAME": "alice",
+        "OS_USER_DOMAIN_NAME": "Default", "OS_APPLICATION_CREDENTIAL_SECRET": "sec",
+        "OS_VOLUME_API_VERSION": "3"}, ignored=("volume_api_version",)),
     # -- refused ------------------------------------------------------------------------
     Case("unknown-key", {"cwd/clouds.yaml": clouds(a=pw(flavour="large"))}, cloud="a",
          refused="flavour", sdk="resolves"),
@@ -222,6 +237,20 @@ CASES: list[Case] = [
          refused="cloud", sdk="fails"),
     Case("timeout-not-api-timeout", {"cwd/clouds.yaml": clouds(a=pw(timeout=5))},
          cloud="a", refused="timeout", sdk="resolves"),
+    Case("client-config-file-missing", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"OS_CLIENT_CONFIG_FILE": "{tmp}/typo.yaml"}, cloud="a",
+         refused="OS_CLIENT_CONFIG_FILE", sdk="resolves"),
+    Case("several-clouds-none-chosen", {"cwd/clouds.yaml": clouds(a=pw(), b=pw())},
+         refused="cloud", sdk="fails"),
+    Case("interface-list", {"cwd/clouds.yaml": clouds(a=pw(interface=["internal",
+                                                                      "public"]))},
+         cloud="a", refused="interface", sdk="resolves"),
+    Case("token-with-password-plugin", {"cwd/clouds.yaml": clouds(a={
+        "auth_type": "password", "auth": {"auth_url": KS, "token": "tok"}})}, cloud="a",
+        refused="auth.token", sdk="fails"),
+    Case("missing-profile", {"cwd/clouds.yaml": clouds(a={"profile": "nowhere",
+                                                          "auth": dict(PW_AUTH)})},
+         cloud="a", refused="profile", sdk="resolves"),
     # -- these also log in to the real Keystone ------------------------------------------
     Case("login-secure", {
         "cwd/clouds.yaml": clouds(a={"auth": {k: v for k, v in REAL_AUTH.items()

@@ -151,6 +151,10 @@ def resolve_cloud(options: Mapping[str, Any]) -> clouds.ResolvedCloud:
     overrides = {SDK_OPTION_NAMES[k]: v for k, v in options.items()
                  if k in SDK_OPTION_NAMES and v is not None}
     config = clouds.OpenStackClientConfig()
+    if not options.get("cloud") and not config.default_cloud and config.clouds:
+        raise ConfigError(f"{config.config_path} has several clouds "
+                          f"({', '.join(sorted(config.clouds))}) and none is chosen",
+                          key="cloud", hint="set 'cloud' in imagehub's config, or OS_CLOUD")
     if not (options.get("cloud") or config.default_cloud):
         raise ConfigError(
             "no OpenStack credentials: set 'auth' (and 'auth_type'), 'cloud' (a clouds.yaml "

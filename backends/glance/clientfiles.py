@@ -49,7 +49,13 @@ def candidates(base: str, override_var: str | None = None,
     env = os.environ if env is None else env
     found = [os.path.join(d, base + s) for d in search_dirs(env) for s in _SUFFIXES]
     if override_var and env.get(override_var):
-        found.insert(0, env[override_var])
+        named = env[override_var]
+        if not os.path.exists(named):
+            # openstacksdk silently falls back to the search path: a typo would then
+            # read some other cloud's credentials.
+            raise ConfigError(f"{override_var} names a file that does not exist",
+                              path=named, key=override_var)
+        found.insert(0, named)
     return found
 
 
@@ -67,8 +73,10 @@ def load_first(paths: list[str]) -> tuple[str, dict[str, Any]] | tuple[None, Non
             raise ConfigError(f"cannot parse this OpenStack client file: {type(exc).__name__}",
                               path=path, hint="fix it or move it away; openstack would "
                               "skip it and read the next file in its search path") from None
+        if data is None:
+            data = {}  # an empty file: openstacksdk reads it as no clouds, so do we
         if not isinstance(data, dict):
-            raise ConfigError("is empty or not a mapping", path=path)
+            raise ConfigError("is not a mapping", path=path)
         return path, data
     return None, None
 

@@ -43,6 +43,9 @@ _HINTS = {
     "endpoint_override": "openstack reads the image service's override as "
                          "image_endpoint_override",
     "timeout": "openstack reads the timeout of a clouds.yaml cloud as api_timeout",
+    "default_domain": "that is an openstack CLI option; set user_domain_id and "
+                      "project_domain_id (OS_USER_DOMAIN_ID, OS_PROJECT_DOMAIN_ID)",
+    "image_url": "set image_endpoint_override (OS_IMAGE_ENDPOINT_OVERRIDE)",
     "endpoint": "with auth_type password the endpoint comes from the catalog; set "
                 "image_endpoint_override, or auth_type none or admin_token",
 }
