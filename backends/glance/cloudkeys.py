@@ -6,6 +6,7 @@ The rewriting rules are openstacksdk's (``openstack/config/loader.py`` and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -178,11 +179,22 @@ def check_keys(config: Mapping[str, Any], src: Mapping[str, str], cloud: str,
             if key != "identity_api_version":
                 ignored[key] = "a setting of another OpenStack service"
                 continue
+        if key in _all_plugin_keys():
+            raise ConfigError(f"auth_type {auth_type!r} does not take this key",
+                              cloud=cloud, key=key, hint="remove it, or set the auth_type "
+                              "it belongs to", **_where(src, key))
         hint = _HINTS.get(key, "see the supported keys in docs/backends/glance.md")
         raise ConfigError(f"imagehub does not support this key of an OpenStack cloud "
                           f"(auth_type {auth_type!r})", cloud=cloud, key=key, hint=hint,
                           **_where(src, key))
     return ignored
+
+
+@functools.cache
+def _all_plugin_keys() -> frozenset[str]:
+    from keystoneauth1 import loading
+    return frozenset().union(*(plugin_option_names(loading.get_plugin_loader(t).get_options())
+                               for t in SUPPORTED_AUTH_TYPES))
 
 
 def _where(src: Mapping[str, str], key: str) -> dict[str, str]:

@@ -289,14 +289,27 @@ class OpenStackClientConfig:
                               f"(supported: {', '.join(SUPPORTED_AUTH_TYPES)})",
                               cloud=name, key="auth_type")
         try:
-            plugin_opts = loading.get_plugin_loader(str(auth_type)).get_options()
+            loader: Any = loading.get_plugin_loader(str(auth_type))
+            plugin_opts = loader.get_options()
         except ks_exc.NoMatchingPlugin:  # pragma: no cover - keystoneauth1 ships them all
             raise ConfigError(f"keystoneauth1 has no plugin {auth_type!r}", cloud=name,
                               key="auth_type") from None
         _validate_auth(layers, plugin_opts)
+        missing = sorted(o.dest for o in plugin_opts
+                         if o.required and not config["auth"].get(o.dest))
+        if missing:
+            raise ConfigError(f"auth_type {auth_type!r} needs: {', '.join(missing)}",
+                              cloud=name, key=f"auth.{missing[0]}",
+                              path=src.get("auth_type") if src.get("auth_type", "")
+                              .startswith("/") else None)
         _expand_formats(config, name)
         ignored = check_keys(config, src, name, plugin_option_names(plugin_opts),
                              skip_sources=(DEFAULT,))
+        try:  # builds the plugin only (no network), for keystoneauth1's own checks
+            loader.load_from_options(**config["auth"])
+        except ks_exc.OptionError as exc:
+            raise ConfigError(f"auth_type {auth_type!r}: {exc}", cloud=name,
+                              key="auth") from None
         return _resolved(name, config, src, ignored)
 
 
