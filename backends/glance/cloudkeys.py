@@ -157,14 +157,11 @@ def check_keys(config: Mapping[str, Any], src: Mapping[str, str], cloud: str,
     """Refuse what imagehub does not support; return the other-service keys ignored."""
     auth_type = config.get("auth_type")
     ignored: dict[str, str] = {}
-    if "auth_methods" in config or "auth_methods" in config["auth"]:
-        raise ConfigError("auth_methods (multi-factor login) is not supported by imagehub",
-                          cloud=cloud, key="auth_methods", **_where(src, "auth_methods"))
     for key in sorted(config["auth"]):
         if key not in plugin_keys:
             raise ConfigError(f"auth_type {auth_type!r} does not take this key (it takes: "
                               f"{', '.join(sorted(plugin_keys)) or 'nothing'})",
-                              cloud=cloud, key=f"auth.{key}", **_where(src, f"auth.{key}"))
+                              cloud=cloud, key=f"auth.{key}", **where_from(src, f"auth.{key}"))
     for key in sorted(config):
         origin = src.get(key, skip_sources[0])
         if key in _TOP_KEYS or origin in skip_sources:
@@ -179,14 +176,15 @@ def check_keys(config: Mapping[str, Any], src: Mapping[str, str], cloud: str,
             if key != "identity_api_version":
                 ignored[key] = "a setting of another OpenStack service"
                 continue
-        if key in _all_plugin_keys():
-            raise ConfigError(f"auth_type {auth_type!r} does not take this key",
+        origin_note = f" (set by {origin[12:]})" if origin.startswith("environment ") else ""
+        if key in _all_plugin_keys() and key not in _HINTS:
+            raise ConfigError(f"auth_type {auth_type!r} does not take this key{origin_note}",
                               cloud=cloud, key=key, hint="remove it, or set the auth_type "
-                              "it belongs to", **_where(src, key))
+                              "it belongs to", **where_from(src, key))
         hint = _HINTS.get(key, "see the supported keys in docs/backends/glance.md")
         raise ConfigError(f"imagehub does not support this key of an OpenStack cloud "
-                          f"(auth_type {auth_type!r})", cloud=cloud, key=key, hint=hint,
-                          **_where(src, key))
+                          f"(auth_type {auth_type!r}){origin_note}", cloud=cloud, key=key,
+                          hint=hint, **where_from(src, key))
     return ignored
 
 
@@ -197,6 +195,7 @@ def _all_plugin_keys() -> frozenset[str]:
                                for t in SUPPORTED_AUTH_TYPES))
 
 
-def _where(src: Mapping[str, str], key: str) -> dict[str, str]:
+def where_from(src: Mapping[str, str], key: str) -> dict[str, str]:
+    """The file a key came from, for ConfigError's ``path`` (variables are no files)."""
     origin = src.get(key)
-    return {"path": origin} if origin else {}
+    return {"path": origin} if origin and not origin.startswith("environment ") else {}

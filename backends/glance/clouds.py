@@ -21,9 +21,9 @@ other key. Settings for other OpenStack services (``compute_api_version``,
 in :meth:`ResolvedCloud.describe` instead of being refused.
 
 One extension: with no ``auth_type`` anywhere, openstacksdk uses ``password`` and then
-fails on a token or application credential. We pick the plugin those keys imply
-(``token``, ``v3applicationcredential``, or ``none`` for an endpoint and no
-credentials) and resolve what openstacksdk resolves when told that ``auth_type``.
+fails on a token or application credential (at once, or at login). We pick the plugin
+those keys imply (``token``, ``v3applicationcredential``, or ``none`` for an endpoint
+and no credentials) and resolve what openstacksdk resolves when told that ``auth_type``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from .cloudkeys import (
     handle_domain_id,
     normalize,
     plugin_option_names,
+    where_from,
 )
 
 DEFAULT = "openstack default"
@@ -280,10 +281,10 @@ class OpenStackClientConfig:
                 auth_type, src["auth_type"] = guessed, INFERRED
         config["auth_type"] = auth_type
         if "auth_methods" in config or "auth_methods" in config["auth"]:
-            where = src.get("auth_methods") or src.get("auth.auth_methods")
             raise ConfigError("auth_methods (multi-factor login) is not supported by "
-                              "imagehub", cloud=name, key="auth_methods", path=where,
-                              hint="use a password or an application credential")
+                              "imagehub", cloud=name, key="auth_methods",
+                              hint="use a password or an application credential",
+                              **where_from(src, "auth_methods"))
         if auth_type not in SUPPORTED_AUTH_TYPES:
             raise ConfigError(f"auth_type {auth_type!r} is not supported by imagehub "
                               f"(supported: {', '.join(SUPPORTED_AUTH_TYPES)})",
@@ -299,9 +300,7 @@ class OpenStackClientConfig:
                          if o.required and not config["auth"].get(o.dest))
         if missing:
             raise ConfigError(f"auth_type {auth_type!r} needs: {', '.join(missing)}",
-                              cloud=name, key=f"auth.{missing[0]}",
-                              path=src.get("auth_type") if src.get("auth_type", "")
-                              .startswith("/") else None)
+                              cloud=name, key=f"auth.{missing[0]}")
         _expand_formats(config, name)
         ignored = check_keys(config, src, name, plugin_option_names(plugin_opts),
                              skip_sources=(DEFAULT,))
@@ -310,7 +309,17 @@ class OpenStackClientConfig:
         except ks_exc.OptionError as exc:
             raise ConfigError(f"auth_type {auth_type!r}: {exc}", cloud=name,
                               key="auth") from None
+        except TypeError as exc:  # a plugin argument its loader does not mark required
+            raise ConfigError(f"auth_type {auth_type!r} cannot be built from these auth "
+                              f"keys ({', '.join(sorted(config['auth'])) or 'none'}): "
+                              f"{_argument_problem(exc)}", cloud=name, key="auth") from None
         return _resolved(name, config, src, ignored)
+
+
+def _argument_problem(exc: TypeError) -> str:
+    # "Token.__init__() missing 1 required positional argument: 'token'": names, no values
+    text = str(exc)
+    return text.split(") ", 1)[-1] if ") " in text else "wrong arguments"
 
 
 def _key_sources(entry: Mapping[str, Any], path: str) -> dict[str, str]:
