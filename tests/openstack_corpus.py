@@ -60,7 +60,14 @@ CASES: list[Case] = [
          env={"XDG_CONFIG_HOME": "{tmp}/xdg"}, cloud="a"),
     Case("unix-home-after-xdg", {"home/.config/openstack/clouds.yaml": clouds(a=pw(
         region_name="home"))}, env={"XDG_CONFIG_HOME": "{tmp}/xdg"}, cloud="a"),
+    Case("snap-real-home", {"snap/.config/openstack/clouds.yaml": clouds(a=pw(
+        region_name="snap"))}, env={"SNAP_REAL_HOME": "{tmp}/snap"}, cloud="a"),
     Case("xdg-config-dirs", {"site/openstack/clouds.yaml": clouds(a=pw(region_name="site"))},
+         cloud="a"),
+    Case("xdg-config-dirs-several", {"home/.config/openstack/clouds.yaml": clouds(a=pw()),
+                                     "site/openstack/clouds.yaml": clouds(a=pw(
+                                         region_name="not-read"))},
+         env={"XDG_CONFIG_DIRS": "{tmp}/site:{tmp}/other", "XDG_CONFIG_HOME": " "},
          cloud="a"),
     Case("yml-suffix", {"cwd/clouds.yml": clouds(a=pw(region_name="yml"))}, cloud="a"),
     Case("json-file", {"home/.config/openstack/clouds.json": clouds(a=pw(

@@ -28,11 +28,12 @@ def resolve(case: dict[str, Any]) -> dict[str, Any]:
     from openstack.config import loader
     loader = importlib.reload(loader)
     openstack.config.OpenStackConfig = loader.OpenStackConfig  # type: ignore[misc]
+    searched = list(loader.CONFIG_SEARCH_PATH)
     try:
         config = openstack.config.OpenStackConfig()
         region = config.get_one(case["cloud"], **case["kwargs"])
     except Exception as exc:  # noqa: BLE001 - the oracle reports whatever it raised
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        return {"error": f"{type(exc).__name__}: {exc}", "searched": searched}
     verify, cert = region.get_requests_verify_args()
     timeout = region.config.get("api_timeout")
     identity = region.config.get("identity_api_version")
@@ -49,6 +50,7 @@ def resolve(case: dict[str, Any]) -> dict[str, Any]:
         "api_timeout": float(timeout) if timeout else None,
         "config_file": config.config_filename,
         "secure_file": config.secure_config_filename,
+        "searched": searched,
     }
 
 

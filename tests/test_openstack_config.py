@@ -25,6 +25,7 @@ import yaml
 from imagehub import ConfigError
 from imagehub.backends.glance import GlanceManager
 from imagehub.backends.glance.auth import SDK_OPTION_NAMES, resolve_cloud
+from imagehub.backends.glance.clientfiles import search_dirs
 from imagehub.backends.glance.clouds import INFERRED, OpenStackClientConfig, ResolvedCloud
 from imagehub.cli import main
 from tests.openstack_corpus import CASES, Case
@@ -136,6 +137,7 @@ def test_resolves_as_openstacksdk(case: Case, oracle: tuple[Path, dict[str, Any]
     root, results = oracle
     sdk = results[case.id]
     with case_environment(case, root, {}):
+        assert search_dirs() == sdk["searched"]
         if case.refused:
             with pytest.raises(ConfigError) as info:
                 imagehub_resolves(case)
