@@ -4,7 +4,8 @@ Each case lays out files under a private folder (``cwd/``, ``home/`` which is $H
 ``xdg/`` for $XDG_CONFIG_HOME when a case sets it, ``site/`` which is $XDG_CONFIG_DIRS),
 sets environment variables, and names a cloud and imagehub options. ``{tmp}`` in a
 value is that folder; ``{auth_url}``, ``{username}``, ``{password}``, ``{project}``,
-``{region}`` and ``{glance}`` are the real test Keystone's, for the cases that log in.
+``{region}``, ``{glance}``, ``{token}``, ``{appcred_id}`` and ``{appcred_secret}`` are the
+real test Keystone's, for the cases that log in.
 """
 
 from __future__ import annotations
@@ -275,6 +276,14 @@ CASES: list[Case] = [
                                "OS_USER_DOMAIN_NAME": "Default",
                                "OS_PROJECT_DOMAIN_NAME": "Default",
                                "OS_REGION_NAME": "{region}"}, login=True),
+    Case("login-infer-appcred", {"cwd/clouds.yaml": clouds(a={"auth": {
+        "auth_url": "{auth_url}", "application_credential_id": "{appcred_id}",
+        "application_credential_secret": "{appcred_secret}"}, "region_name": "{region}"})},
+        cloud="a", infer="v3applicationcredential", login=True),
+    Case("login-infer-token", {}, env={
+        "OS_AUTH_URL": "{auth_url}", "OS_TOKEN": "{token}", "OS_PROJECT_NAME": "{project}",
+        "OS_PROJECT_DOMAIN_NAME": "Default", "OS_REGION_NAME": "{region}"},
+        infer="token", login=True),
     Case("login-endpoint-override", {"cwd/clouds.yaml": clouds(a={
         "auth": dict(REAL_AUTH), "regions": [{"name": "{region}", "values": {
             "image_endpoint_override": "{glance}"}}]})}, cloud="a", login=True),

@@ -29,7 +29,7 @@ from imagehub.backends.glance.clientfiles import search_dirs
 from imagehub.backends.glance.clouds import INFERRED, OpenStackClientConfig, ResolvedCloud
 from imagehub.cli import main
 from tests.openstack_corpus import CASES, Case
-from tests.servers.openstack import OpenStackCloud
+from tests.servers.openstack import OpenStackCloud, password_session
 
 pytest.importorskip("openstack.config", reason="openstacksdk (a test dependency) is the oracle")
 
@@ -229,9 +229,16 @@ def test_clouds_command_shows_resolution_without_secrets(
 def real(openstack_cloud: OpenStackCloud,
          tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], Any]:
     user = openstack_cloud.project("alpha")
+    keystone = password_session(openstack_cloud, user)
+    appcred = keystone.post(
+        f"{openstack_cloud.auth_url.rstrip('/')}/users/{user.user_id}/application_credentials",
+        json={"application_credential": {"name": f"oracle-{os.getpid()}-{id(keystone)}"}},
+    ).json()["application_credential"]
     subs = {"auth_url": openstack_cloud.auth_url, "username": user.username,
             "password": user.password, "project": user.project_name,
-            "region": openstack_cloud.region_name, "glance": openstack_cloud.glance_url}
+            "region": openstack_cloud.region_name, "glance": openstack_cloud.glance_url,
+            "token": keystone.get_token(), "appcred_id": appcred["id"],
+            "appcred_secret": appcred["secret"]}
     root = tmp_path_factory.mktemp("oslogin")
     return root, subs, run_oracle(LOGIN, root, subs)
 
@@ -245,6 +252,7 @@ def test_logs_in_to_real_keystone(case: Case, real: tuple[Path, dict[str, str], 
         manager = GlanceManager.from_options({"cloud": case.cloud, **case.options},
                                              cloud=case.id)
     assert_same(mine, results[case.id], case)
+    assert (mine.sources["auth_type"] == INFERRED) == bool(case.infer)
     try:
         assert manager.project_id == openstack_cloud.project("alpha").project_id
         manager.list(limit=1)
