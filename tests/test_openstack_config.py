@@ -258,3 +258,28 @@ def test_logs_in_to_real_keystone(case: Case, real: tuple[Path, dict[str, str], 
         manager.list(limit=1)
     finally:
         manager.close()
+
+
+@pytest.mark.parametrize(("cloud", "key"), [
+    ({"auth": None}, "auth"),
+    ({"auth": "alice"}, "auth"),
+    ({"auth": {"auth_url": ["https://k.example/v3"]}}, "auth.auth_url"),
+    ({"auth": {"auth_url": "https://k.example/v3"}, "profile": {"name": "x"}}, "profile"),
+    ({"auth": {"auth_url": "https://k.example/v3"}, "regions": [{"name": "r", "values": 1}]},
+     "regions"),
+    ({"auth": {"auth_url": "https://k.example/v3"}, "cacert": {"path": "/ca"}}, "cacert"),
+    ({"auth": {"auth_url": "https://k.example/v3", "username": "u", "password": "p"},
+      "api_timeout": "soon"}, "api_timeout"),
+])
+def test_values_of_the_wrong_kind_are_config_errors(cloud: dict[str, Any], key: str,
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand-edited files go wrong in every way: always a ConfigError naming the key."""
+    (tmp_path / "clouds.yaml").write_text(yaml.safe_dump({"clouds": {"a": cloud}}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in [k for k in os.environ if k.startswith("OS_")]:
+        monkeypatch.delenv(var)
+    with pytest.raises(ConfigError) as info:
+        resolve_cloud({"cloud": "a"})
+    assert info.value.key == key, str(info.value)

@@ -147,6 +147,53 @@ def handle_domain_id(config: dict[str, Any], src: dict[str, str]) -> None:
         auth.pop(target, None)
 
 
+_SCALARS = (str, int, float, bool)
+
+
+def check_shapes(data: Mapping[str, Any], *, cloud: str, path: str | None) -> None:
+    """Refuse values of the wrong kind before openstacksdk's rules would trip on them."""
+    def bad(key: str, wanted: str) -> ConfigError:
+        return ConfigError(f"must be {wanted}", cloud=cloud, key=key,
+                           path=path if path and path.startswith("/") else None)
+    for key, value in data.items():
+        if key == "auth":
+            if not isinstance(value, Mapping):
+                raise bad(key, "a mapping of auth options")
+            for sub, item in value.items():
+                if item is not None and not isinstance(item, _SCALARS):
+                    raise bad(f"auth.{sub}", "a single value")
+        elif value is None or ignored_reason(key) is not None:
+            continue
+        elif key in ("profile", "cloud", "auth_type", "auth_plugin"):
+            if not isinstance(value, str):
+                raise bad(key, "a string")
+        elif key == "regions":
+            if not isinstance(value, list) or not all(
+                    isinstance(r, _SCALARS) or (isinstance(r, Mapping) and isinstance(
+                        r.get("values") or {}, Mapping)) for r in value):
+                raise bad(key, "a list of region names or {name, values} mappings")
+        elif key == "region_name":
+            if not isinstance(value, _SCALARS) and not (isinstance(value, list) and all(
+                    isinstance(r, _SCALARS) for r in value)):
+                raise bad(key, "a region name")
+        elif key.endswith("interface") and isinstance(value, list):
+            continue  # refused later with its own message
+        elif not isinstance(value, _SCALARS):
+            raise bad(key, "a single value")
+
+
+def ignored_reason(key: str) -> str | None:
+    """Why a key of another service is ignored, or None for keys that matter here."""
+    if key in _IGNORED:
+        return _IGNORED[key]
+    if key == "identity_api_version":
+        return None
+    if key.startswith("has_") or key.split("_", 1)[0] in _OTHER_SERVICES or any(
+            key.startswith(s + "_") for s in _OTHER_SERVICES if "_" in s):
+        return "a setting of another OpenStack service"
+    return None
+
+
 def plugin_option_names(options: Iterable[Any]) -> frozenset[str]:
     return frozenset(o.dest or o.name.replace("-", "_") for o in options)
 
@@ -168,14 +215,10 @@ def check_keys(config: Mapping[str, Any], src: Mapping[str, str], cloud: str,
             continue
         if key in _ENV_ONLY and origin.startswith("environment"):
             continue
-        if key in _IGNORED:
-            ignored[key] = _IGNORED[key]
+        reason = ignored_reason(key)
+        if reason is not None:
+            ignored[key] = reason
             continue
-        if key.startswith("has_") or key.split("_", 1)[0] in _OTHER_SERVICES or any(
-                key.startswith(s + "_") for s in _OTHER_SERVICES if "_" in s):
-            if key != "identity_api_version":
-                ignored[key] = "a setting of another OpenStack service"
-                continue
         origin_note = f" (set by {origin[12:]})" if origin.startswith("environment ") else ""
         if key in _all_plugin_keys() and key not in _HINTS:
             raise ConfigError(f"auth_type {auth_type!r} does not take this key{origin_note}",

@@ -44,6 +44,7 @@ from .cloudkeys import (
     ENV_SELECTORS,
     SUPPORTED_AUTH_TYPES,
     check_keys,
+    check_shapes,
     fix_backwards_auth,
     handle_domain_id,
     normalize,
@@ -146,6 +147,7 @@ class OpenStackClientConfig:
             raise ConfigError(f"no cloud {name!r} in clouds.yaml (clouds: {known})",
                               path=self.config_path, key="cloud")
         entry = normalize(self.clouds[name], where=f"cloud {name!r}")
+        check_shapes(entry, cloud=name, path=self.config_path)
         entry_src = {k.replace("-", "_"): v for k, v in self.sources[name].items()}
         layers = _Layers()
         layers.auth_update(DEFAULTS, DEFAULT)
@@ -184,8 +186,9 @@ class OpenStackClientConfig:
                 "does not ship openstacksdk's built-in vendor profiles or fetch profile URLs",
                 cloud=name, key=key, hint="copy the vendor's profile under 'public-clouds:' "
                 "in clouds-public.yaml, or write its settings into the cloud")
-        return normalize(dict(found), where=f"profile {profile!r}"), \
-            f"{path} (profile {profile!r})"
+        data = normalize(dict(found), where=f"profile {profile!r}")
+        check_shapes(data, cloud=name, path=path)
+        return data, f"{path} (profile {profile!r})"
 
     def _region(self, name: str, entry: Mapping[str, Any],
                 profile: tuple[dict[str, Any], str] | None,
@@ -300,7 +303,9 @@ def _expand_regions(regions: Any, cloud: str) -> list[dict[str, Any]]:
             if "name" not in region or not {"name", "values"} >= set(region):
                 raise ConfigError(f"invalid region entry {sorted(region)}: it takes 'name' "
                                   "and 'values' only", cloud=cloud, key="regions")
-            out.append({"name": region["name"], "values": dict(region.get("values") or {})})
+            values = normalize(dict(region.get("values") or {}), where=f"region {region}")
+            check_shapes(values, cloud=cloud, path=None)
+            out.append({"name": region["name"], "values": values})
         else:
             out.append({"name": region, "values": {}})
     return out

@@ -92,6 +92,11 @@ def resolved(name: str, config: Mapping[str, Any], src: Mapping[str, str],
         raise ConfigError(f"image_api_version {version!r}: imagehub speaks the Image API "
                           "v2 only", cloud=name, key="image_api_version")
     timeout = config.get("api_timeout")
+    try:
+        timeout = float(timeout) if timeout else None
+    except (TypeError, ValueError):
+        raise ConfigError("must be a number of seconds", cloud=name,
+                          key="api_timeout") from None
     identity = config.get("identity_api_version")
     sources = dict(src)
     for alias, real in (("endpoint_override", "image_endpoint_override"),
@@ -110,7 +115,7 @@ def resolved(name: str, config: Mapping[str, Any], src: Mapping[str, str],
         endpoint_override=str(endpoint) if endpoint else None,
         image_api_version=str(version) if version else None,
         identity_api_version=str(identity) if identity is not None else None,
-        verify=verify, cert=cert, api_timeout=float(timeout) if timeout else None,
+        verify=verify, cert=cert, api_timeout=timeout,
         sources={k: v for k, v in sources.items()
                  if k in _SHOWN_SOURCES or k.startswith("auth.")},
         ignored=ignored)
