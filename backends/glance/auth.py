@@ -142,8 +142,8 @@ def from_resolved(cloud: clouds.ResolvedCloud) -> AuthSettings:
 
 # imagehub's own option names, as openstacksdk's get_one() takes them.
 SDK_OPTION_NAMES = {"region_name": "region_name", "interface": "image_interface",
-              "endpoint_override": "image_endpoint_override", "timeout": "api_timeout",
-              "verify": "verify", "cacert": "cacert"}
+                    "endpoint_override": "image_endpoint_override",
+                    "timeout": "api_timeout", "verify": "verify", "cacert": "cacert"}
 
 
 def resolve_cloud(options: Mapping[str, Any]) -> clouds.ResolvedCloud:
