@@ -283,3 +283,18 @@ def test_values_of_the_wrong_kind_are_config_errors(cloud: dict[str, Any], key: 
     with pytest.raises(ConfigError) as info:
         resolve_cloud({"cloud": "a"})
     assert info.value.key == key, str(info.value)
+
+
+def test_resolving_never_imports_openstacksdk(oracle: tuple[Path, dict[str, Any]]) -> None:
+    """openstacksdk is a test dependency only: its import costs more than the CLI budget."""
+    root, _ = oracle
+    case = next(c for c in CASES if c.id == "profile")
+    env, cwd = lay_out(case, root / case.id, {})
+    code = ("import sys; from imagehub.backends.glance.auth import resolve_cloud; "
+            "resolve_cloud({'cloud': 'a'}); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('openstack', 'os_service_types', 'platformdirs')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
