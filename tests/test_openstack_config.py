@@ -293,7 +293,7 @@ def test_resolving_never_imports_openstacksdk(oracle: tuple[Path, dict[str, Any]
     code = ("import sys; from imagehub.backends.glance.auth import resolve_cloud; "
             "resolve_cloud({'cloud': 'a'}); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('openstack', 'os_service_types', 'platformdirs')))")
+            "('openstack', 'openstacksdk', 'platformdirs')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
