@@ -193,6 +193,14 @@ CASES: list[Case] = [
     Case("image-endpoint-version", {"cwd/clouds.yaml": clouds(a=pw(
         image_endpoint_override="https://glance.example:9292/v2", image_api_version=2,
         identity_api_version=3, api_timeout=30, image_interface="admin"))}, cloud="a"),
+    Case("service-timeout", {"cwd/clouds.yaml": clouds(a=pw(compute_timeout=9))},
+         cloud="a"),
+    Case("auth-url-template", {"cwd/clouds.yaml": clouds(a={
+        "region_name": "eu1", "auth": {**PW_AUTH,
+                                       "auth_url": "https://{region_name}.example/v3"}})},
+        cloud="a"),
+    Case("verify-as-ca-path", {"cwd/clouds.yaml": clouds(a=pw(verify="/etc/ssl/ca.pem"))},
+         cloud="a"),
     Case("imagehub-options-win", {"cwd/clouds.yaml": clouds(a=pw(
         regions=["r1", "r2"], interface="internal", verify=True))}, cloud="a",
         options={"region_name": "r2", "interface": "admin", "verify": False,
