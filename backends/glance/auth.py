@@ -3,9 +3,9 @@
 Sources, first match wins:
 
 1. inline options: ``auth_type`` and/or ``auth`` (the mapping clouds.yaml uses);
-2. a clouds.yaml entry: the ``cloud`` option, else ``$OS_CLOUD``; ``secure.yaml`` from
-   the same places is merged in (deep), so secrets can live apart;
-3. ``OS_*`` environment variables (``OS_AUTH_URL``, ``OS_USERNAME``, ``OS_TOKEN`` ...).
+2. OpenStack's own configuration, read as the openstack CLI reads it (:mod:`.clouds`):
+   the ``cloud`` option, else ``$OS_CLOUD``, else the ``OS_*`` variables, else the only
+   cloud of ``clouds.yaml``; imagehub's options override what it sets.
 
 Secrets (passwords, tokens, application credential secrets) only ever reach the
 keystoneauth1 plugin: :class:`AuthSettings` hides them in its repr, and error
@@ -15,23 +15,19 @@ messages name missing keys, never values.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import yaml
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading, session
 
 from imagehub.errors import ConfigError
 
-SECRET_KEYS = frozenset({"password", "token", "application_credential_secret", "secret",
-                         "client_secret", "passcode", "access_token"})
+from . import clouds
+from .cloudkeys import SECRET_KEYS
 
-# Keys a clouds.yaml cloud may set next to ``auth`` that we understand.
-_CLOUD_KEYS = ("region_name", "interface", "verify", "cacert", "cert", "key",
-               "image_endpoint_override", "endpoint_override", "api_timeout", "timeout")
+__all__ = ["SDK_OPTION_NAMES", "SECRET_KEYS", "AuthSettings", "describe", "from_inline",
+           "from_resolved", "resolve", "resolve_cloud"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,131 +123,65 @@ def from_inline(options: Mapping[str, Any]) -> AuthSettings:
     )
 
 
-def config_dirs() -> list[Path]:
-    """openstacksdk's search order: current directory, user config, system config."""
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return [Path.cwd(), Path(xdg) / "openstack", Path("/etc/openstack")]
+def from_resolved(cloud: clouds.ResolvedCloud) -> AuthSettings:
+    auth = dict(cloud.auth)
+    if cloud.auth_type in ("none", "admin_token") and not cloud.endpoint_override \
+            and not auth.get("endpoint"):
+        raise ConfigError(f"auth_type {cloud.auth_type!r} needs an endpoint", cloud=cloud.name,
+                          key="image_endpoint_override",
+                          hint="set image_endpoint_override (or auth: {endpoint: URL})")
+    if cloud.auth_type == "none":
+        # keystoneauth1's 'none' plugin serves its endpoint to every service.
+        auth = {"endpoint": cloud.endpoint_override or auth["endpoint"]}
+    return AuthSettings(
+        auth_type=cloud.auth_type, auth=auth, region_name=cloud.region_name,
+        interface=cloud.interface or "public", endpoint_override=cloud.endpoint_override,
+        verify=cloud.verify, cert=cloud.cert, timeout=cloud.api_timeout,
+        source=f"OpenStack cloud {cloud.name!r}")
 
 
-def _find(env_var: str, names: tuple[str, ...]) -> Path | None:
-    explicit = os.environ.get(env_var)
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise ConfigError(f"{env_var} points at a missing file", path=str(path))
-        return path
-    for folder in config_dirs():
-        for name in names:
-            if (folder / name).is_file():
-                return folder / name
-    return None
+# imagehub's own option names, as openstacksdk's get_one() takes them.
+SDK_OPTION_NAMES = {"region_name": "region_name", "interface": "image_interface",
+                    "endpoint_override": "image_endpoint_override",
+                    "timeout": "api_timeout", "verify": "verify", "cacert": "cacert"}
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read: {type(exc).__name__}", path=str(path)) from None
-    if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping", path=str(path))
-    return data
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
-
-
-def from_clouds_yaml(name: str, overrides: Mapping[str, Any] | None = None) -> AuthSettings:
-    clouds_path = _find("OS_CLIENT_CONFIG_FILE", ("clouds.yaml", "clouds.yml"))
-    if clouds_path is None:
-        where = ", ".join(str(d) for d in config_dirs())
-        raise ConfigError(f"cloud {name!r} asked for, but no clouds.yaml found (looked in "
-                          f"{where})", key="cloud", hint="or set OS_CLIENT_CONFIG_FILE")
-    clouds = _load_yaml(clouds_path).get("clouds") or {}
-    secure_path = _find("OS_CLIENT_SECURE_FILE", ("secure.yaml", "secure.yml"))
-    if secure_path is not None:
-        clouds = _merge(clouds, _load_yaml(secure_path).get("clouds") or {})
-    entry = clouds.get(name)
-    if not isinstance(entry, Mapping):
-        known = ", ".join(sorted(map(str, clouds))) or "none"
-        raise ConfigError(f"no cloud {name!r} in clouds.yaml (clouds: {known})",
-                          path=str(clouds_path), key="cloud")
-    merged = dict(entry)
-    if not merged.get("region_name") and isinstance(merged.get("regions"), list) \
-            and merged["regions"]:
-        first = merged["regions"][0]
-        merged["region_name"] = first.get("name") if isinstance(first, Mapping) else first
-    merged["endpoint_override"] = merged.get("image_endpoint_override") or merged.get(
-        "endpoint_override")
-    merged["timeout"] = merged.get("api_timeout") or merged.get("timeout")
-    if merged.get("cert") and merged.get("key"):
-        merged["cert"] = (merged["cert"], merged["key"])
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            merged[key] = value
-    settings = from_inline({k: merged.get(k) for k in (*_CLOUD_KEYS, "auth", "auth_type")})
-    return dataclasses.replace(settings, source=f"clouds.yaml cloud {name!r}")
-
-
-def from_environment(env: Mapping[str, str] | None = None) -> AuthSettings | None:
-    """``OS_*`` variables, mapped onto the chosen plugin's options; None when unset."""
-    env = os.environ if env is None else env
-    if not any(k in env for k in ("OS_AUTH_URL", "OS_TOKEN", "OS_AUTH_TYPE", "OS_ENDPOINT",
-                                  "OS_IMAGE_URL", "OS_APPLICATION_CREDENTIAL_ID")):
-        return None
-    endpoint = env.get("OS_IMAGE_URL") or env.get("OS_ENDPOINT")
-    probe = {"application_credential_id": env.get("OS_APPLICATION_CREDENTIAL_ID"),
-             "token": env.get("OS_TOKEN"), "auth_url": env.get("OS_AUTH_URL")}
-    auth_type = env.get("OS_AUTH_TYPE") or _guess_auth_type(probe, endpoint)
-    auth: dict[str, Any] = {}
-    if auth_type != "none":
-        try:
-            loader: Any = loading.get_plugin_loader(auth_type)
-        except ks_exc.NoMatchingPlugin:
-            raise ConfigError(f"OS_AUTH_TYPE {auth_type!r} is not a keystoneauth1 plugin",
-                              key="OS_AUTH_TYPE") from None
-        for opt in loader.get_options():
-            for candidate in (opt, *opt.deprecated):
-                value = env.get("OS_" + candidate.dest.upper())
-                if value:
-                    auth[opt.dest] = value
-                    break
-        # python-openstackclient habits: OS_DOMAIN_NAME scopes nothing by itself here,
-        # OS_USER_DOMAIN_NAME / OS_PROJECT_DOMAIN_NAME are read above.
-    settings = from_inline({
-        "auth_type": auth_type, "auth": auth, "endpoint_override": endpoint,
-        "region_name": env.get("OS_REGION_NAME"), "interface": env.get("OS_INTERFACE"),
-        "verify": "false" if env.get("OS_INSECURE", "").lower() in ("1", "true", "yes")
-        else True,
-        "cacert": env.get("OS_CACERT"),
-    })
-    return dataclasses.replace(settings, source="OS_* environment variables")
+def resolve_cloud(options: Mapping[str, Any]) -> clouds.ResolvedCloud:
+    """The OpenStack cloud ``options`` name (or OS_CLOUD, the OS_* variables...)."""
+    overrides = {SDK_OPTION_NAMES[k]: v for k, v in options.items()
+                 if k in SDK_OPTION_NAMES and v is not None}
+    config = clouds.OpenStackClientConfig()
+    if not options.get("cloud") and not config.default_cloud and config.clouds:
+        raise ConfigError(f"{config.config_path} has several clouds "
+                          f"({', '.join(sorted(config.clouds))}) and none is chosen",
+                          key="cloud", hint="set 'cloud' in imagehub's config, or OS_CLOUD")
+    if not (options.get("cloud") or config.default_cloud):
+        raise ConfigError(
+            "no OpenStack credentials: set 'auth' (and 'auth_type'), 'cloud' (a clouds.yaml "
+            "entry), OS_CLOUD, or OS_AUTH_URL and friends",
+            hint="see docs/backends/glance.md")
+    return config.get_one(options.get("cloud"), **overrides)
 
 
 def resolve(options: Mapping[str, Any]) -> AuthSettings:
     """Pick the source, as the module docstring orders them."""
     if options.get("auth") or options.get("auth_type"):
         return from_inline(options)
-    overrides = {k: options.get(k) for k in ("region_name", "interface", "endpoint_override",
-                                             "timeout", "cacert")}
-    if options.get("verify") is not None:
-        overrides["verify"] = options["verify"]
-    cloud = options.get("cloud") or os.environ.get("OS_CLOUD")
-    if cloud:
-        return from_clouds_yaml(str(cloud), overrides)
-    env = from_environment()
-    if env is not None:
-        extra = {k: v for k, v in overrides.items() if v is not None}
-        if "cacert" in extra or "verify" in extra:
-            extra["verify"] = _verify(extra.pop("verify", env.verify), extra.pop("cacert", None))
-        return dataclasses.replace(env, **extra)
-    raise ConfigError(
-        "no OpenStack credentials: set 'auth' (and 'auth_type'), 'cloud' (a clouds.yaml "
-        "entry), OS_CLOUD, or OS_AUTH_URL and friends",
-        hint="see docs/backends/glance.md")
+    return from_resolved(resolve_cloud(options))
+
+
+def describe(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``imagehub clouds`` output for a glance cloud: what resolved, secrets left out."""
+    if not (options.get("auth") or options.get("auth_type")):
+        return resolve_cloud(options).describe()
+    inline = from_inline(options)
+    out: dict[str, Any] = {"cloud": None, "auth_type": inline.auth_type}
+    out.update({k: v for k, v in inline.auth.items() if k not in SECRET_KEYS})
+    out["secrets_set"] = sorted(k for k in inline.auth if k in SECRET_KEYS)
+    out.update(region_name=inline.region_name, interface=inline.interface,
+               endpoint_override=inline.endpoint_override, verify=inline.verify,
+               cert=inline.cert, api_timeout=inline.timeout)
+    out["sources"] = {k: "imagehub config" for k in (
+        "auth_type", *(f"auth.{a}" for a in inline.auth), "region_name", "interface",
+        "endpoint_override", "verify") if k in options or k.startswith("auth.")}
+    return out

@@ -68,6 +68,15 @@ def _marker_from_next(link: str | None) -> str | None:
     return values[0] if values else None
 
 
+def _with_secrets_in_auth(options: Mapping[str, Any]) -> dict[str, Any]:
+    opts = dict(options)
+    secrets = {k: opts.pop(k) for k in ("password", "token",
+                                         "application_credential_secret") if k in opts}
+    if secrets:
+        opts["auth"] = {**(opts.get("auth") or {}), **secrets}
+    return opts
+
+
 class GlanceManager(ImageManager):
     """Images in OpenStack Glance, pyrax style, over a keystoneauth1 Session."""
 
@@ -141,11 +150,7 @@ class GlanceManager(ImageManager):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, cloud: str) -> GlanceManager:
-        opts = dict(options)
-        secrets = {k: opts.pop(k) for k in ("password", "token",
-                                             "application_credential_secret") if k in opts}
-        if secrets:
-            opts["auth"] = {**(opts.get("auth") or {}), **secrets}
+        opts = _with_secrets_in_auth(options)
         settings = auth_mod.resolve(opts)
         return cls(
             session=settings.session(),
@@ -158,6 +163,11 @@ class GlanceManager(ImageManager):
             download_hashes=str(opts.get("download_hashes") or "all"),
             cloud=cloud,
         )
+
+    @classmethod
+    def describe_config(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """What ``options`` resolve to, and where each value came from; never secrets."""
+        return auth_mod.describe(_with_secrets_in_auth(options))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

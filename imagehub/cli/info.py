@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..config import CloudConfig
+from ..errors import ImageHubError
 from ..manager import Capability
-from ..registry import available_backends
+from ..registry import available_backends, get_backend
 from .app import State, cli, emit, pass_state
 
 
@@ -31,4 +35,19 @@ def clouds(state: State) -> None:
     cfg = state.config
     rows = [{"name": c.name, "backend": c.backend, "default": c.name == cfg.default,
              "options": sorted(c.options)} for c in cfg.clouds.values()]
+    if state.format in ("json", "yaml"):
+        for row, c in zip(rows, cfg.clouds.values(), strict=True):
+            row.update(_resolved(c))
     emit(state, rows, columns=("name", "backend", "default", "options"))
+
+
+def _resolved(cloud: CloudConfig) -> dict[str, Any]:
+    """What a backend that can say so (``describe_config``) resolved, secrets left out."""
+    try:
+        cls = get_backend(cloud.backend)
+        describe = getattr(cls, "describe_config", None)
+        if describe is None:
+            return {}
+        return {"resolved": describe(cloud.resolved_options(cls))}
+    except ImageHubError as exc:
+        return {"problem": str(exc)}
