@@ -25,6 +25,7 @@ from imagehub.errors import (
     ImageConflict,
     ImageHubError,
     ImageNotFound,
+    InvalidArgument,
     PermissionDenied,
     TransferError,
 )
@@ -311,7 +312,7 @@ class LocalManager(ImageManager):
     def _update(self, image: Image, changes: Mapping[str, Any]) -> Image:
         unknown = set(changes) - _UPDATABLE
         if unknown:
-            raise ImageHubError(f"cannot update {', '.join(sorted(unknown))} on a local image "
+            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))} on a local image "
                                 f"(updatable: {', '.join(sorted(_UPDATABLE))})",
                                 backend=self.name)
         with self._db(write=True) as db:

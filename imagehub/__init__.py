@@ -21,6 +21,8 @@ from .errors import (
     ImageLookupError,
     ImageNotFound,
     IncompatibleFormat,
+    InvalidArgument,
+    InvalidArgumentType,
     InvalidBackend,
     InvalidImageData,
     MigrationError,
@@ -33,6 +35,7 @@ from .errors import (
     RegistryError,
     ServerUnreachable,
     TransferError,
+    UnboundImageError,
     UnsupportedOperation,
 )
 from .hub import CloudFailure, Hub, HubListing
@@ -42,7 +45,6 @@ from .models import (
     Image,
     Member,
     MemberStatus,
-    UnboundImageError,
     Visibility,
     latest,
     normalize_architecture,
@@ -81,6 +83,8 @@ __all__ = [
     "ImageNotFound",
     "ImageStream",
     "IncompatibleFormat",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidBackend",
     "InvalidImageData",
     "Member",

@@ -17,10 +17,24 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
-from .errors import AmbiguousImage, ImageHubError, ImageNotFound, UnsupportedOperation
+from .errors import (
+    AmbiguousImage,
+    ImageNotFound,
+    InvalidArgument,
+    InvalidArgumentType,
+    UnsupportedOperation,
+)
 from .models import Image, Member, MemberStatus, Visibility, latest, matches
 from .operations import Operation, completed
-from .streams import DataSource, ImageStream, ProgressCallback, Source, open_source
+from .refs import KNOWN_ALGORITHMS, prefix_matches
+from .streams import (
+    DataSource,
+    ImageStream,
+    ProgressCallback,
+    Source,
+    open_source,
+    parse_checksum,
+)
 
 __all__ = [
     "Capability",
@@ -109,29 +123,31 @@ class CreateSpec:
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _check_text(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ImageHubError(f"{kind} must be a non-empty string, got {value!r}")
+def _check_text(kind: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentType(f"{kind} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidArgument(f"{kind} must be a non-empty string, got {value!r}")
     if _CONTROL_CHARS.search(value):
-        raise ImageHubError(f"{kind} {value!r} contains control characters")
+        raise InvalidArgument(f"{kind} {value!r} contains control characters")
     return value
 
 
 def resolve_ref(candidates: Iterable[Image], ref: str, *, backend: str = "") -> Image:
     """Pick the one image ``ref`` names, with the same rules on every backend.
 
-    In order: exact id; exact alias; exact name; then a prefix of an id or fingerprint.
-    Several matches at the first rule that matches raise AmbiguousImage.
+    In order: exact id; exact alias; exact name; then a prefix of an id or checksum (see
+    ``imagehub.refs.prefix_matches``: at least 4 characters, ``ALGO:`` only for known
+    algorithms and against that algorithm's checksum). Several matches at the first rule
+    that matches raise AmbiguousImage.
     """
+    _check_text("image reference", ref)
     pool = list(candidates)
-    lowered = ref.lower()
-    fp = lowered.split(":", 1)[1] if ":" in lowered else lowered
     rules: tuple[Callable[[Image], bool], ...] = (
         lambda i: i.id == ref,
         lambda i: ref in i.aliases,
         lambda i: i.name == ref,
-        lambda i: i.id.lower().startswith(lowered) or bool(
-            i.checksum and i.checksum.split(":", 1)[-1].startswith(fp)),
+        lambda i: prefix_matches(ref, i.id, i.checksum),
     )
     for rule in rules:
         found = {i.id: i for i in pool if rule(i)}
@@ -249,7 +265,10 @@ class ImageManager(abc.ABC):
         self.require(Capability.GET, "get")
         _check_text("image reference", ref)
         own = f"{self.cloud}:"
-        if ref.startswith(own) and len(ref) > len(own):
+        if ref == own:
+            raise InvalidArgument(f"{ref!r} names cloud {self.cloud!r} but no image",
+                                  hint=f"write {own}REF, e.g. {own}my-image")
+        if ref.startswith(own):
             try:
                 return self.bind(self._get(ref[len(own):], filters))
             except ImageNotFound:
@@ -293,20 +312,36 @@ class ImageManager(abc.ABC):
         """
         self.require(Capability.CREATE, "create")
         _check_text("image name", name)
+        aliases = _strings("aliases", aliases)
+        tags = _strings("tags", tags)
         for alias in aliases:
             _check_alias(alias)
+        for kind, value in (("description", description), ("format", format),
+                            ("container_format", container_format),
+                            ("architecture", architecture), ("checksum", checksum)):
+            if value is not None:
+                _check_text(kind, value)
+        if properties is not None and not isinstance(properties, Mapping):
+            raise InvalidArgumentType(
+                f"properties must be a mapping, got {type(properties).__name__}")
+        if not isinstance(public, bool):
+            raise InvalidArgumentType(f"public must be True or False, got {public!r}")
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, int | float)):
+            raise InvalidArgumentType(f"timeout must be a number, got {timeout!r}")
+        if checksum is not None:
+            _check_checksum(checksum)
+        vis = _visibility(visibility, public)
         parts: builtins.list[DataSource] = []
         if metadata is not None:
             parts.append(open_source(metadata, "metadata"))
             parts.append(open_source(data, "rootfs"))
         else:
             parts.append(open_source(data, "image"))
-        vis = Visibility(visibility) if visibility is not None else (
-            Visibility.PUBLIC if public else Visibility.PRIVATE)
         spec = CreateSpec(
             name=name, description=description,
             properties={str(k): str(v) for k, v in (properties or {}).items()},
-            visibility=vis, aliases=tuple(aliases), tags=tuple(tags), disk_format=format,
+            visibility=vis, aliases=aliases, tags=tags, disk_format=format,
             container_format=container_format, architecture=architecture,
             checksum=checksum, timeout=timeout, progress=progress, extra=dict(extra),
         )
@@ -346,9 +381,18 @@ class ImageManager(abc.ABC):
         self._add_alias(target, name, description)
         return self.get(target.id)
 
-    def remove_alias(self, name: str) -> None:
+    def remove_alias(self, name: str, image: Image | str | None = None) -> None:
+        """Remove alias ``name``; with ``image``, only if the alias points at that image."""
         self.require(Capability.ALIASES, "remove_alias")
         _check_alias(name)
+        if image is not None:
+            target = self.resolve(image)
+            current = self.get(target.id)
+            if name not in current.aliases:
+                raise ImageNotFound(f"image {target.id} has no alias {name!r}",
+                                    backend=self.name,
+                                    hint="the alias may belong to another image; "
+                                         "call remove_alias without an image to remove it")
         self._remove_alias(name)
 
     # -- sharing --------------------------------------------------------------------------
@@ -373,7 +417,7 @@ class ImageManager(abc.ABC):
         try:
             wanted = MemberStatus(status)
         except ValueError:
-            raise ImageHubError(f"member status must be accepted, rejected or pending, "
+            raise InvalidArgument(f"member status must be accepted, rejected or pending, "
                                 f"got {status!r}") from None
         return self._update_member(self._resolve_shared(image), wanted, member)
 
@@ -453,8 +497,44 @@ def _check_alias(alias: str) -> None:
     # out of wherever a backend keeps it: no empty, "." or ".." segment, no backslash.
     segments = alias.split("/")
     if "\\" in alias or alias != alias.strip() or any(s in ("", ".", "..") for s in segments):
-        raise ImageHubError(f"alias {alias!r} is not allowed: no surrounding spaces, "
+        raise InvalidArgument(f"alias {alias!r} is not allowed: no surrounding spaces, "
                             "backslashes, or empty, '.' or '..' path segments")
+
+
+def _strings(kind: str, values: Any) -> tuple[str, ...]:
+    # A lone string is iterable too: "abc" must not become the aliases a, b and c.
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InvalidArgumentType(f"{kind} must be a list of strings, got "
+                                  f"{type(values).__name__} {values!r}",
+                                  hint=f"pass {kind}=[{values!r}] for a single one")
+    items = tuple(values)
+    for item in items:
+        _check_text(kind[:-1], item)
+    return items
+
+
+def _visibility(value: Any, public: bool) -> Visibility:
+    if value is None:
+        return Visibility.PUBLIC if public else Visibility.PRIVATE
+    if not isinstance(value, str):
+        raise InvalidArgumentType(f"visibility must be a string, got {type(value).__name__}")
+    try:
+        return Visibility(value.lower())
+    except ValueError:
+        raise InvalidArgument(f"visibility must be one of "
+                              f"{', '.join(v.value for v in Visibility)}, got {value!r}"
+                              ) from None
+
+
+def _check_checksum(value: str) -> None:
+    try:
+        algo, digest = parse_checksum(value)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), hint="write ALGO:HEX, e.g. sha256:...") from None
+    if algo not in KNOWN_ALGORITHMS or not digest or any(
+            c not in "0123456789abcdef" for c in digest):
+        raise InvalidArgument(f"checksum {value!r} is not ALGO:HEX with a known algorithm "
+                              f"({', '.join(sorted(KNOWN_ALGORITHMS))})")
 
 
 def _latest(images: Iterable[Image]) -> list[Image]:

@@ -8,7 +8,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import ImageHubError
+from .errors import UnboundImageError
 
 if TYPE_CHECKING:
     from .manager import ImageManager
@@ -18,6 +18,7 @@ __all__ = [
     "Image",
     "Member",
     "MemberStatus",
+    "UnboundImageError",
     "Visibility",
     "normalize_architecture",
     "parse_datetime",
@@ -78,10 +79,6 @@ def parse_datetime(value: str | int | float | _dt.datetime | None) -> _dt.dateti
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_dt.timezone.utc)
     return parsed
-
-
-class UnboundImageError(ImageHubError):
-    """An Image rebuilt from data knows no manager to act through."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -197,7 +194,8 @@ class Image:
         return self.manager.add_alias(self, name, description=description)
 
     def remove_alias(self, name: str) -> Image:
-        self.manager.remove_alias(name)
+        # Only this image's alias: the same name on another image is not ours to remove.
+        self.manager.remove_alias(name, self)
         return self.reload()
 
     def share(self, project: str) -> Member:

@@ -20,6 +20,8 @@ from imagehub.errors import (
     ImageConflict,
     ImageHubError,
     ImageNotFound,
+    InvalidArgument,
+    InvalidArgumentType,
     InvalidImageData,
     PermissionDenied,
 )
@@ -124,7 +126,7 @@ class GlanceManager(ImageManager):
         super().__init__(cloud=cloud)
         if adapter is None:
             if session is None:
-                raise ImageHubError("GlanceManager needs a keystoneauth1 session or adapter",
+                raise InvalidArgumentType("GlanceManager needs a keystoneauth1 session or adapter",
                                     backend=BACKEND,
                                     hint="or build it with GlanceManager.from_options(...)")
             adapter = ks_adapter.Adapter(session, service_type="image", interface=interface,
@@ -135,7 +137,7 @@ class GlanceManager(ImageManager):
         self.legacy_tasks = legacy_tasks
         self.hash_threads = hash_threads
         if download_hashes not in ("all", "os_hash", "md5"):
-            raise ImageHubError(f"download_hashes must be all, os_hash or md5, not "
+            raise InvalidArgument(f"download_hashes must be all, os_hash or md5, not "
                                 f"{download_hashes!r}", backend=BACKEND)
         self.download_hashes = download_hashes
 
@@ -236,7 +238,7 @@ class GlanceManager(ImageManager):
                     ) -> dict[str, Any]:
         unknown = set(extra or {}) - _CREATE_EXTRA
         if unknown:
-            raise ImageHubError(f"unknown create option(s) for Glance: "
+            raise InvalidArgument(f"unknown create option(s) for Glance: "
                                 f"{', '.join(sorted(unknown))} (known: "
                                 f"{', '.join(sorted(_CREATE_EXTRA))})", backend=BACKEND)
         body: dict[str, Any] = {
@@ -405,7 +407,7 @@ class GlanceManager(ImageManager):
         """Copy an active image into more stores, server side (admin-only by default)."""
         self.require(Capability.CREATE, "copy_image")
         if not stores and not all_stores:
-            raise ImageHubError("copy_image needs target stores (or all_stores=True)",
+            raise InvalidArgument("copy_image needs target stores (or all_stores=True)",
                                 backend=BACKEND, hint=f"stores here: {self.stores()}")
         target = self.resolve(image)
         return self._start_import(target.id, {"name": "copy-image"}, stores=stores,

@@ -15,7 +15,7 @@ import click
 import yaml
 
 from ..config import Config, load_config
-from ..errors import ImageHubError
+from ..errors import ImageHubError, InvalidArgument
 from ..manager import ImageManager
 from ..models import Image
 from ..refs import split_ref
@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         if _debug:
             traceback.print_exc()
         click.echo(f"imagehub: error: {_one_line(str(exc))}", err=True)
-        sys.exit(1)
+        # A bad argument is a usage error, whichever layer noticed it.
+        sys.exit(2 if isinstance(exc, InvalidArgument) else 1)
     except click.exceptions.Abort:
         click.echo("imagehub: interrupted", err=True)
         sys.exit(130)
