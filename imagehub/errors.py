@@ -27,6 +27,7 @@ what the user can do about it. Messages never contain secrets.
     ├── RateLimited                 throttled, still after bounded retries (``retry_after``)
     ├── BackendError                the server failed or answered something unusable
     │   └── ServerUnreachable       connection refused, DNS, TLS or timeout talking to it
+    ├── OutputError                 a local file or stream could not be written (path named)
     ├── TransferError               image bytes stopped flowing (cut, stalled, short read)
     │   └── ChecksumMismatch        bytes arrived but do not hash to what was promised
     ├── OperationError
@@ -62,6 +63,7 @@ __all__ = [
     "OperationError",
     "OperationFailed",
     "OperationTimeout",
+    "OutputError",
     "PermissionDenied",
     "QuotaExceeded",
     "RateLimited",
@@ -234,6 +236,14 @@ class BackendError(ImageHubError):
 
 class ServerUnreachable(BackendError):
     pass
+
+
+class OutputError(ImageHubError):
+    """Writing an export's bytes to a local path or stream failed, or was refused."""
+
+    def __init__(self, message: str, *, path: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.path = path
 
 
 class TransferError(ImageHubError):

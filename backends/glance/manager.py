@@ -49,7 +49,7 @@ from .transfer import UploadBody, response_chunks
 __all__ = ["GlanceManager"]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
-_HEXISH = re.compile(r"^[0-9a-f-]{4,}$", re.I)
+_HEXISH = re.compile(r"^(?:[a-z0-9]+:)?[0-9a-f-]{4,}$", re.I)  # id or [ALGO:]checksum prefix
 # Glance computes these itself while storing; a promise in one of them is checked
 # against Glance's own result instead of hashing the upload a second time here.
 _SERVER_HASHES = {"md5": "checksum", "sha512": "os_hash_value"}

@@ -10,6 +10,7 @@ import click
 from ..hub import CloudFailure, Hub
 from ..manager import Capability
 from ..models import latest as latest_images
+from ..verify import VerifyResult, verify_image
 from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, sort_images
 
 
@@ -161,6 +162,61 @@ def delete(state: State, ref: str) -> None:
     manager.delete(image)
     if not state.quiet:
         click.echo(f"deleted {image.id}", err=True)
+
+
+@cli.command()
+@click.argument("refs", nargs=-1)
+@click.option("--all", "all_images", is_flag=True, help="every image of the cloud")
+@click.option("--repair", is_flag=True,
+              help="local store: remove orphan blobs (data no image uses)")
+@pass_state
+def verify(state: State, refs: tuple[str, ...], all_images: bool, repair: bool) -> None:
+    """Read images back and check them against their checksums (a scrub).
+
+    On a local store it also reports orphan and missing blobs; exit status 1 when anything
+    is wrong.
+    """
+    if bool(refs) == all_images:
+        raise click.UsageError("give REF... or --all")
+    results: list[VerifyResult] = []
+    store_ok = True
+    if all_images:
+        manager = state.manager()
+        manager.require(Capability.EXPORT, "verify (it reads images back)")
+        results = [verify_image(manager, image) for image in manager.all()]
+        managers = [manager]
+    else:
+        managers = []
+        for ref in refs:
+            manager, bare = state.target(ref)
+            manager.require(Capability.EXPORT, "verify (it reads images back)")
+            results.append(verify_image(manager, manager.get(bare)))
+            if manager not in managers:
+                managers.append(manager)
+    checkers = [(m, getattr(m, "check", None)) for m in managers]
+    if repair and not any(callable(c) for _m, c in checkers):
+        raise click.UsageError("--repair applies to local stores only")
+    rows = [{"id": r.image.id, "name": r.image.name, "size": r.bytes,
+             "result": "ok" if r.ok and not r.problem else
+             (f"ok ({r.problem})" if r.ok else f"FAILED: {r.problem}")} for r in results]
+    emit(state, rows, columns=("id", "name", "size", "result"))
+    for manager, check in checkers:
+        if not callable(check):
+            continue
+        report = check(repair=repair)
+        for digest in report.orphans:
+            click.echo(f"imagehub: warning: {manager.cloud}: orphan blob {digest} "
+                       "(no image uses it; --repair removes it)", err=True)
+        for image_id, digests in report.missing.items():
+            click.echo(f"imagehub: warning: {manager.cloud}: image {image_id} is missing "
+                       f"blob(s) {', '.join(digests)}", err=True)
+        for name in report.stray:
+            click.echo(f"imagehub: warning: {manager.cloud}: stray file {name}", err=True)
+        for name in report.removed:
+            click.echo(f"imagehub: {manager.cloud}: removed {name}", err=True)
+        store_ok = store_ok and not (report.orphans or report.missing or report.stray)
+    if not store_ok or not all(r.ok for r in results):
+        raise click.exceptions.Exit(1)
 
 
 @cli.group()
