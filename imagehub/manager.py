@@ -24,6 +24,7 @@ from .errors import (
     InvalidArgumentType,
     UnsupportedOperation,
 )
+from .filters import Filters, prepare, sort_images
 from .models import Image, Member, MemberStatus, Visibility, latest, matches
 from .operations import Operation, completed
 from .refs import KNOWN_ALGORITHMS, prefix_matches
@@ -217,44 +218,65 @@ class ImageManager(abc.ABC):
              **filters: Any) -> Page:
         """One page, pyrax style: up to ``limit`` images after the image ``marker``."""
         self.require(Capability.LIST, "list")
-        server, client = self._split_filters(filters)
-        page = self._list(limit, marker, server)
-        kept = [self.bind(i) for i in page if matches(i, client)]
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 1):
+            raise InvalidArgument(f"limit must be a positive whole number, got {limit!r}")
+        if marker is not None:
+            _check_text("marker", marker)
+        plan = prepare(filters, self._server_keys())
+        page = self._list(limit, marker, plan.server)
+        kept = [self.bind(i) for i in page if matches(i, plan.client)]
+        plan.check_shorthand({k for i in page for k in i.properties})
+        if plan.sort_key:
+            kept = sort_images(kept, plan.sort_key, plan.reverse)
         return Page(kept, page.next_marker)
 
     def all(self, *, latest: bool = False, **filters: Any) -> Iterator[Image]:
         """Every image, lazily, following pagination. ``latest`` keeps the newest per
         family x region x architecture."""
         self.require(Capability.LIST, "list")
-        images = self._iter_all(filters)
+        if not isinstance(latest, bool):
+            raise InvalidArgumentType(f"latest must be True or False, got {latest!r}")
+        plan = prepare(filters, self._server_keys())  # refuses bad keys before any request
+        images = self._iter_all(filters, plan)
         if latest:
-            return iter(_latest(images))
+            images = iter(_latest(images))
+        if plan.sort_key:
+            return iter(sort_images(images, plan.sort_key, plan.reverse))
         return images
 
     list_all = all
 
-    def _iter_all(self, filters: Mapping[str, Any]) -> Iterator[Image]:
-        server, client = self._split_filters(filters)
+    def _iter_all(self, filters: Mapping[str, Any], plan: Filters | None = None
+                  ) -> Iterator[Image]:
+        plan = plan or prepare(filters, self._server_keys())
         marker: str | None = None
         seen: set[str] = set()
+        props_seen: set[str] = set()
         while True:
-            page = self._list(self.page_size, marker, server)
+            page = self._list(self.page_size, marker, plan.server)
             for image in page:
                 # A backend whose marker is off by one must not yield an image twice.
                 if image.id in seen:
                     continue
                 seen.add(image.id)
-                if matches(image, client):
+                if plan.shorthand:
+                    props_seen.update(image.properties)
+                if matches(image, plan.client):
                     yield self.bind(image)
             if not page.next_marker or page.next_marker == marker:
-                return
+                break
             marker = page.next_marker
+        plan.check_shorthand(props_seen)
+
+    def _server_keys(self) -> frozenset[str]:
+        # Sorting is always done here: a server's sort keys are not the Image's fields.
+        return frozenset(self.server_filters) - {"sort_key", "sort_dir", "sort"}
 
     def _split_filters(self, filters: Mapping[str, Any]
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
-        server = {k: v for k, v in filters.items() if k in self.server_filters and v is not None}
-        client = {k: v for k, v in filters.items() if k not in self.server_filters}
-        return server, client
+        plan = prepare(filters, self._server_keys())
+        return plan.server, plan.client
 
     def get(self, ref: str, **filters: Any) -> Image:
         """Id, fingerprint or unique prefix, name, or alias; ``filters`` narrow the search.

@@ -291,38 +291,43 @@ def _version_key(version: str | None) -> tuple[Any, ...]:
 def matches(image: Image, filters: Mapping[str, Any]) -> bool:
     """Client-side filter: every key must match (same rules on every backend).
 
-    ``alias`` and ``tag`` test membership; ``properties.K`` or an unknown key tests
-    ``properties[K]``; ``architecture`` compares normalised names; ``public`` accepts
-    true/false.
+    A tuple or list of values matches any of them. ``alias`` and ``tag`` test membership;
+    ``properties.K`` or an unknown key tests ``properties[K]``; ``architecture`` compares
+    normalised names; ``public`` accepts true/false; ``size_min``/``size_max`` bound the
+    size. The vocabulary is checked beforehand (``imagehub.filters.prepare``).
     """
     for key, wanted in filters.items():
-        if wanted is None:
+        if wanted is None or key in ("sort_key", "sort_dir"):
             continue
-        want = str(wanted.value if isinstance(wanted, enum.Enum) else wanted)
-        if key == "alias":
-            if want not in image.aliases:
+        if key in ("size_min", "size_max"):
+            if image.size is None:
                 return False
-        elif key == "tag":
-            if want not in image.tags:
+            if (image.size < int(wanted)) if key == "size_min" else (image.size > int(wanted)):
                 return False
-        elif key == "architecture":
-            if image.architecture != normalize_architecture(want):
-                return False
-        elif key == "public":
-            is_public = image.visibility is Visibility.PUBLIC
-            if is_public != (want.lower() in ("1", "true", "yes")):
-                return False
-        elif key.startswith("properties."):
-            if image.properties.get(key[len("properties."):]) != want:
-                return False
-        elif key in _FIELD_NAMES:
-            value = getattr(image, key)
-            value = value.value if isinstance(value, enum.Enum) else value
-            if value is None or str(value) != want:
-                return False
-        elif image.properties.get(key) != want:
+            continue
+        options = wanted if isinstance(wanted, list | tuple | set | frozenset) else (wanted,)
+        if not any(_matches_one(image, key, str(w.value if isinstance(w, enum.Enum) else w))
+                   for w in options):
             return False
     return True
+
+
+def _matches_one(image: Image, key: str, want: str) -> bool:
+    if key == "alias":
+        return want in image.aliases
+    if key == "tag":
+        return want in image.tags
+    if key == "architecture":
+        return image.architecture == normalize_architecture(want)
+    if key == "public":
+        return (image.visibility is Visibility.PUBLIC) == (want.lower() in ("1", "true", "yes"))
+    if key.startswith("properties."):
+        return image.properties.get(key[len("properties."):]) == want
+    if key in _FIELD_NAMES:
+        value = getattr(image, key)
+        value = value.value if isinstance(value, enum.Enum) else value
+        return value is not None and str(value) == want
+    return image.properties.get(key) == want
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Image) if not f.name.startswith("_"))

@@ -17,10 +17,9 @@ import yaml
 from ..config import Config, load_config
 from ..errors import ImageHubError, InvalidArgument
 from ..manager import ImageManager
-from ..models import Image
 from ..refs import split_ref
 
-__all__ = ["State", "cli", "main", "pass_state"]
+__all__ = ["State", "cli", "main", "pass_state", "printable"]
 
 FORMATS = ("table", "json", "yaml")
 
@@ -146,7 +145,27 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and escape sequences shown escaped.
+
+    A newline or an ESC in a name or property (anyone who can create an image chooses
+    them) must not forge an output line or drive the terminal. JSON and YAML output keep
+    values exact; only text meant for eyes goes through here.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch)
+    if named:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -178,6 +197,10 @@ def _record(item: Any) -> dict[str, Any]:
 
 
 def _cell(value: Any, key: str, full: bool = False) -> str:
+    return printable(_plain_cell(value, key, full))
+
+
+def _plain_cell(value: Any, key: str, full: bool) -> str:
     if value is None:
         return "-"
     if key == "size" and isinstance(value, int):
@@ -226,14 +249,3 @@ def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
         out[key] = value
     return out
-
-
-def sort_images(images: list[Image], key: str) -> list[Image]:
-    reverse = key.startswith("-")
-    field = key.lstrip("-")
-    if field not in Image.__dataclass_fields__ or field.startswith("_"):
-        raise click.BadParameter(f"cannot sort on {field!r}", param_hint="--sort")
-    present = [i for i in images if getattr(i, field) is not None]
-    missing = [i for i in images if getattr(i, field) is None]
-    present.sort(key=lambda i: getattr(i, field), reverse=reverse)
-    return present + missing

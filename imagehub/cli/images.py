@@ -7,16 +7,18 @@ from pathlib import Path
 
 import click
 
+from ..filters import sort_images
 from ..hub import CloudFailure, Hub
 from ..manager import Capability
 from ..models import latest as latest_images
 from ..verify import VerifyResult, verify_image
-from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, sort_images
+from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, printable
 
 
 @cli.command("list")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
-              help="keep images whose KEY is VALUE (repeatable; properties.K for properties)")
+              help="keep images whose KEY is VALUE (properties.K for properties; a repeated "
+                   "KEY means any of its values; see 'Filters' in the docs)")
 @click.option("--latest", is_flag=True, help="newest image per family, region and architecture")
 @click.option("--sort", "sort_key", metavar="[-]KEY", help="sort by a field; '-' for descending")
 @click.option("--limit", type=click.IntRange(min=1), help="show at most N images")
@@ -26,7 +28,7 @@ from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, sort_
 def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str | None,
              limit: int | None, all_clouds: bool) -> None:
     """List images."""
-    wanted = parse_pairs(filters, "--filter")
+    wanted = parse_filters(filters)
     failures: list[CloudFailure] = []
     columns: tuple[str, ...] = IMAGE_COLUMNS
     if all_clouds:
@@ -36,7 +38,7 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
     else:
         images = list(state.manager().all(latest=latest, **wanted))
     if sort_key:
-        images = sort_images(images, sort_key)
+        images = sort_images(images, sort_key.lstrip("-"), sort_key.startswith("-"))
     if any(i.region for i in images):  # region-scoped clouds list one record per region
         at = columns.index("architecture") + 1
         columns = (*columns[:at], "region", "version", *columns[at:])
@@ -44,9 +46,32 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
     warn_failures(failures)
 
 
+def parse_filters(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``--filter K=V`` options; a key given twice collects its values (any of them)."""
+    wanted: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--filter")
+        if key == "latest":
+            raise click.BadParameter("'latest' is not a filter; use --latest",
+                                     param_hint="--filter")
+        if key in ("limit", "marker"):
+            raise click.BadParameter(f"{key!r} is not a filter; use --limit",
+                                     param_hint="--filter")
+        previous = wanted.get(key)
+        if previous is None:
+            wanted[key] = value
+        elif isinstance(previous, list):
+            previous.append(value)
+        else:
+            wanted[key] = [previous, value]
+    return wanted
+
+
 def warn_failures(failures: list[CloudFailure]) -> None:
     for failure in failures:
-        click.echo(f"imagehub: warning: {' '.join(str(failure).split())}", err=True)
+        click.echo(f"imagehub: warning: {printable(' '.join(str(failure).split()))}", err=True)
     if failures:
         raise click.exceptions.Exit(1)
 
@@ -119,7 +144,7 @@ def export(state: State, ref: str, output: str | None, force: bool) -> None:
         written = stream.save(target, force=force, progress=progress)
     if not state.quiet:
         for path in written:
-            click.echo(str(path), err=state.format != "table")
+            click.echo(printable(str(path)), err=state.format != "table")
 
 
 @cli.command()
@@ -211,7 +236,8 @@ def verify(state: State, refs: tuple[str, ...], all_images: bool, repair: bool) 
             click.echo(f"imagehub: warning: {manager.cloud}: image {image_id} is missing "
                        f"blob(s) {', '.join(digests)}", err=True)
         for name in report.stray:
-            click.echo(f"imagehub: warning: {manager.cloud}: stray file {name}", err=True)
+            click.echo(f"imagehub: warning: {manager.cloud}: stray file {printable(name)}",
+                       err=True)
         for name in report.removed:
             click.echo(f"imagehub: {manager.cloud}: removed {name}", err=True)
         store_ok = store_ok and not (report.orphans or report.missing or report.stray)
