@@ -170,7 +170,8 @@ class LocalManager(ImageManager):
     def _catalog_error(self, exc: BaseException) -> ImageHubError:
         where = str(self.root / "catalog.sqlite")
         text = str(exc)
-        if isinstance(exc, sqlite3.OperationalError) and "full" in text:
+        if isinstance(exc, sqlite3.OperationalError) and ("full" in text or (
+                "I/O error" in text and _no_space(self.root))):
             return QuotaExceeded(f"local store {str(self.root)!r}: no space left to update "
                                  f"its catalog ({text}); nothing was changed",
                                  backend=self.name, hint="free space and try again")
@@ -178,6 +179,10 @@ class LocalManager(ImageManager):
             return BackendError(f"local store {str(self.root)!r} is busy ({text})",
                                 backend=self.name, hint="try again when the other process "
                                 "using it has finished")
+        if isinstance(exc, sqlite3.OperationalError) and "I/O error" in text:
+            return BackendError(f"local store {str(self.root)!r}: cannot read or write its "
+                                f"catalog {where!r} ({text})", backend=self.name,
+                                hint="check the disk and the file system it is on")
         if isinstance(exc, sqlite3.DatabaseError | ValueError | TypeError | KeyError):
             return BackendError(
                 f"local store {str(self.root)!r}: its catalog {where!r} is damaged ({text})",
@@ -624,6 +629,14 @@ def _locked_temp(directory: Path) -> tuple[int, str]:
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+def _no_space(path: Path) -> bool:
+    # SQLite reports a write that found no space in its WAL as a plain "disk I/O error".
+    try:
+        return os.statvfs(path).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _is_locked(path: Path) -> bool:
