@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -116,6 +117,24 @@ def fail(message: str) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: one line on stderr and exit 1 for imagehub errors, 2 for usage."""
+    try:
+        _main(argv)
+    finally:
+        _quiet_stdout()
+
+
+def _quiet_stdout() -> None:
+    # A reader that went away (or a full disk behind stdout) was reported once already;
+    # Python's own flush at exit must not add a second report with a traceback.
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+
+
+def _main(argv: Sequence[str] | None) -> NoReturn:
     try:
         # Without standalone mode click returns an Exit's code instead of raising it.
         code = cli.main(args=list(argv) if argv is not None else None, prog_name="imagehub",
