@@ -338,7 +338,10 @@ class ImageManager(abc.ABC):
         tags = _strings("tags", tags)
         for alias in aliases:
             _check_alias(alias)
-        for kind, value in (("description", description), ("format", format),
+        if description is not None and not isinstance(description, str):
+            raise InvalidArgumentType(
+                f"description must be a string, got {type(description).__name__}")
+        for kind, value in (("format", format),
                             ("container_format", container_format),
                             ("architecture", architecture), ("checksum", checksum)):
             if value is not None:
