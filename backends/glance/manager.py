@@ -209,6 +209,11 @@ class GlanceManager(ImageManager):
         if _UUID.match(ref):
             with contextlib.suppress(ImageNotFound):
                 return to_image(self._record(ref))
+        if ":" in ref:
+            # Glance reads "op:value" in a name filter as an operator ("in:", "eq:"), so a
+            # ref with a colon is resolved over a listing, by the shared rules.
+            return resolve_ref((i for i in self._iter_pages(server) if matches(i, client)),
+                               ref, backend=BACKEND)
         named = [i for i in self._iter_pages({**server, "name": ref}) if matches(i, client)]
         if len(named) == 1:
             return named[0]
