@@ -338,14 +338,12 @@ class ImageManager(abc.ABC):
         tags = _strings("tags", tags)
         for alias in aliases:
             _check_alias(alias)
-        if description is not None and not isinstance(description, str):
-            raise InvalidArgumentType(
-                f"description must be a string, got {type(description).__name__}")
-        for kind, value in (("format", format),
+        for kind, value in (("description", description), ("format", format),
                             ("container_format", container_format),
                             ("architecture", architecture), ("checksum", checksum)):
-            if value is not None:
-                _check_text(kind, value)
+            if value is not None and not isinstance(value, str):
+                raise InvalidArgumentType(f"{kind} must be a string, got "
+                                          f"{type(value).__name__}")
         if properties is not None and not isinstance(properties, Mapping):
             raise InvalidArgumentType(
                 f"properties must be a mapping, got {type(properties).__name__}")

@@ -6,9 +6,9 @@ import dataclasses
 import datetime as _dt
 import enum
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import UnboundImageError
+from .errors import InvalidArgument, InvalidArgumentType, UnboundImageError
 
 if TYPE_CHECKING:
     from .manager import ImageManager
@@ -121,12 +121,22 @@ class Image:
 
     def __post_init__(self) -> None:
         # Normalise here so every backend gets the same spellings for free.
+        if not isinstance(self.id, str) or not self.id:
+            raise InvalidArgumentType(f"Image id must be a non-empty string, got {self.id!r}")
+        for name in ("aliases", "tags"):
+            if isinstance(getattr(self, name), str | bytes):
+                # tuple("abc") would make three one-letter aliases.
+                raise InvalidArgumentType(f"Image {name} must be a list of strings, got "
+                                          f"{getattr(self, name)!r}")
+        if self.architecture is not None and not isinstance(self.architecture, str):
+            raise InvalidArgumentType(f"Image architecture must be a string, got "
+                                      f"{self.architecture!r}")
         object.__setattr__(self, "architecture", normalize_architecture(self.architecture))
-        object.__setattr__(self, "visibility", Visibility(self.visibility))
+        object.__setattr__(self, "visibility", _enum(Visibility, "visibility", self.visibility))
         object.__setattr__(self, "aliases", tuple(self.aliases))
         object.__setattr__(self, "tags", tuple(self.tags))
         for name in ("created_at", "updated_at"):
-            object.__setattr__(self, name, parse_datetime(getattr(self, name)))
+            object.__setattr__(self, name, _datetime(name, getattr(self, name)))
 
     # -- data ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -211,6 +221,26 @@ class Image:
     delete_member = unshare
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _enum(cls: type[_E], name: str, value: Any) -> _E:
+    try:
+        return cls(value)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be one of {', '.join(str(m.value) for m in cls)}, "
+                              f"got {value!r}") from None
+
+
+def _datetime(name: str, value: Any) -> _dt.datetime | None:
+    if value is not None and not isinstance(value, str | int | float | _dt.datetime):
+        raise InvalidArgumentType(f"{name} must be a date and time, got {value!r}")
+    try:
+        return parse_datetime(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidArgument(f"{name} is not a date and time: {value!r} ({exc})") from None
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -237,9 +267,9 @@ class Member:
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "status", MemberStatus(self.status))
+        object.__setattr__(self, "status", _enum(MemberStatus, "status", self.status))
         for name in ("created_at", "updated_at"):
-            object.__setattr__(self, name, parse_datetime(getattr(self, name)))
+            object.__setattr__(self, name, _datetime(name, getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
