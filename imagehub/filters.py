@@ -38,6 +38,10 @@ FIELD_KEYS = frozenset({
 SPECIAL_KEYS = frozenset({"alias", "tag", "public", "member_status", "size_min", "size_max",
                           "sort_key", "sort_dir"})
 SORT_KEYS = FIELD_KEYS | {"created_at", "updated_at"}
+# Sort keys a server that takes ``sort_key`` (Glance) can apply itself, so that pages of
+# list(limit, marker) follow the asked-for order; others are sorted here.
+SERVER_SORT_KEYS = frozenset({"name", "status", "container_format", "disk_format", "size",
+                              "id", "created_at", "updated_at"})
 _NOT_FILTERS = {
     "latest": "'latest' is not a filter: use all(latest=True), or --latest",
     "limit": "'limit' is not a filter: use list(limit=N), or --limit",
@@ -112,6 +116,8 @@ def prepare(filters: Mapping[str, Any], server_keys: frozenset[str]) -> Filters:
                 raise InvalidArgument(f"cannot sort on {value!r}; sort keys: "
                                       f"{', '.join(sorted(SORT_KEYS))}")
             sort_key = value
+            if "sort_key" in server_keys and value in SERVER_SORT_KEYS:
+                server["sort_key"] = value
             continue
         if key == "sort_dir":
             if value not in ("asc", "desc"):
@@ -134,6 +140,8 @@ def prepare(filters: Mapping[str, Any], server_keys: frozenset[str]) -> Filters:
             server[key] = value
         else:
             client[key] = value
+    if "sort_key" in server:
+        server["sort_dir"] = "desc" if reverse else "asc"
     return Filters(server, client, frozenset(shorthand), sort_key, reverse)
 
 

@@ -270,8 +270,7 @@ class ImageManager(abc.ABC):
         plan.check_shorthand(props_seen)
 
     def _server_keys(self) -> frozenset[str]:
-        # Sorting is always done here: a server's sort keys are not the Image's fields.
-        return frozenset(self.server_filters) - {"sort_key", "sort_dir", "sort"}
+        return frozenset(self.server_filters)
 
     def _split_filters(self, filters: Mapping[str, Any]
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
