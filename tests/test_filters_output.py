@@ -179,3 +179,28 @@ def test_tables_escape_control_characters_json_keeps_them(
     code, out, _ = cli(tmp_path, capsys, "--format", "yaml", "show", image_id)
     import yaml
     assert yaml.safe_load(out)["description"] == evil
+
+
+def test_all_clouds_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "two.yaml"
+    config.write_text("clouds:\n"
+                      f"  east: {{backend: local, path: {tmp_path / 'east'}}}\n"
+                      f"  west: {{backend: local, path: {tmp_path / 'west'}}}\n")
+    LocalManager(path=tmp_path / "east").create(b"e", name="e", properties={"team": "x"})
+    LocalManager(path=tmp_path / "west").create(b"w", name="w")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            main(["--config", str(config), "--format", "json", "list", "--all-clouds", *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = run("--filter", "team=x")  # a property only one cloud's images have
+    assert code == 0, err
+    assert [i["name"] for i in json.loads(out)] == ["e"]
+    code, out, err = run("--filter", "famly=x")
+    assert code == 2 and "did you mean 'family'" in err and err.count("\n") == 1
