@@ -484,8 +484,11 @@ class LocalManager(ImageManager):
         except FileNotFoundError as exc:
             for fh in handles:
                 fh.close()
-            raise ImageHubError(f"blob missing for image {image.id}", backend=self.name,
-                                hint="the store was modified outside imagehub") from exc
+            raise BackendError(f"local store {str(self.root)!r}: image {image.id} is missing "
+                               f"its data ({exc.filename})", backend=self.name,
+                               hint="the store was modified outside imagehub; run "
+                                    "'imagehub verify --all' to see what else is affected"
+                               ) from exc
         parts = [
             StreamPart(name=r["name"], chunks=_chunks(fh), size=r["size"],
                        filename=r["filename"] or f"{image.id}.{r['name']}",

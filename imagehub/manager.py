@@ -218,9 +218,10 @@ class ImageManager(abc.ABC):
              **filters: Any) -> Page:
         """One page, pyrax style: up to ``limit`` images after the image ``marker``."""
         self.require(Capability.LIST, "list")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                                  or limit < 1):
-            raise InvalidArgument(f"limit must be a positive whole number, got {limit!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise InvalidArgumentType(f"limit must be a whole number, got {limit!r}")
+        if limit is not None and limit < 1:
+            raise InvalidArgument(f"limit must be at least 1, got {limit}")
         if marker is not None:
             _check_text("marker", marker)
         plan = prepare(filters, self._server_keys())

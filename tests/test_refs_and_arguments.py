@@ -157,3 +157,27 @@ def test_unbound_image_error_is_importable_everywhere() -> None:
     from imagehub.models import UnboundImageError
 
     assert UnboundImageError is imagehub.UnboundImageError is imagehub.errors.UnboundImageError
+
+
+@pytest.mark.parametrize(("call", "kind"), [
+    (lambda m: m.get(123), TypeError),
+    (lambda m: m.get(None), TypeError),
+    (lambda m: m.export(5), TypeError),
+    (lambda m: m.delete(["x"]), TypeError),
+    (lambda m: m.add_alias("x", 5), TypeError),
+    (lambda m: m.share("x", ""), ValueError),
+    (lambda m: m.list(limit="5"), TypeError),
+    (lambda m: m.list(limit=0), ValueError),
+    (lambda m: list(m.all(latest="yes")), TypeError),
+    (lambda m: m.update_member("x", "maybe"), ValueError),
+    (lambda m: Image(id="x", visibility="everyone"), ValueError),
+    (lambda m: Image(id="x", tags="abc"), TypeError),
+])
+def test_public_methods_refuse_wrong_arguments(tmp_path: Path, call: Any,
+                                               kind: type[Exception]) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    store.create(b"d", name="x")
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        call(store)
+    assert isinstance(exc.value, kind)
+    assert [i.name for i in store.all()] == ["x"]
