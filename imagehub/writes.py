@@ -70,7 +70,11 @@ def _check_target(target: Path, force: bool) -> tuple[Path, int | None]:
     try:
         st = os.stat(target)
     except FileNotFoundError:
-        if target.is_symlink():  # dangling: write where it points, as cp does
+        if target.is_symlink():
+            if not force:  # as cp: "not writing through dangling symlink"
+                raise OutputError(f"{str(target)!r} is a symlink to a missing file",
+                                  path=str(target),
+                                  hint="pass --force (force=True) to write where it points")
             return Path(os.path.realpath(target)), None
         return target, None
     except OSError as exc:

@@ -176,3 +176,13 @@ def test_full_or_closed_stdout_is_one_line(tmp_path: Path, store: LocalManager) 
     err = reader.stderr.read().decode()
     assert reader.wait(timeout=60) == 1
     assert err.count("\n") == 1 and "standard output" in err and "Traceback" not in err, err
+
+
+def test_dangling_symlink_needs_force(tmp_path: Path, image: imagehub.Image) -> None:
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "elsewhere.img")
+    with pytest.raises(imagehub.OutputError, match="symlink to a missing file"):
+        image.export().save(link)
+    assert not (tmp_path / "elsewhere.img").exists()
+    image.export().save(link, force=True)
+    assert link.is_symlink() and (tmp_path / "elsewhere.img").read_bytes() == DATA
