@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import InvalidArgument
@@ -95,8 +95,12 @@ def _int(key: str, value: Any) -> int:
     return number
 
 
-def prepare(filters: Mapping[str, Any], server_keys: frozenset[str]) -> Filters:
-    """Check ``filters`` against the vocabulary and split them for a backend."""
+def prepare(filters: Mapping[str, Any], server_keys: frozenset[str],
+            server_ok: Callable[[str, Any], bool] | None = None) -> Filters:
+    """Check ``filters`` against the vocabulary and split them for a backend.
+
+    ``server_ok(key, value)`` may keep a value the server would misread on the client.
+    """
     server: dict[str, Any] = {}
     client: dict[str, Any] = {}
     shorthand: set[str] = set()
@@ -136,7 +140,8 @@ def prepare(filters: Mapping[str, Any], server_keys: frozenset[str]) -> Filters:
                                       f"{close[0]!r}?); valid keys: "
                                       f"{vocabulary_text(server_keys)}")
             shorthand.add(key)
-        if key in server_keys and not isinstance(value, tuple):
+        if key in server_keys and not isinstance(value, tuple) and (
+                server_ok is None or server_ok(key, value)):
             server[key] = value
         else:
             client[key] = value

@@ -224,7 +224,7 @@ class ImageManager(abc.ABC):
             raise InvalidArgument(f"limit must be at least 1, got {limit}")
         if marker is not None:
             _check_text("marker", marker)
-        plan = prepare(filters, self._server_keys())
+        plan = prepare(filters, self._server_keys(), self._server_filter_ok)
         page = self._list(limit, marker, plan.server)
         kept = [self.bind(i) for i in page if matches(i, plan.client)]
         plan.check_shorthand({k for i in page for k in i.properties})
@@ -238,7 +238,8 @@ class ImageManager(abc.ABC):
         self.require(Capability.LIST, "list")
         if not isinstance(latest, bool):
             raise InvalidArgumentType(f"latest must be True or False, got {latest!r}")
-        plan = prepare(filters, self._server_keys())  # refuses bad keys before any request
+        # Refuses bad keys here, before any request.
+        plan = prepare(filters, self._server_keys(), self._server_filter_ok)
         images = self._iter_all(filters, plan)
         if latest:
             images = iter(_latest(images))
@@ -250,7 +251,7 @@ class ImageManager(abc.ABC):
 
     def _iter_all(self, filters: Mapping[str, Any], plan: Filters | None = None
                   ) -> Iterator[Image]:
-        plan = plan or prepare(filters, self._server_keys())
+        plan = plan or prepare(filters, self._server_keys(), self._server_filter_ok)
         marker: str | None = None
         seen: set[str] = set()
         props_seen: set[str] = set()
@@ -273,9 +274,14 @@ class ImageManager(abc.ABC):
     def _server_keys(self) -> frozenset[str]:
         return frozenset(self.server_filters)
 
+    def _server_filter_ok(self, key: str, value: Any) -> bool:
+        """Whether the server can take this value for a key in ``server_filters``; a value
+        it would misread (Glance reads ``a:b`` as an operator) is matched on the client."""
+        return True
+
     def _split_filters(self, filters: Mapping[str, Any]
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
-        plan = prepare(filters, self._server_keys())
+        plan = prepare(filters, self._server_keys(), self._server_filter_ok)
         return plan.server, plan.client
 
     def get(self, ref: str, **filters: Any) -> Image:

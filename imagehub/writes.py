@@ -74,7 +74,8 @@ def _check_target(target: Path, force: bool) -> tuple[Path, int | None]:
             if not force:  # as cp: "not writing through dangling symlink"
                 raise OutputError(f"{str(target)!r} is a symlink to a missing file",
                                   path=str(target),
-                                  hint="pass --force (force=True) to write where it points")
+                                  hint="pass --force (force=True) to write where it points"
+                                  ) from None
             return Path(os.path.realpath(target)), None
         return target, None
     except OSError as exc:

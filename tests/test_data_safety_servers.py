@@ -140,3 +140,14 @@ def test_lxd_split_parts_with_one_file_name_both_export(lxd: LXDManager,
             [Path(meta).read_bytes(), Path(rootfs).read_bytes()])
     finally:
         lxd.delete(image.id)
+
+
+def test_glance_filter_value_with_a_colon_is_matched_exactly(glance: GlanceManager) -> None:
+    name = f"odd:{uuid.uuid4().hex[:8]}"
+    image = glance.create(os.urandom(1000), name=name)
+    try:
+        assert [i.id for i in glance.all(name=name)] == [image.id]
+        assert list(glance.all(name=f"in:{name}")) == []
+        assert glance.get(name).id == image.id
+    finally:
+        glance.delete(image.id)
