@@ -181,3 +181,12 @@ def test_public_methods_refuse_wrong_arguments(tmp_path: Path, call: Any,
         call(store)
     assert isinstance(exc.value, kind)
     assert [i.name for i in store.all()] == ["x"]
+
+
+def test_backend_errors_with_their_own_arguments_pickle_too() -> None:
+    from imagehub.backends.lambda_cloud.errors import LaunchQuotaExceeded
+
+    error = LaunchQuotaExceeded("no", code="global/quota-exceeded", hint="ask")
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, imagehub.QuotaExceeded)
+    assert (copy.code, copy.hint, str(copy)) == (error.code, error.hint, str(error))
