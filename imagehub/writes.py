@@ -89,7 +89,8 @@ def _check_target(target: Path, force: bool) -> tuple[Path, int | None]:
     if not force:
         raise OutputError(f"{str(target)!r} already exists", path=str(target),
                           hint="pass --force (force=True) to overwrite it")
-    return Path(os.path.realpath(target)), stat.S_IMODE(st.st_mode)
+    # Permission bits only: a set-id bit must not carry over to new content.
+    return Path(os.path.realpath(target)), stat.S_IMODE(st.st_mode) & 0o777
 
 
 def _remove_stale(parent: Path, name: str) -> None:

@@ -56,6 +56,8 @@ _SERVER_HASHES = {"md5": "checksum", "sha512": "os_hash_value"}
 # Record fields create() accepts through **extra.
 _NO_DATA_YET = frozenset({"queued", "saving", "uploading", "importing"})
 _CREATE_EXTRA = frozenset({"protected", "min_disk", "min_ram", "os_hidden", "id"})
+_LITERAL_KEYS = frozenset({"name", "id", "owner", "status", "disk_format",
+                           "container_format", "visibility", "tag"})
 _LIST_KEYS = frozenset({
     "name", "visibility", "member_status", "owner", "tag", "status", "size_min", "size_max",
     "sort_key", "sort_dir", "sort", "disk_format", "container_format", "protected",
@@ -205,9 +207,10 @@ class GlanceManager(ImageManager):
         return Page(images, _marker_from_next(body.get("next")))
 
     def _server_filter_ok(self, key: str, value: Any) -> bool:
-        # Glance reads "op:value" ("in:", "gte:") in a filter; a value with a colon of its
-        # own is matched on the client, exactly.
-        return not (isinstance(value, str) and ":" in value)
+        # Glance reads "op:value" ("in:", "eq:") in these filters; a value with a colon of
+        # its own is matched on the client, exactly. (sort=name:asc, created_at=gte:... are
+        # Glance syntax on purpose and go to the server.)
+        return not (key in _LITERAL_KEYS and isinstance(value, str) and ":" in value)
 
     def _get(self, ref: str, filters: Mapping[str, Any]) -> Image:
         server, client = self._split_filters(filters)
