@@ -327,8 +327,8 @@ def matches(image: Image, filters: Mapping[str, Any]) -> bool:
     size. The vocabulary is checked beforehand (``imagehub.filters.prepare``).
     """
     for key, wanted in filters.items():
-        if wanted is None or key in ("sort_key", "sort_dir"):
-            continue
+        if wanted is None or key in ("sort_key", "sort_dir", "member_status"):
+            continue  # ordering, and a share state only a sharing server can apply
         if key in ("size_min", "size_max"):
             if image.size is None:
                 return False
