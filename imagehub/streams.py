@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import IO, Any, BinaryIO
 
 from .errors import ChecksumMismatch, InvalidImageData, TransferError
-from .writes import atomic_write, output_error
+from .writes import atomic_write, check_target, output_error
 
 __all__ = [
     "CHUNK_SIZE",
@@ -355,6 +355,10 @@ class ImageStream:
             raise output_error(exc, directory, "create the directory") from exc
         written: list[Path] = []
         names = _part_filenames(self.parts)
+        for name in names:
+            # Refuse before any byte moves: a clash found only at the end would leave the
+            # parts placed before it behind, half an image.
+            check_target(directory / name, force)
         # Every part stays a temp file until the ExitStack closes, which happens only after
         # iter_parts has verified the whole image: a mismatch leaves no file behind.
         with contextlib.ExitStack() as stack:

@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from .errors import OutputError
 
-__all__ = ["TEMP_MARK", "atomic_write", "output_error", "umask"]
+__all__ = ["TEMP_MARK", "atomic_write", "check_target", "output_error", "umask"]
 
 TEMP_MARK = ".imagehub-"
 
@@ -65,7 +65,7 @@ def umask() -> int:
     return mask
 
 
-def _check_target(target: Path, force: bool) -> tuple[Path, int | None]:
+def check_target(target: Path, force: bool) -> tuple[Path, int | None]:
     """The path to write (symlinks followed) and the mode of a file it replaces."""
     try:
         st = os.stat(target)
@@ -118,7 +118,7 @@ def _remove_stale(parent: Path, name: str) -> None:
 def atomic_write(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[BinaryIO]:
     """Write to a locked temp file beside ``path``; put it in place only on success."""
     requested = Path(path)
-    target, mode = _check_target(requested, force)
+    target, mode = check_target(requested, force)
     parent = target.parent if str(target.parent) else Path(".")
     _remove_stale(parent, target.name)
     try:

@@ -186,3 +186,13 @@ def test_dangling_symlink_needs_force(tmp_path: Path, image: imagehub.Image) -> 
     assert not (tmp_path / "elsewhere.img").exists()
     image.export().save(link, force=True)
     assert link.is_symlink() and (tmp_path / "elsewhere.img").read_bytes() == DATA
+
+
+def test_split_export_refuses_before_moving_a_byte(tmp_path: Path, store: LocalManager) -> None:
+    split = store.create(os.urandom(3000), metadata=os.urandom(300), name="split")
+    out = tmp_path / "out"
+    first = split.export().save(out)
+    first[-1].unlink()  # one part gone, the other still there
+    with pytest.raises(imagehub.OutputError, match="already exists"):
+        split.export().save(out)
+    assert sorted(os.listdir(out)) == [first[0].name], "nothing half-written beside it"
