@@ -179,6 +179,8 @@ class LocalManager(ImageManager):
             return BackendError(f"local store {str(self.root)!r} is busy ({text})",
                                 backend=self.name, hint="try again when the other process "
                                 "using it has finished")
+        if isinstance(exc, sqlite3.IntegrityError):
+            return ImageConflict(f"local store {str(self.root)!r}: {text}", backend=self.name)
         if isinstance(exc, sqlite3.OperationalError) and "I/O error" in text:
             return BackendError(f"local store {str(self.root)!r}: cannot read or write its "
                                 f"catalog {where!r} ({text})", backend=self.name,

@@ -539,6 +539,9 @@ def _strings(kind: str, values: Any) -> tuple[str, ...]:
     items = tuple(values)
     for item in items:
         _check_text(kind[:-1], item)
+    repeated = sorted({i for i in items if items.count(i) > 1})
+    if repeated:
+        raise InvalidArgument(f"{kind} repeat {', '.join(map(repr, repeated))}")
     return items
 
 

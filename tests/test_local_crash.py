@@ -122,7 +122,7 @@ def test_kill_between_delete_commit_and_unlink(tmp_path: Path,
 def test_open_never_touches_a_live_upload(tmp_path: Path, store: tuple[Path, str]) -> None:
     root, keep = store
     flag = tmp_path / "live"
-    script = CHILD.replace("time.sleep(600)", "time.sleep(3)")
+    script = CHILD.replace("time.sleep(600)", "time.sleep(8)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(root), "staged", str(flag),
                              "create"])
     try:
