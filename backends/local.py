@@ -523,8 +523,8 @@ class LocalManager(ImageManager):
         unknown = set(changes) - _UPDATABLE
         if unknown:
             raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))} on a local image "
-                                f"(updatable: {', '.join(sorted(_UPDATABLE))})",
-                                backend=self.name)
+                                  f"(updatable: {', '.join(sorted(_UPDATABLE))})",
+                                  backend=self.name)
         with self._db(write=True) as db:
             row = self._row_for_write(db, image)
             props = json.loads(row["properties"])

@@ -447,7 +447,7 @@ class ImageManager(abc.ABC):
             wanted = MemberStatus(status)
         except ValueError:
             raise InvalidArgument(f"member status must be accepted, rejected or pending, "
-                                f"got {status!r}") from None
+                                  f"got {status!r}") from None
         return self._update_member(self._resolve_shared(image), wanted, member)
 
     def accept(self, image: Image | str, member: str | None = None) -> Member:
@@ -527,7 +527,7 @@ def _check_alias(alias: str) -> None:
     segments = alias.split("/")
     if "\\" in alias or alias != alias.strip() or any(s in ("", ".", "..") for s in segments):
         raise InvalidArgument(f"alias {alias!r} is not allowed: no surrounding spaces, "
-                            "backslashes, or empty, '.' or '..' path segments")
+                              "backslashes, or empty, '.' or '..' path segments")
 
 
 def _strings(kind: str, values: Any) -> tuple[str, ...]:

@@ -129,8 +129,8 @@ class GlanceManager(ImageManager):
         if adapter is None:
             if session is None:
                 raise InvalidArgumentType("GlanceManager needs a keystoneauth1 session or adapter",
-                                    backend=BACKEND,
-                                    hint="or build it with GlanceManager.from_options(...)")
+                                          backend=BACKEND,
+                                          hint="or build it with GlanceManager.from_options(...)")
             adapter = ks_adapter.Adapter(session, service_type="image", interface=interface,
                                          region_name=region_name,
                                          endpoint_override=endpoint_override)
@@ -140,7 +140,7 @@ class GlanceManager(ImageManager):
         self.hash_threads = hash_threads
         if download_hashes not in ("all", "os_hash", "md5"):
             raise InvalidArgument(f"download_hashes must be all, os_hash or md5, not "
-                                f"{download_hashes!r}", backend=BACKEND)
+                                  f"{download_hashes!r}", backend=BACKEND)
         self.download_hashes = download_hashes
 
     @classmethod
@@ -252,8 +252,8 @@ class GlanceManager(ImageManager):
         unknown = set(extra or {}) - _CREATE_EXTRA
         if unknown:
             raise InvalidArgument(f"unknown create option(s) for Glance: "
-                                f"{', '.join(sorted(unknown))} (known: "
-                                f"{', '.join(sorted(_CREATE_EXTRA))})", backend=BACKEND)
+                                  f"{', '.join(sorted(unknown))} (known: "
+                                  f"{', '.join(sorted(_CREATE_EXTRA))})", backend=BACKEND)
         body: dict[str, Any] = {
             "name": name,
             "disk_format": disk_format or "raw",
@@ -421,7 +421,7 @@ class GlanceManager(ImageManager):
         self.require(Capability.CREATE, "copy_image")
         if not stores and not all_stores:
             raise InvalidArgument("copy_image needs target stores (or all_stores=True)",
-                                backend=BACKEND, hint=f"stores here: {self.stores()}")
+                                  backend=BACKEND, hint=f"stores here: {self.stores()}")
         target = self.resolve(image)
         return self._start_import(target.id, {"name": "copy-image"}, stores=stores,
                                   all_stores=all_stores or None,

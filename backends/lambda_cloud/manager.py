@@ -151,15 +151,15 @@ class LambdaManager(ImageManager):
         unknown = sorted(set(extra) - _LAUNCH_EXTRAS)
         if unknown:
             raise InvalidArgument(f"unknown launch option(s) {', '.join(unknown)}; Lambda's "
-                                f"launch also accepts: {', '.join(sorted(_LAUNCH_EXTRAS))}",
-                                backend=self.name)
+                                  f"launch also accepts: {', '.join(sorted(_LAUNCH_EXTRAS))}",
+                                  backend=self.name)
         for what, value in (("region", region), ("instance type", instance_type),
                             ("SSH key name", ssh_key)):
             if not isinstance(value, str) or not value.strip():
                 raise InvalidArgument(f"launch needs a {what}", backend=self.name)
         if name is not None and len(name) > 64:
             raise InvalidArgument("Lambda instance names are at most 64 characters",
-                                backend=self.name)
+                                  backend=self.name)
         body: dict[str, Any] = {
             "region_name": region,
             "instance_type_name": instance_type,
@@ -184,7 +184,7 @@ class LambdaManager(ImageManager):
             family = image[len(FAMILY_PREFIX):]
             if not family:
                 raise InvalidArgument("'family:' needs a family name, e.g. family:lambda-stack",
-                                    backend=self.name)
+                                      backend=self.name)
             return {"family": family}
         if isinstance(image, Image) and image.backend in ("", self.name):
             if image.region not in (None, region):

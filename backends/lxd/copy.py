@@ -45,7 +45,7 @@ def copy_image(source: LXDManager, image: Image, target: LXDManager, *, aliases:
                timeout: float | None) -> Image:
     if mode not in MODES:
         raise InvalidArgument(f"copy mode must be one of {', '.join(MODES)}, got {mode!r}",
-                            backend=BACKEND)
+                              backend=BACKEND)
     fingerprint = image.id
     # Fresh, not image.raw: aliases or flags may have changed since the Image was read.
     record = source._record(fingerprint)

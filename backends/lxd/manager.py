@@ -181,7 +181,7 @@ class LXDManager(ImageManager):
         image_type = filters.get("type")
         if image_type is not None and image_type not in _TYPES:
             raise InvalidArgument(f"type must be one of {', '.join(_TYPES)}, got {image_type!r}",
-                                backend=self.name)
+                                  backend=self.name)
         records = sorted(self._records(image_type), key=lambda r: str(r["fingerprint"]))
         if marker is not None:
             records = [r for r in records if str(r["fingerprint"]) > marker]
@@ -220,7 +220,7 @@ class LXDManager(ImageManager):
         vm = _vm_flag(extra.pop("type", None), extra.pop("vm", None))
         if extra:
             raise InvalidArgument(f"unknown create options for LXD: {', '.join(sorted(extra))}",
-                                backend=self.name, hint="LXD takes type/vm and auto_update")
+                                  backend=self.name, hint="LXD takes type/vm and auto_update")
         if spec.visibility not in (Visibility.PUBLIC, Visibility.PRIVATE):
             raise UnsupportedOperation(self.name, f"{spec.visibility.value} visibility",
                                        _REASONS[Capability.MEMBERS])
@@ -382,7 +382,7 @@ class LXDManager(ImageManager):
         if image_type is not None:
             if image_type not in _TYPES:
                 raise InvalidArgument(f"image_type must be one of {', '.join(_TYPES)}",
-                                    backend=self.name)
+                                      backend=self.name)
             source["image_type"] = image_type
         return self._pull(source, name=name, aliases=aliases, public=public,
                           properties=properties, auto_update=auto_update, wait=wait,
@@ -581,7 +581,7 @@ def _vm_flag(image_type: Any, vm: Any) -> bool | None:
     if image_type is not None:
         if image_type not in _TYPES:
             raise InvalidArgument(f"type must be one of {', '.join(_TYPES)}, got {image_type!r}",
-                                backend=BACKEND)
+                                  backend=BACKEND)
         return bool(image_type == "virtual-machine")
     return None if vm is None else bool(vm in (True, 1, "1", "true", "yes"))
 
