@@ -12,6 +12,9 @@ what the user can do about it. Messages never contain secrets.
     │   ├── BackendNotFound         no plugin by that name (lists the installed ones)
     │   ├── BackendUnavailable      plugin installed, its extra is not (says what to pip install)
     │   └── InvalidBackend          plugin does not subclass ImageManager
+    ├── InvalidArgument             a bad argument value (also a ValueError)
+    │   └── InvalidArgumentType     an argument of the wrong type (also a TypeError)
+    ├── UnboundImageError           an Image built from data has no manager to act through
     ├── UnsupportedOperation        the backend cannot do this; raised before any I/O
     ├── AuthenticationError         missing or rejected credentials
     ├── PermissionDenied            authenticated, but not allowed
@@ -24,6 +27,7 @@ what the user can do about it. Messages never contain secrets.
     ├── RateLimited                 throttled, still after bounded retries (``retry_after``)
     ├── BackendError                the server failed or answered something unusable
     │   └── ServerUnreachable       connection refused, DNS, TLS or timeout talking to it
+    ├── OutputError                 a local file or stream could not be written (path named)
     ├── TransferError               image bytes stopped flowing (cut, stalled, short read)
     │   └── ChecksumMismatch        bytes arrived but do not hash to what was promised
     ├── OperationError
@@ -51,18 +55,22 @@ __all__ = [
     "ImageLookupError",
     "ImageNotFound",
     "IncompatibleFormat",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidBackend",
     "InvalidImageData",
     "MigrationError",
     "OperationError",
     "OperationFailed",
     "OperationTimeout",
+    "OutputError",
     "PermissionDenied",
     "QuotaExceeded",
     "RateLimited",
     "RegistryError",
     "ServerUnreachable",
     "TransferError",
+    "UnboundImageError",
     "UnsupportedOperation",
 ]
 
@@ -90,6 +98,12 @@ class ImageHubError(Exception):
         self.status_code = status_code
         self.hint = hint
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments than ``args``; rebuild from the
+        # instance's attributes so every error survives pickling (multiprocessing,
+        # concurrent.futures) with what it carries.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
     def __str__(self) -> str:
         text = self.message
         if self.server_message and self.server_message not in text:
@@ -97,6 +111,26 @@ class ImageHubError(Exception):
         if self.hint:
             text += f"; {self.hint}"
         return text
+
+
+def _rebuild(cls: type[ImageHubError], args: tuple[Any, ...],
+             state: dict[str, Any]) -> ImageHubError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class InvalidArgument(ImageHubError, ValueError):
+    """An argument's value is not acceptable (empty, malformed, out of range, unknown key)."""
+
+
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """An argument has the wrong type (e.g. one string where a list of strings is due)."""
+
+
+class UnboundImageError(ImageHubError):
+    """An Image rebuilt from data knows no manager to act through."""
 
 
 class ConfigError(ImageHubError):
@@ -202,6 +236,14 @@ class BackendError(ImageHubError):
 
 class ServerUnreachable(BackendError):
     pass
+
+
+class OutputError(ImageHubError):
+    """Writing an export's bytes to a local path or stream failed, or was refused."""
+
+    def __init__(self, message: str, *, path: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.path = path
 
 
 class TransferError(ImageHubError):

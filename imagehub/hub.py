@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .config import Config, load_config
-from .errors import ImageHubError, ImageNotFound
+from .errors import ImageHubError, ImageNotFound, InvalidArgument
 from .manager import Capability, ImageManager
 from .models import Image, latest
 from .refs import split_ref
@@ -97,14 +97,22 @@ class Hub:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hub") as pool:
             futures = {cloud: pool.submit(self._list_one, cloud, dict(filters))
                        for cloud in self.clouds}
+            refused: list[InvalidArgument] = []
             for cloud, future in futures.items():
                 try:
                     images.extend(future.result())
+                except InvalidArgument as exc:
+                    # A filter key one backend knows (LXD's type) or a property only some
+                    # clouds' images have: that cloud has no match. Refused everywhere, it
+                    # is the caller's mistake, not a cloud's failure.
+                    refused.append(exc)
                 except ImageHubError as exc:
                     failures.append(CloudFailure(cloud, exc))
                 except Exception as exc:  # noqa: BLE001 - a plugin bug must not hide others
                     failures.append(CloudFailure(cloud, ImageHubError(
                         f"{type(exc).__name__}: {exc}", hint="run with --debug")))
+        if refused and len(refused) == len(self.clouds):
+            raise refused[0]
         if latest:
             images = _latest_per_cloud(images)
         return HubListing(images, failures)

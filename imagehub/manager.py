@@ -17,10 +17,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
-from .errors import AmbiguousImage, ImageHubError, ImageNotFound, UnsupportedOperation
+from .errors import (
+    AmbiguousImage,
+    ImageNotFound,
+    InvalidArgument,
+    InvalidArgumentType,
+    UnsupportedOperation,
+)
+from .filters import Filters, prepare, sort_images
 from .models import Image, Member, MemberStatus, Visibility, latest, matches
 from .operations import Operation, completed
-from .streams import DataSource, ImageStream, ProgressCallback, Source, open_source
+from .refs import KNOWN_ALGORITHMS, prefix_matches
+from .streams import (
+    DataSource,
+    ImageStream,
+    ProgressCallback,
+    Source,
+    open_source,
+    parse_checksum,
+)
 
 __all__ = [
     "Capability",
@@ -109,29 +124,31 @@ class CreateSpec:
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _check_text(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ImageHubError(f"{kind} must be a non-empty string, got {value!r}")
+def _check_text(kind: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentType(f"{kind} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidArgument(f"{kind} must be a non-empty string, got {value!r}")
     if _CONTROL_CHARS.search(value):
-        raise ImageHubError(f"{kind} {value!r} contains control characters")
+        raise InvalidArgument(f"{kind} {value!r} contains control characters")
     return value
 
 
 def resolve_ref(candidates: Iterable[Image], ref: str, *, backend: str = "") -> Image:
     """Pick the one image ``ref`` names, with the same rules on every backend.
 
-    In order: exact id; exact alias; exact name; then a prefix of an id or fingerprint.
-    Several matches at the first rule that matches raise AmbiguousImage.
+    In order: exact id; exact alias; exact name; then a prefix of an id or checksum (see
+    ``imagehub.refs.prefix_matches``: at least 4 characters, ``ALGO:`` only for known
+    algorithms and against that algorithm's checksum). Several matches at the first rule
+    that matches raise AmbiguousImage.
     """
+    _check_text("image reference", ref)
     pool = list(candidates)
-    lowered = ref.lower()
-    fp = lowered.split(":", 1)[1] if ":" in lowered else lowered
     rules: tuple[Callable[[Image], bool], ...] = (
         lambda i: i.id == ref,
         lambda i: ref in i.aliases,
         lambda i: i.name == ref,
-        lambda i: i.id.lower().startswith(lowered) or bool(
-            i.checksum and i.checksum.split(":", 1)[-1].startswith(fp)),
+        lambda i: prefix_matches(ref, i.id, i.checksum),
     )
     for rule in rules:
         found = {i.id: i for i in pool if rule(i)}
@@ -201,44 +218,71 @@ class ImageManager(abc.ABC):
              **filters: Any) -> Page:
         """One page, pyrax style: up to ``limit`` images after the image ``marker``."""
         self.require(Capability.LIST, "list")
-        server, client = self._split_filters(filters)
-        page = self._list(limit, marker, server)
-        kept = [self.bind(i) for i in page if matches(i, client)]
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise InvalidArgumentType(f"limit must be a whole number, got {limit!r}")
+        if limit is not None and limit < 1:
+            raise InvalidArgument(f"limit must be at least 1, got {limit}")
+        if marker is not None:
+            _check_text("marker", marker)
+        plan = prepare(filters, self._server_keys(), self._server_filter_ok)
+        page = self._list(limit, marker, plan.server)
+        kept = [self.bind(i) for i in page if matches(i, plan.client)]
+        plan.check_shorthand({k for i in page for k in i.properties})
+        if plan.sort_key:
+            kept = sort_images(kept, plan.sort_key, plan.reverse)
         return Page(kept, page.next_marker)
 
     def all(self, *, latest: bool = False, **filters: Any) -> Iterator[Image]:
         """Every image, lazily, following pagination. ``latest`` keeps the newest per
         family x region x architecture."""
         self.require(Capability.LIST, "list")
-        images = self._iter_all(filters)
+        if not isinstance(latest, bool):
+            raise InvalidArgumentType(f"latest must be True or False, got {latest!r}")
+        # Refuses bad keys here, before any request.
+        plan = prepare(filters, self._server_keys(), self._server_filter_ok)
+        images = self._iter_all(filters, plan)
         if latest:
-            return iter(_latest(images))
+            images = iter(_latest(images))
+        if plan.sort_key:
+            return iter(sort_images(images, plan.sort_key, plan.reverse))
         return images
 
     list_all = all
 
-    def _iter_all(self, filters: Mapping[str, Any]) -> Iterator[Image]:
-        server, client = self._split_filters(filters)
+    def _iter_all(self, filters: Mapping[str, Any], plan: Filters | None = None
+                  ) -> Iterator[Image]:
+        plan = plan or prepare(filters, self._server_keys(), self._server_filter_ok)
         marker: str | None = None
         seen: set[str] = set()
+        props_seen: set[str] = set()
         while True:
-            page = self._list(self.page_size, marker, server)
+            page = self._list(self.page_size, marker, plan.server)
             for image in page:
                 # A backend whose marker is off by one must not yield an image twice.
                 if image.id in seen:
                     continue
                 seen.add(image.id)
-                if matches(image, client):
+                if plan.shorthand:
+                    props_seen.update(image.properties)
+                if matches(image, plan.client):
                     yield self.bind(image)
             if not page.next_marker or page.next_marker == marker:
-                return
+                break
             marker = page.next_marker
+        plan.check_shorthand(props_seen)
+
+    def _server_keys(self) -> frozenset[str]:
+        return frozenset(self.server_filters)
+
+    def _server_filter_ok(self, key: str, value: Any) -> bool:
+        """Whether the server can take this value for a key in ``server_filters``; a value
+        it would misread (Glance reads ``a:b`` as an operator) is matched on the client."""
+        return True
 
     def _split_filters(self, filters: Mapping[str, Any]
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
-        server = {k: v for k, v in filters.items() if k in self.server_filters and v is not None}
-        client = {k: v for k, v in filters.items() if k not in self.server_filters}
-        return server, client
+        plan = prepare(filters, self._server_keys(), self._server_filter_ok)
+        return plan.server, plan.client
 
     def get(self, ref: str, **filters: Any) -> Image:
         """Id, fingerprint or unique prefix, name, or alias; ``filters`` narrow the search.
@@ -249,7 +293,10 @@ class ImageManager(abc.ABC):
         self.require(Capability.GET, "get")
         _check_text("image reference", ref)
         own = f"{self.cloud}:"
-        if ref.startswith(own) and len(ref) > len(own):
+        if ref == own:
+            raise InvalidArgument(f"{ref!r} names cloud {self.cloud!r} but no image",
+                                  hint=f"write {own}REF, e.g. {own}my-image")
+        if ref.startswith(own):
             try:
                 return self.bind(self._get(ref[len(own):], filters))
             except ImageNotFound:
@@ -293,20 +340,37 @@ class ImageManager(abc.ABC):
         """
         self.require(Capability.CREATE, "create")
         _check_text("image name", name)
+        aliases = _strings("aliases", aliases)
+        tags = _strings("tags", tags)
         for alias in aliases:
             _check_alias(alias)
+        for kind, value in (("description", description), ("format", format),
+                            ("container_format", container_format),
+                            ("architecture", architecture), ("checksum", checksum)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidArgumentType(f"{kind} must be a string, got "
+                                          f"{type(value).__name__}")
+        if properties is not None and not isinstance(properties, Mapping):
+            raise InvalidArgumentType(
+                f"properties must be a mapping, got {type(properties).__name__}")
+        if not isinstance(public, bool):
+            raise InvalidArgumentType(f"public must be True or False, got {public!r}")
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, int | float)):
+            raise InvalidArgumentType(f"timeout must be a number, got {timeout!r}")
+        if checksum is not None:
+            _check_checksum(checksum)
+        vis = _visibility(visibility, public)
         parts: builtins.list[DataSource] = []
         if metadata is not None:
             parts.append(open_source(metadata, "metadata"))
             parts.append(open_source(data, "rootfs"))
         else:
             parts.append(open_source(data, "image"))
-        vis = Visibility(visibility) if visibility is not None else (
-            Visibility.PUBLIC if public else Visibility.PRIVATE)
         spec = CreateSpec(
             name=name, description=description,
             properties={str(k): str(v) for k, v in (properties or {}).items()},
-            visibility=vis, aliases=tuple(aliases), tags=tuple(tags), disk_format=format,
+            visibility=vis, aliases=aliases, tags=tags, disk_format=format,
             container_format=container_format, architecture=architecture,
             checksum=checksum, timeout=timeout, progress=progress, extra=dict(extra),
         )
@@ -346,9 +410,18 @@ class ImageManager(abc.ABC):
         self._add_alias(target, name, description)
         return self.get(target.id)
 
-    def remove_alias(self, name: str) -> None:
+    def remove_alias(self, name: str, image: Image | str | None = None) -> None:
+        """Remove alias ``name``; with ``image``, only if the alias points at that image."""
         self.require(Capability.ALIASES, "remove_alias")
         _check_alias(name)
+        if image is not None:
+            target = self.resolve(image)
+            current = self.get(target.id)
+            if name not in current.aliases:
+                raise ImageNotFound(f"image {target.id} has no alias {name!r}",
+                                    backend=self.name,
+                                    hint="the alias may belong to another image; "
+                                         "call remove_alias without an image to remove it")
         self._remove_alias(name)
 
     # -- sharing --------------------------------------------------------------------------
@@ -373,8 +446,8 @@ class ImageManager(abc.ABC):
         try:
             wanted = MemberStatus(status)
         except ValueError:
-            raise ImageHubError(f"member status must be accepted, rejected or pending, "
-                                f"got {status!r}") from None
+            raise InvalidArgument(f"member status must be accepted, rejected or pending, "
+                                  f"got {status!r}") from None
         return self._update_member(self._resolve_shared(image), wanted, member)
 
     def accept(self, image: Image | str, member: str | None = None) -> Member:
@@ -453,8 +526,47 @@ def _check_alias(alias: str) -> None:
     # out of wherever a backend keeps it: no empty, "." or ".." segment, no backslash.
     segments = alias.split("/")
     if "\\" in alias or alias != alias.strip() or any(s in ("", ".", "..") for s in segments):
-        raise ImageHubError(f"alias {alias!r} is not allowed: no surrounding spaces, "
-                            "backslashes, or empty, '.' or '..' path segments")
+        raise InvalidArgument(f"alias {alias!r} is not allowed: no surrounding spaces, "
+                              "backslashes, or empty, '.' or '..' path segments")
+
+
+def _strings(kind: str, values: Any) -> tuple[str, ...]:
+    # A lone string is iterable too: "abc" must not become the aliases a, b and c.
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InvalidArgumentType(f"{kind} must be a list of strings, got "
+                                  f"{type(values).__name__} {values!r}",
+                                  hint=f"pass {kind}=[{values!r}] for a single one")
+    items = tuple(values)
+    for item in items:
+        _check_text(kind[:-1], item)
+    repeated = sorted({i for i in items if items.count(i) > 1})
+    if repeated:
+        raise InvalidArgument(f"{kind} repeat {', '.join(map(repr, repeated))}")
+    return items
+
+
+def _visibility(value: Any, public: bool) -> Visibility:
+    if value is None:
+        return Visibility.PUBLIC if public else Visibility.PRIVATE
+    if not isinstance(value, str):
+        raise InvalidArgumentType(f"visibility must be a string, got {type(value).__name__}")
+    try:
+        return Visibility(value.lower())
+    except ValueError:
+        raise InvalidArgument(f"visibility must be one of "
+                              f"{', '.join(v.value for v in Visibility)}, got {value!r}"
+                              ) from None
+
+
+def _check_checksum(value: str) -> None:
+    try:
+        algo, digest = parse_checksum(value)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), hint="write ALGO:HEX, e.g. sha256:...") from None
+    if algo not in KNOWN_ALGORITHMS or not digest or any(
+            c not in "0123456789abcdef" for c in digest):
+        raise InvalidArgument(f"checksum {value!r} is not ALGO:HEX with a known algorithm "
+                              f"({', '.join(sorted(KNOWN_ALGORITHMS))})")
 
 
 def _latest(images: Iterable[Image]) -> list[Image]:

@@ -6,9 +6,9 @@ import dataclasses
 import datetime as _dt
 import enum
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import ImageHubError
+from .errors import InvalidArgument, InvalidArgumentType, UnboundImageError
 
 if TYPE_CHECKING:
     from .manager import ImageManager
@@ -18,6 +18,7 @@ __all__ = [
     "Image",
     "Member",
     "MemberStatus",
+    "UnboundImageError",
     "Visibility",
     "normalize_architecture",
     "parse_datetime",
@@ -80,10 +81,6 @@ def parse_datetime(value: str | int | float | _dt.datetime | None) -> _dt.dateti
     return parsed
 
 
-class UnboundImageError(ImageHubError):
-    """An Image rebuilt from data knows no manager to act through."""
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Image:
     """One machine image, as any backend describes it.
@@ -124,12 +121,22 @@ class Image:
 
     def __post_init__(self) -> None:
         # Normalise here so every backend gets the same spellings for free.
+        if not isinstance(self.id, str) or not self.id:
+            raise InvalidArgumentType(f"Image id must be a non-empty string, got {self.id!r}")
+        for name in ("aliases", "tags"):
+            if isinstance(getattr(self, name), str | bytes):
+                # tuple("abc") would make three one-letter aliases.
+                raise InvalidArgumentType(f"Image {name} must be a list of strings, got "
+                                          f"{getattr(self, name)!r}")
+        if self.architecture is not None and not isinstance(self.architecture, str):
+            raise InvalidArgumentType(f"Image architecture must be a string, got "
+                                      f"{self.architecture!r}")
         object.__setattr__(self, "architecture", normalize_architecture(self.architecture))
-        object.__setattr__(self, "visibility", Visibility(self.visibility))
+        object.__setattr__(self, "visibility", _enum(Visibility, "visibility", self.visibility))
         object.__setattr__(self, "aliases", tuple(self.aliases))
         object.__setattr__(self, "tags", tuple(self.tags))
         for name in ("created_at", "updated_at"):
-            object.__setattr__(self, name, parse_datetime(getattr(self, name)))
+            object.__setattr__(self, name, _datetime(name, getattr(self, name)))
 
     # -- data ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -197,7 +204,8 @@ class Image:
         return self.manager.add_alias(self, name, description=description)
 
     def remove_alias(self, name: str) -> Image:
-        self.manager.remove_alias(name)
+        # Only this image's alias: the same name on another image is not ours to remove.
+        self.manager.remove_alias(name, self)
         return self.reload()
 
     def share(self, project: str) -> Member:
@@ -211,6 +219,26 @@ class Image:
 
     add_member = share  # pyrax spelling
     delete_member = unshare
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _enum(cls: type[_E], name: str, value: Any) -> _E:
+    try:
+        return cls(value)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be one of {', '.join(str(m.value) for m in cls)}, "
+                              f"got {value!r}") from None
+
+
+def _datetime(name: str, value: Any) -> _dt.datetime | None:
+    if value is not None and not isinstance(value, str | int | float | _dt.datetime):
+        raise InvalidArgumentType(f"{name} must be a date and time, got {value!r}")
+    try:
+        return parse_datetime(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidArgument(f"{name} is not a date and time: {value!r} ({exc})") from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -239,9 +267,9 @@ class Member:
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "status", MemberStatus(self.status))
+        object.__setattr__(self, "status", _enum(MemberStatus, "status", self.status))
         for name in ("created_at", "updated_at"):
-            object.__setattr__(self, name, parse_datetime(getattr(self, name)))
+            object.__setattr__(self, name, _datetime(name, getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -293,38 +321,43 @@ def _version_key(version: str | None) -> tuple[Any, ...]:
 def matches(image: Image, filters: Mapping[str, Any]) -> bool:
     """Client-side filter: every key must match (same rules on every backend).
 
-    ``alias`` and ``tag`` test membership; ``properties.K`` or an unknown key tests
-    ``properties[K]``; ``architecture`` compares normalised names; ``public`` accepts
-    true/false.
+    A tuple or list of values matches any of them. ``alias`` and ``tag`` test membership;
+    ``properties.K`` or an unknown key tests ``properties[K]``; ``architecture`` compares
+    normalised names; ``public`` accepts true/false; ``size_min``/``size_max`` bound the
+    size. The vocabulary is checked beforehand (``imagehub.filters.prepare``).
     """
     for key, wanted in filters.items():
-        if wanted is None:
+        if wanted is None or key in ("sort_key", "sort_dir", "member_status"):
+            continue  # ordering, and a share state only a sharing server can apply
+        if key in ("size_min", "size_max"):
+            if image.size is None:
+                return False
+            if (image.size < int(wanted)) if key == "size_min" else (image.size > int(wanted)):
+                return False
             continue
-        want = str(wanted.value if isinstance(wanted, enum.Enum) else wanted)
-        if key == "alias":
-            if want not in image.aliases:
-                return False
-        elif key == "tag":
-            if want not in image.tags:
-                return False
-        elif key == "architecture":
-            if image.architecture != normalize_architecture(want):
-                return False
-        elif key == "public":
-            is_public = image.visibility is Visibility.PUBLIC
-            if is_public != (want.lower() in ("1", "true", "yes")):
-                return False
-        elif key.startswith("properties."):
-            if image.properties.get(key[len("properties."):]) != want:
-                return False
-        elif key in _FIELD_NAMES:
-            value = getattr(image, key)
-            value = value.value if isinstance(value, enum.Enum) else value
-            if value is None or str(value) != want:
-                return False
-        elif image.properties.get(key) != want:
+        options = wanted if isinstance(wanted, list | tuple | set | frozenset) else (wanted,)
+        if not any(_matches_one(image, key, str(w.value if isinstance(w, enum.Enum) else w))
+                   for w in options):
             return False
     return True
+
+
+def _matches_one(image: Image, key: str, want: str) -> bool:
+    if key == "alias":
+        return want in image.aliases
+    if key == "tag":
+        return want in image.tags
+    if key == "architecture":
+        return image.architecture == normalize_architecture(want)
+    if key == "public":
+        return (image.visibility is Visibility.PUBLIC) == (want.lower() in ("1", "true", "yes"))
+    if key.startswith("properties."):
+        return image.properties.get(key[len("properties."):]) == want
+    if key in _FIELD_NAMES:
+        value = getattr(image, key)
+        value = value.value if isinstance(value, enum.Enum) else value
+        return value is not None and str(value) == want
+    return image.properties.get(key) == want
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Image) if not f.name.startswith("_"))

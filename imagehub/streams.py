@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, BinaryIO
 
-from .errors import ChecksumMismatch, ImageHubError, InvalidImageData, TransferError
+from .errors import ChecksumMismatch, InvalidImageData, TransferError
+from .writes import atomic_write, check_target, output_error
 
 __all__ = [
     "CHUNK_SIZE",
@@ -214,27 +214,6 @@ class StreamPart:
     checksum: str | None = None
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[BinaryIO]:
-    """Write to a temp file beside ``path``; fsync and rename only on success."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise ImageHubError(f"{str(target)!r} already exists",
-                            hint="pass --force (force=True) to overwrite it")
-    parent = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 class ImageStream:
     """A streamed export: iterate it, or ``save()`` it. Use it as a context manager.
 
@@ -348,8 +327,15 @@ class ImageStream:
                     raise InvalidImageData(
                         f"this image has {len(self.parts)} parts; save it to a directory")
                 fh: IO[bytes] = target  # type: ignore[assignment]
-                for chunk in self.iter_bytes(progress, sha256=False):
-                    fh.write(chunk)
+                name = getattr(fh, "name", None)
+                where = "standard output" if name == "<stdout>" else (
+                    str(name) if isinstance(name, str | os.PathLike) else "the output stream")
+                try:
+                    for chunk in self.iter_bytes(progress, sha256=False):
+                        fh.write(chunk)
+                    fh.flush()
+                except OSError as exc:
+                    raise output_error(exc, where) from exc
                 return []
             dest = Path(target)
             if len(self.parts) > 1 or dest.is_dir():
@@ -363,18 +349,43 @@ class ImageStream:
 
     def _save_dir(self, directory: Path, *, force: bool,
                   progress: ProgressCallback | None) -> list[Path]:
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(exc, directory, "create the directory") from exc
         written: list[Path] = []
+        names = _part_filenames(self.parts)
+        for name in names:
+            # Refuse before any byte moves: a clash found only at the end would leave the
+            # parts placed before it behind, half an image.
+            check_target(directory / name, force)
         # Every part stays a temp file until the ExitStack closes, which happens only after
         # iter_parts has verified the whole image: a mismatch leaves no file behind.
         with contextlib.ExitStack() as stack:
-            for part, chunks in self.iter_parts(progress, sha256=False):
-                path = directory / _safe_filename(part.filename or part.name)
+            for index, (_part, chunks) in enumerate(self.iter_parts(progress, sha256=False)):
+                path = directory / names[index]
                 out = stack.enter_context(atomic_write(path, force=force))
                 for chunk in chunks:
                     out.write(chunk)
                 written.append(path)
         return written
+
+
+def _part_filenames(parts: Sequence[StreamPart]) -> list[str]:
+    """One distinct, safe file name per part.
+
+    Two parts may carry the same file name (a split image uploaded from two files called
+    ``image``); the later ones get their part name in front, so no part overwrites another.
+    """
+    names: list[str] = []
+    for part in parts:
+        base = _safe_filename(part.filename or part.name)
+        candidate, n = base, 1
+        while candidate in names:
+            candidate = _safe_filename(f"{part.name}-{base}" if n == 1 else f"{n}-{base}")
+            n += 1
+        names.append(candidate)
+    return names
 
 
 def _safe_filename(name: str) -> str:

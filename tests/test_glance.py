@@ -282,7 +282,7 @@ def test_server_and_client_side_filters(alpha: GlanceManager, cleanup: list[str]
         return {i.id for i in alpha.all(**filters)}
 
     assert ids(tag=tag) == {small.id, big.id}
-    assert ids(tag=[tag, "extra"]) == {big.id}
+    assert ids(tag=[tag, "extra"]) == {small.id, big.id}  # a list means any of them
     assert ids(tag=tag, size_min=2000) == {big.id}
     assert ids(tag=tag, size_max=2000) == {small.id}
     assert ids(name=f"{tag}-small") == {small.id}

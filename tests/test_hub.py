@@ -100,10 +100,15 @@ def test_bound_images_and_unbound_copies(config: Path) -> None:
     ("sha256:abcd", (None, "sha256:abcd")),        # not a cloud: the whole text is the ref
     ("east:odd:name", ("east", "odd:name")),        # only the first colon splits
     ("east:west:thing", ("east", "west:thing")),   # escape a ref starting with a cloud name
-    ("east:", (None, "east:")),
+    ("nosuch:", (None, "nosuch:")),                # not a cloud: left to the resolver
 ])
 def test_split_ref_rules(text: str, expected: tuple[str | None, str]) -> None:
     assert split_ref(text, {"east", "west"}) == expected
+
+
+def test_cloud_with_nothing_after_is_refused() -> None:
+    with pytest.raises(imagehub.InvalidArgument, match="names cloud 'east' but no image"):
+        split_ref("east:", {"east", "west"})
 
 
 def test_colon_refs_through_cli(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -351,14 +351,15 @@ def test_get_by_fingerprint_prefix_alias_and_name(lxd: LXDManager, built: Path,
 
 
 def test_ambiguous_prefix(lxd: LXDManager, built: Path, cleanup: list[str]) -> None:
-    seen: dict[str, str] = {}
-    while True:
-        made = create(lxd, unified_image(built), cleanup)
-        if made.id[0] in seen:
-            break
-        seen[made.id[0]] = made.id
-    with pytest.raises(AmbiguousImage):
-        lxd.get(made.id[0])
+    # Prefixes shorter than 4 characters never select an image (a typo must not pick
+    # one to delete); a shared name is ambiguous, listing both.
+    first = create(lxd, unified_image(built), cleanup, name="ambiguous-twin")
+    second = create(lxd, unified_image(built), cleanup, name="ambiguous-twin")
+    with pytest.raises(ImageNotFound):
+        lxd.get(first.id[:3])
+    with pytest.raises(AmbiguousImage) as exc:
+        lxd.get("ambiguous-twin")
+    assert {c.id for c in exc.value.candidates} == {first.id, second.id}
 
 
 # -- creates from URL and simplestreams (LXD downloads from the loopback server) ------------

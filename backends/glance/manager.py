@@ -20,6 +20,8 @@ from imagehub.errors import (
     ImageConflict,
     ImageHubError,
     ImageNotFound,
+    InvalidArgument,
+    InvalidArgumentType,
     InvalidImageData,
     PermissionDenied,
 )
@@ -47,13 +49,15 @@ from .transfer import UploadBody, response_chunks
 __all__ = ["GlanceManager"]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
-_HEXISH = re.compile(r"^[0-9a-f-]{4,}$", re.I)
+_HEXISH = re.compile(r"^(?:[a-z0-9]+:)?[0-9a-f-]{4,}$", re.I)  # id or [ALGO:]checksum prefix
 # Glance computes these itself while storing; a promise in one of them is checked
 # against Glance's own result instead of hashing the upload a second time here.
 _SERVER_HASHES = {"md5": "checksum", "sha512": "os_hash_value"}
 # Record fields create() accepts through **extra.
 _NO_DATA_YET = frozenset({"queued", "saving", "uploading", "importing"})
 _CREATE_EXTRA = frozenset({"protected", "min_disk", "min_ram", "os_hidden", "id"})
+_LITERAL_KEYS = frozenset({"name", "id", "owner", "status", "disk_format",
+                           "container_format", "visibility", "tag"})
 _LIST_KEYS = frozenset({
     "name", "visibility", "member_status", "owner", "tag", "status", "size_min", "size_max",
     "sort_key", "sort_dir", "sort", "disk_format", "container_format", "protected",
@@ -133,9 +137,9 @@ class GlanceManager(ImageManager):
         super().__init__(cloud=cloud)
         if adapter is None:
             if session is None:
-                raise ImageHubError("GlanceManager needs a keystoneauth1 session or adapter",
-                                    backend=BACKEND,
-                                    hint="or build it with GlanceManager.from_options(...)")
+                raise InvalidArgumentType("GlanceManager needs a keystoneauth1 session or adapter",
+                                          backend=BACKEND,
+                                          hint="or build it with GlanceManager.from_options(...)")
             adapter = ks_adapter.Adapter(session, service_type="image", interface=interface,
                                          region_name=region_name,
                                          endpoint_override=endpoint_override)
@@ -144,8 +148,8 @@ class GlanceManager(ImageManager):
         self.legacy_tasks = legacy_tasks
         self.hash_threads = hash_threads
         if download_hashes not in ("all", "os_hash", "md5"):
-            raise ImageHubError(f"download_hashes must be all, os_hash or md5, not "
-                                f"{download_hashes!r}", backend=BACKEND)
+            raise InvalidArgument(f"download_hashes must be all, os_hash or md5, not "
+                                  f"{download_hashes!r}", backend=BACKEND)
         self.download_hashes = download_hashes
 
     @classmethod
@@ -212,11 +216,22 @@ class GlanceManager(ImageManager):
         images = [to_image(r) for r in body.get("images", [])]
         return Page(images, _marker_from_next(body.get("next")))
 
+    def _server_filter_ok(self, key: str, value: Any) -> bool:
+        # Glance reads "op:value" ("in:", "eq:") in these filters; a value with a colon of
+        # its own is matched on the client, exactly. (sort=name:asc, created_at=gte:... are
+        # Glance syntax on purpose and go to the server.)
+        return not (key in _LITERAL_KEYS and isinstance(value, str) and ":" in value)
+
     def _get(self, ref: str, filters: Mapping[str, Any]) -> Image:
         server, client = self._split_filters(filters)
         if _UUID.match(ref):
             with contextlib.suppress(ImageNotFound):
                 return to_image(self._record(ref))
+        if ":" in ref:
+            # Glance reads "op:value" in a name filter as an operator ("in:", "eq:"), so a
+            # ref with a colon is resolved over a listing, by the shared rules.
+            return resolve_ref((i for i in self._iter_pages(server) if matches(i, client)),
+                               ref, backend=BACKEND)
         named = [i for i in self._iter_pages({**server, "name": ref}) if matches(i, client)]
         if len(named) == 1:
             return named[0]
@@ -246,9 +261,9 @@ class GlanceManager(ImageManager):
                     ) -> dict[str, Any]:
         unknown = set(extra or {}) - _CREATE_EXTRA
         if unknown:
-            raise ImageHubError(f"unknown create option(s) for Glance: "
-                                f"{', '.join(sorted(unknown))} (known: "
-                                f"{', '.join(sorted(_CREATE_EXTRA))})", backend=BACKEND)
+            raise InvalidArgument(f"unknown create option(s) for Glance: "
+                                  f"{', '.join(sorted(unknown))} (known: "
+                                  f"{', '.join(sorted(_CREATE_EXTRA))})", backend=BACKEND)
         body: dict[str, Any] = {
             "name": name,
             "disk_format": disk_format or "raw",
@@ -415,8 +430,8 @@ class GlanceManager(ImageManager):
         """Copy an active image into more stores, server side (admin-only by default)."""
         self.require(Capability.CREATE, "copy_image")
         if not stores and not all_stores:
-            raise ImageHubError("copy_image needs target stores (or all_stores=True)",
-                                backend=BACKEND, hint=f"stores here: {self.stores()}")
+            raise InvalidArgument("copy_image needs target stores (or all_stores=True)",
+                                  backend=BACKEND, hint=f"stores here: {self.stores()}")
         target = self.resolve(image)
         return self._start_import(target.id, {"name": "copy-image"}, stores=stores,
                                   all_stores=all_stores or None,

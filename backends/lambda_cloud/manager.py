@@ -18,8 +18,8 @@ from imagehub.errors import (
     AmbiguousImage,
     BackendError,
     ConfigError,
-    ImageHubError,
     ImageNotFound,
+    InvalidArgument,
 )
 from imagehub.manager import Capability, ImageManager, Option, Page, resolve_ref
 from imagehub.models import Image
@@ -150,16 +150,16 @@ class LambdaManager(ImageManager):
                 name: str | None, extra: Mapping[str, Any]) -> builtins.list[str]:
         unknown = sorted(set(extra) - _LAUNCH_EXTRAS)
         if unknown:
-            raise ImageHubError(f"unknown launch option(s) {', '.join(unknown)}; Lambda's "
-                                f"launch also accepts: {', '.join(sorted(_LAUNCH_EXTRAS))}",
-                                backend=self.name)
+            raise InvalidArgument(f"unknown launch option(s) {', '.join(unknown)}; Lambda's "
+                                  f"launch also accepts: {', '.join(sorted(_LAUNCH_EXTRAS))}",
+                                  backend=self.name)
         for what, value in (("region", region), ("instance type", instance_type),
                             ("SSH key name", ssh_key)):
             if not isinstance(value, str) or not value.strip():
-                raise ImageHubError(f"launch needs a {what}", backend=self.name)
+                raise InvalidArgument(f"launch needs a {what}", backend=self.name)
         if name is not None and len(name) > 64:
-            raise ImageHubError("Lambda instance names are at most 64 characters",
-                                backend=self.name)
+            raise InvalidArgument("Lambda instance names are at most 64 characters",
+                                  backend=self.name)
         body: dict[str, Any] = {
             "region_name": region,
             "instance_type_name": instance_type,
@@ -183,8 +183,8 @@ class LambdaManager(ImageManager):
         if isinstance(image, str) and image.startswith(FAMILY_PREFIX):
             family = image[len(FAMILY_PREFIX):]
             if not family:
-                raise ImageHubError("'family:' needs a family name, e.g. family:lambda-stack",
-                                    backend=self.name)
+                raise InvalidArgument("'family:' needs a family name, e.g. family:lambda-stack",
+                                      backend=self.name)
             return {"family": family}
         if isinstance(image, Image) and image.backend in ("", self.name):
             if image.region not in (None, region):

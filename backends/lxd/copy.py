@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from imagehub.errors import ImageConflict, ImageHubError, ImageNotFound
+from imagehub.errors import ImageConflict, ImageHubError, ImageNotFound, InvalidArgument
 from imagehub.models import Image
 from imagehub.streams import DataSource
 
@@ -44,8 +44,8 @@ def copy_image(source: LXDManager, image: Image, target: LXDManager, *, aliases:
                public: bool | None, auto_update: bool | None, mode: str,
                timeout: float | None) -> Image:
     if mode not in MODES:
-        raise ImageHubError(f"copy mode must be one of {', '.join(MODES)}, got {mode!r}",
-                            backend=BACKEND)
+        raise InvalidArgument(f"copy mode must be one of {', '.join(MODES)}, got {mode!r}",
+                              backend=BACKEND)
     fingerprint = image.id
     # Fresh, not image.raw: aliases or flags may have changed since the Image was read.
     record = source._record(fingerprint)

@@ -23,6 +23,7 @@ from imagehub.errors import (
     ImageConflict,
     ImageHubError,
     ImageNotFound,
+    InvalidArgument,
     InvalidImageData,
     TransferError,
     UnsupportedOperation,
@@ -179,8 +180,8 @@ class LXDManager(ImageManager):
               filters: Mapping[str, Any]) -> Page:
         image_type = filters.get("type")
         if image_type is not None and image_type not in _TYPES:
-            raise ImageHubError(f"type must be one of {', '.join(_TYPES)}, got {image_type!r}",
-                                backend=self.name)
+            raise InvalidArgument(f"type must be one of {', '.join(_TYPES)}, got {image_type!r}",
+                                  backend=self.name)
         records = sorted(self._records(image_type), key=lambda r: str(r["fingerprint"]))
         if marker is not None:
             records = [r for r in records if str(r["fingerprint"]) > marker]
@@ -218,8 +219,8 @@ class LXDManager(ImageManager):
         auto_update = bool(extra.pop("auto_update", False))
         vm = _vm_flag(extra.pop("type", None), extra.pop("vm", None))
         if extra:
-            raise ImageHubError(f"unknown create options for LXD: {', '.join(sorted(extra))}",
-                                backend=self.name, hint="LXD takes type/vm and auto_update")
+            raise InvalidArgument(f"unknown create options for LXD: {', '.join(sorted(extra))}",
+                                  backend=self.name, hint="LXD takes type/vm and auto_update")
         if spec.visibility not in (Visibility.PUBLIC, Visibility.PRIVATE):
             raise UnsupportedOperation(self.name, f"{spec.visibility.value} visibility",
                                        _REASONS[Capability.MEMBERS])
@@ -380,8 +381,8 @@ class LXDManager(ImageManager):
             source["certificate"] = _pem(certificate)
         if image_type is not None:
             if image_type not in _TYPES:
-                raise ImageHubError(f"image_type must be one of {', '.join(_TYPES)}",
-                                    backend=self.name)
+                raise InvalidArgument(f"image_type must be one of {', '.join(_TYPES)}",
+                                      backend=self.name)
             source["image_type"] = image_type
         return self._pull(source, name=name, aliases=aliases, public=public,
                           properties=properties, auto_update=auto_update, wait=wait,
@@ -579,8 +580,8 @@ def _public_member(project: str) -> None:
 def _vm_flag(image_type: Any, vm: Any) -> bool | None:
     if image_type is not None:
         if image_type not in _TYPES:
-            raise ImageHubError(f"type must be one of {', '.join(_TYPES)}, got {image_type!r}",
-                                backend=BACKEND)
+            raise InvalidArgument(f"type must be one of {', '.join(_TYPES)}, got {image_type!r}",
+                                  backend=BACKEND)
         return bool(image_type == "virtual-machine")
     return None if vm is None else bool(vm in (True, 1, "1", "true", "yes"))
 

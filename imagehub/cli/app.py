@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -15,12 +16,11 @@ import click
 import yaml
 
 from ..config import Config, load_config
-from ..errors import ImageHubError
+from ..errors import ImageHubError, InvalidArgument
 from ..manager import ImageManager
-from ..models import Image
 from ..refs import split_ref
 
-__all__ = ["State", "cli", "main", "pass_state"]
+__all__ = ["State", "cli", "main", "pass_state", "printable"]
 
 FORMATS = ("table", "json", "yaml")
 
@@ -118,6 +118,24 @@ def fail(message: str) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: one line on stderr and exit 1 for imagehub errors, 2 for usage."""
     try:
+        _main(argv)
+    finally:
+        _quiet_stdout()
+
+
+def _quiet_stdout() -> None:
+    # A reader that went away (or a full disk behind stdout) was reported once already;
+    # Python's own flush at exit must not add a second report with a traceback.
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+
+
+def _main(argv: Sequence[str] | None) -> NoReturn:
+    try:
         # Without standalone mode click returns an Exit's code instead of raising it.
         code = cli.main(args=list(argv) if argv is not None else None, prog_name="imagehub",
                         standalone_mode=False)
@@ -127,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         if _debug:
             traceback.print_exc()
         click.echo(f"imagehub: error: {_one_line(str(exc))}", err=True)
-        sys.exit(1)
+        # A bad argument is a usage error, whichever layer noticed it.
+        sys.exit(2 if isinstance(exc, InvalidArgument) else 1)
     except click.exceptions.Abort:
         click.echo("imagehub: interrupted", err=True)
         sys.exit(130)
@@ -145,7 +164,27 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and escape sequences shown escaped.
+
+    A newline or an ESC in a name or property (anyone who can create an image chooses
+    them) must not forge an output line or drive the terminal. JSON and YAML output keep
+    values exact; only text meant for eyes goes through here.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch)
+    if named:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -177,6 +216,10 @@ def _record(item: Any) -> dict[str, Any]:
 
 
 def _cell(value: Any, key: str, full: bool = False) -> str:
+    return printable(_plain_cell(value, key, full))
+
+
+def _plain_cell(value: Any, key: str, full: bool) -> str:
     if value is None:
         return "-"
     if key == "size" and isinstance(value, int):
@@ -225,14 +268,3 @@ def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
         out[key] = value
     return out
-
-
-def sort_images(images: list[Image], key: str) -> list[Image]:
-    reverse = key.startswith("-")
-    field = key.lstrip("-")
-    if field not in Image.__dataclass_fields__ or field.startswith("_"):
-        raise click.BadParameter(f"cannot sort on {field!r}", param_hint="--sort")
-    present = [i for i in images if getattr(i, field) is not None]
-    missing = [i for i in images if getattr(i, field) is None]
-    present.sort(key=lambda i: getattr(i, field), reverse=reverse)
-    return present + missing

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import click
 
+from ..filters import sort_images
 from ..hub import CloudFailure, Hub
 from ..manager import Capability
 from ..models import latest as latest_images
-from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, sort_images
+from ..verify import VerifyResult, verify_image
+from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, printable
 
 
 @cli.command("list")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
-              help="keep images whose KEY is VALUE (repeatable; properties.K for properties)")
+              help="keep images whose KEY is VALUE (properties.K for properties; a repeated "
+                   "KEY means any of its values; see 'Filters' in the docs)")
 @click.option("--latest", is_flag=True, help="newest image per family, region and architecture")
 @click.option("--sort", "sort_key", metavar="[-]KEY", help="sort by a field; '-' for descending")
 @click.option("--limit", type=click.IntRange(min=1), help="show at most N images")
@@ -25,7 +28,7 @@ from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, sort_
 def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str | None,
              limit: int | None, all_clouds: bool) -> None:
     """List images."""
-    wanted = parse_pairs(filters, "--filter")
+    wanted = parse_filters(filters)
     failures: list[CloudFailure] = []
     columns: tuple[str, ...] = IMAGE_COLUMNS
     if all_clouds:
@@ -35,7 +38,7 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
     else:
         images = list(state.manager().all(latest=latest, **wanted))
     if sort_key:
-        images = sort_images(images, sort_key)
+        images = sort_images(images, sort_key.lstrip("-"), sort_key.startswith("-"))
     if any(i.region for i in images):  # region-scoped clouds list one record per region
         at = columns.index("architecture") + 1
         columns = (*columns[:at], "region", "version", *columns[at:])
@@ -43,9 +46,32 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
     warn_failures(failures)
 
 
+def parse_filters(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``--filter K=V`` options; a key given twice collects its values (any of them)."""
+    wanted: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--filter")
+        if key == "latest":
+            raise click.BadParameter("'latest' is not a filter; use --latest",
+                                     param_hint="--filter")
+        if key in ("limit", "marker"):
+            raise click.BadParameter(f"{key!r} is not a filter; use --limit",
+                                     param_hint="--filter")
+        previous = wanted.get(key)
+        if previous is None:
+            wanted[key] = value
+        elif isinstance(previous, list):
+            previous.append(value)
+        else:
+            wanted[key] = [previous, value]
+    return wanted
+
+
 def warn_failures(failures: list[CloudFailure]) -> None:
     for failure in failures:
-        click.echo(f"imagehub: warning: {' '.join(str(failure).split())}", err=True)
+        click.echo(f"imagehub: warning: {printable(' '.join(str(failure).split()))}", err=True)
     if failures:
         raise click.exceptions.Exit(1)
 
@@ -118,7 +144,7 @@ def export(state: State, ref: str, output: str | None, force: bool) -> None:
         written = stream.save(target, force=force, progress=progress)
     if not state.quiet:
         for path in written:
-            click.echo(str(path), err=state.format != "table")
+            click.echo(printable(str(path)), err=state.format != "table")
 
 
 @cli.command()
@@ -161,6 +187,62 @@ def delete(state: State, ref: str) -> None:
     manager.delete(image)
     if not state.quiet:
         click.echo(f"deleted {image.id}", err=True)
+
+
+@cli.command()
+@click.argument("refs", nargs=-1)
+@click.option("--all", "all_images", is_flag=True, help="every image of the cloud")
+@click.option("--repair", is_flag=True,
+              help="local store: remove orphan blobs (data no image uses)")
+@pass_state
+def verify(state: State, refs: tuple[str, ...], all_images: bool, repair: bool) -> None:
+    """Read images back and check them against their checksums (a scrub).
+
+    On a local store it also reports orphan and missing blobs; exit status 1 when anything
+    is wrong.
+    """
+    if bool(refs) == all_images:
+        raise click.UsageError("give REF... or --all")
+    results: list[VerifyResult] = []
+    store_ok = True
+    if all_images:
+        manager = state.manager()
+        manager.require(Capability.EXPORT, "verify (it reads images back)")
+        results = [verify_image(manager, image) for image in manager.all()]
+        managers = [manager]
+    else:
+        managers = []
+        for ref in refs:
+            manager, bare = state.target(ref)
+            manager.require(Capability.EXPORT, "verify (it reads images back)")
+            results.append(verify_image(manager, manager.get(bare)))
+            if manager not in managers:
+                managers.append(manager)
+    checkers = [(m, getattr(m, "check", None)) for m in managers]
+    if repair and not any(callable(c) for _m, c in checkers):
+        raise click.UsageError("--repair applies to local stores only")
+    rows = [{"id": r.image.id, "name": r.image.name, "size": r.bytes,
+             "result": "ok" if r.ok and not r.problem else
+             (f"ok ({r.problem})" if r.ok else f"FAILED: {r.problem}")} for r in results]
+    emit(state, rows, columns=("id", "name", "size", "result"))
+    for manager, check in checkers:
+        if not callable(check):
+            continue
+        report = check(repair=repair)
+        for digest in report.orphans:
+            click.echo(f"imagehub: warning: {manager.cloud}: orphan blob {digest} "
+                       "(no image uses it; --repair removes it)", err=True)
+        for image_id, digests in report.missing.items():
+            click.echo(f"imagehub: warning: {manager.cloud}: image {image_id} is missing "
+                       f"blob(s) {', '.join(digests)}", err=True)
+        for name in report.stray:
+            click.echo(f"imagehub: warning: {manager.cloud}: stray file {printable(name)}",
+                       err=True)
+        for name in report.removed:
+            click.echo(f"imagehub: {manager.cloud}: removed {name}", err=True)
+        store_ok = store_ok and not (report.orphans or report.missing or report.stray)
+    if not store_ok or not all(r.ok for r in results):
+        raise click.exceptions.Exit(1)
 
 
 @cli.group()

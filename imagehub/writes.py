@@ -1,0 +1,178 @@
+"""Writing exported bytes to local files the way ``cp`` would, minus its surprises.
+
+- Bytes go to a temp file beside the target (``.NAME.imagehub-XXXXXXXX.part``) that is
+  renamed into place only once they are verified, so no partial file ever has the name.
+- Without ``force`` the target is claimed with ``link()``, which fails if anything appeared
+  there meanwhile: no-clobber holds even against a file created during the download.
+- With ``force`` only a regular file is replaced (a symlink is followed to one, as ``cp``
+  writes through it); a FIFO, device, socket or directory is refused with the reason.
+- The file gets the user's umask (or the mode of the regular file it replaces).
+- A temp file holds an ``flock`` while it is written; a later export to the same target
+  removes stale ones (killed exports) and never a live one.
+- Every OS error becomes one OutputError naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import OutputError
+
+__all__ = ["TEMP_MARK", "atomic_write", "check_target", "output_error", "umask"]
+
+TEMP_MARK = ".imagehub-"
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket",
+          stat.S_IFDIR: "a directory"}
+
+
+def output_error(exc: OSError, path: str | os.PathLike[str] | None, doing: str = "write"
+                 ) -> OutputError:
+    """One line for an OS error while writing ``path``, with what to do."""
+    where = str(path) if path is not None else (exc.filename or "the output")
+    hint = {
+        errno.ENOENT: "create the directory first",
+        errno.ENOTDIR: "a component of the path is not a directory",
+        errno.EACCES: "check the permissions of the file and its directory",
+        errno.EPERM: "check the permissions of the file and its directory",
+        errno.EROFS: "the file system is read-only; choose another place",
+        errno.ENOSPC: "free some space, or choose another place",
+        errno.EDQUOT: "free some space, or choose another place",
+        errno.EPIPE: "the reader went away before the image was complete",
+    }.get(exc.errno or 0)
+    reason = exc.strerror or str(exc)
+    return OutputError(f"cannot {doing} {where!r}: {reason}", path=where, hint=hint)
+
+
+def umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_target(target: Path, force: bool) -> tuple[Path, int | None]:
+    """The path to write (symlinks followed) and the mode of a file it replaces."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        if target.is_symlink():
+            if not force:  # as cp: "not writing through dangling symlink"
+                raise OutputError(f"{str(target)!r} is a symlink to a missing file",
+                                  path=str(target),
+                                  hint="pass --force (force=True) to write where it points"
+                                  ) from None
+            return Path(os.path.realpath(target)), None
+        return target, None
+    except OSError as exc:
+        raise output_error(exc, target) from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        raise OutputError(f"{str(target)!r} is {kind}; imagehub writes only regular files",
+                          path=str(target),
+                          hint="write to it with '-o -' and a shell redirection, or "
+                               "choose a file path")
+    if not force:
+        raise OutputError(f"{str(target)!r} already exists", path=str(target),
+                          hint="pass --force (force=True) to overwrite it")
+    # Permission bits only: a set-id bit must not carry over to new content.
+    return Path(os.path.realpath(target)), stat.S_IMODE(st.st_mode) & 0o777
+
+
+def _remove_stale(parent: Path, name: str) -> None:
+    # Temp files of killed exports to this same target: unlocked means nobody writes them.
+    prefix = f".{name}{TEMP_MARK}"
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".part")):
+                continue
+            try:
+                fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.fstat(fd).st_ino == os.stat(entry, follow_symlinks=False).st_ino:
+                    entry.unlink()
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[BinaryIO]:
+    """Write to a locked temp file beside ``path``; put it in place only on success."""
+    requested = Path(path)
+    target, mode = check_target(requested, force)
+    parent = target.parent if str(target.parent) else Path(".")
+    _remove_stale(parent, target.name)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", suffix=".part",
+                                   dir=parent)
+    except OSError as exc:
+        raise output_error(exc, requested) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.fchmod(fd, mode if mode is not None else 0o666 & ~umask())
+        with os.fdopen(fd, "wb") as fh:
+            try:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                raise output_error(exc, requested) from exc
+            _place(tmp, target, requested, force)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _place(tmp: str, target: Path, requested: Path, force: bool) -> None:
+    try:
+        if force:
+            os.replace(tmp, target)
+        else:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise OutputError(
+                    f"{str(requested)!r} appeared while the image was downloading; it was "
+                    "kept and the download discarded", path=str(requested),
+                    hint="pass --force (force=True) to overwrite it") from None
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK,
+                                     errno.ENOSYS):
+                    raise
+                # No hard links here (some FUSE, vfat): claim the name with O_EXCL.
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                os.replace(tmp, target)
+            else:
+                os.unlink(tmp)
+    except FileExistsError:
+        raise OutputError(f"{str(requested)!r} appeared while the image was downloading; "
+                          "it was kept and the download discarded", path=str(requested),
+                          hint="pass --force (force=True) to overwrite it") from None
+    except OSError as exc:
+        raise output_error(exc, requested) from exc
+    with contextlib.suppress(OSError):
+        dfd = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)

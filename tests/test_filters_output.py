@@ -1,0 +1,206 @@
+"""One filter vocabulary on every backend; tables escape what could forge a line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import imagehub
+from imagehub import ImageManager
+from imagehub.backends.lambda_cloud import LambdaManager, Pacer
+from imagehub.backends.local import LocalManager
+from imagehub.cli import main
+from tests.servers.lambda_api import LambdaAPIServer
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalManager:
+    m = LocalManager(path=tmp_path / "store")
+    m.create(b"a" * 1000, name="small", properties={"family": "deb", "os_type": "linux"},
+             tags=["x"])
+    m.create(b"b" * 5000, name="big", properties={"family": "ubu"}, tags=["y"])
+    m.create(b"c" * 3000, name="mid", properties={"family": "arch"}, aliases=["m"])
+    return m
+
+
+@pytest.fixture
+def lam(lambda_api_server: LambdaAPIServer) -> Iterator[LambdaManager]:
+    m = LambdaManager(api_key=lambda_api_server.api_key, base_url=lambda_api_server.url,
+                      timeout=5.0, pacer=Pacer(0), launch_pacer=Pacer(0),
+                      sleep=lambda _s: None, cloud="lambda-test")
+    yield m
+    m.close()
+
+
+@pytest.fixture(params=["local", "lambda"])
+def manager(request: pytest.FixtureRequest) -> ImageManager:
+    m: ImageManager = request.getfixturevalue("local" if request.param == "local" else "lam")
+    return m
+
+
+@pytest.mark.parametrize("filters", [
+    {"famly": "x"}, {"nmae": "x"}, {"latest": 1}, {"marker": "x"}, {"sort_key": "properties"},
+    {"sort_dir": "up"}, {"size_min": "big"}, {"size_max": -1}, {"properties.": "x"},
+    {"no_such_property_anywhere": "x"},
+])
+def test_bad_filters_are_refused_not_empty(manager: ImageManager,
+                                           filters: dict[str, Any]) -> None:
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        list(manager.all(**filters))
+    assert isinstance(exc.value, ValueError)
+    if "marker" not in filters:
+        with pytest.raises(imagehub.InvalidArgument):
+            manager.list(**filters)
+    with pytest.raises(imagehub.InvalidArgument, match="not a filter"):
+        list(manager.all(limit=3))
+
+
+def test_vocabulary_is_listed_in_the_error(manager: ImageManager) -> None:
+    with pytest.raises(imagehub.InvalidArgument, match="did you mean 'family'") as exc:
+        list(manager.all(famly="x"))
+    for key in ("size_min", "sort_key", "alias", "tag", "properties.KEY"):
+        assert key in str(exc.value)
+
+
+def test_pyrax_keys_on_every_backend(manager: ImageManager) -> None:
+    every = list(manager.all())
+    sizes = sorted({i.size for i in every if i.size is not None})
+    cut = sizes[len(sizes) // 2] if sizes else 1  # Lambda lists no sizes: none qualifies
+    assert {i.id for i in manager.all(size_min=cut)} == \
+        {i.id for i in every if i.size is not None and i.size >= cut}
+    assert {i.id for i in manager.all(size_max=str(cut))} == \
+        {i.id for i in every if i.size is not None and i.size <= cut}
+    by_name = [i.name for i in manager.all(sort_key="name", sort_dir="desc")]
+    assert by_name == sorted((i.name for i in every), key=str, reverse=True)
+    asc = [i.size for i in manager.all(sort_key="size")]
+    assert asc == sorted(asc, key=lambda s: -1 if s is None else s)
+
+
+def test_a_list_of_values_means_any_of(manager: ImageManager) -> None:
+    every = list(manager.all())
+    names = sorted({i.name or "" for i in every})[:2]
+    assert {i.id for i in manager.all(name=names)} == {i.id for i in every if i.name in names}
+    assert {i.id for i in manager.all(name=[names[0]])} == \
+        {i.id for i in every if i.name == names[0]}
+
+
+def test_property_shorthand_and_long_form(local: LocalManager) -> None:
+    assert [i.name for i in local.all(os_type="linux")] == ["small"]
+    assert [i.name for i in local.all(**{"properties.os_type": "linux"})] == ["small"]
+    assert list(local.all(**{"properties.absent": "x"})) == []  # the long form may be empty
+    assert [i.name for i in local.all(tag=["x", "y"], sort_key="name")] == ["big", "small"]
+    assert [i.name for i in local.all(alias="m")] == ["mid"]
+
+
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  local: {{backend: local, path: {tmp_path / 'store'}}}\n")
+    capsys.readouterr()
+    try:
+        main(["--config", str(config), *args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("args", [
+    ("--filter", "famly=x"), ("--filter", "latest=1"), ("--sort", "properties"),
+    ("--sort", "raw"), ("--filter", "size_min=huge"), ("--filter", "sort_dir=sideways"),
+])
+def test_cli_usage_errors(local: LocalManager, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:
+    code, out, err = cli(tmp_path, capsys, "list", *args)
+    assert code == 2 and "Traceback" not in err and out == "", err
+
+
+def test_cli_repeated_filter_and_pyrax_keys(local: LocalManager, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(tmp_path, capsys, "--format", "json", "list", "--filter", "name=big",
+                         "--filter", "name=small", "--sort", "name")
+    assert code == 0, err
+    assert [i["name"] for i in json.loads(out)] == ["big", "small"]
+    code, out, _ = cli(tmp_path, capsys, "--format", "json", "list", "--filter",
+                       "size_min=2000", "--filter", "sort_key=size", "--filter",
+                       "sort_dir=desc")
+    assert [i["name"] for i in json.loads(out)] == ["big", "mid"]
+    code, out, _ = cli(tmp_path, capsys, "--format", "json", "list", "--sort",
+                       "properties.family")
+    assert [i["name"] for i in json.loads(out)] == ["mid", "small", "big"]
+
+
+def test_cli_filters_on_lambda_are_checked(lambda_api_server: LambdaAPIServer, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text("clouds:\n  lambda: {backend: lambda, api_key_env: I10_KEY, "
+                      f"base_url: '{lambda_api_server.url}'}}\n")
+    monkeypatch.setenv("I10_KEY", lambda_api_server.api_key)
+    for args, code in ((("--filter", "famly=x"), 2), (("--filter", "size_min=1"), 0),
+                       (("--filter", "sort_key=name"), 0)):
+        capsys.readouterr()
+        try:
+            main(["--config", str(config), "-c", "lambda", "list", *args])
+            got = 0
+        except SystemExit as exc:
+            got = int(exc.code or 0)
+        _out, err = capsys.readouterr()
+        assert got == code, err
+        assert "Traceback" not in err
+
+
+
+
+def test_tables_escape_control_characters_json_keeps_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = LocalManager(path=tmp_path / "store")
+    evil = "ok\nFAKE-ID  forged  x86_64  1B  active  public\x1b[2J\x07\u2028\x9b"
+    store.create(b"x", name="n", description=evil, properties={"p": evil})
+    # create() refuses such a name, but a server may hand one back: put it in the catalog.
+    import sqlite3
+    with sqlite3.connect(tmp_path / "store" / "catalog.sqlite") as db:
+        db.execute("UPDATE images SET name = ?", (evil,))
+    code, out, _ = cli(tmp_path, capsys, "list")
+    assert code == 0 and out.count("\n") == 2
+    assert "\x1b" not in out and "\\x1b" in out and "\x07" not in out
+    image_id = json.loads(cli(tmp_path, capsys, "--format", "json", "list")[1])[0]["id"]
+    code, out, _ = cli(tmp_path, capsys, "show", image_id)
+    assert not any(line.startswith("FAKE-ID") for line in out.splitlines())
+    assert "\\n" in out and "\u2028" not in out and "\x9b" not in out
+    code, out, _ = cli(tmp_path, capsys, "--format", "json", "show", image_id)
+    record = json.loads(out)
+    assert record["description"] == evil and record["properties"]["p"] == evil
+    assert record["name"] == evil
+    code, out, _ = cli(tmp_path, capsys, "--format", "yaml", "show", image_id)
+    import yaml
+    assert yaml.safe_load(out)["description"] == evil
+
+
+def test_all_clouds_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "two.yaml"
+    config.write_text("clouds:\n"
+                      f"  east: {{backend: local, path: {tmp_path / 'east'}}}\n"
+                      f"  west: {{backend: local, path: {tmp_path / 'west'}}}\n")
+    LocalManager(path=tmp_path / "east").create(b"e", name="e", properties={"team": "x"})
+    LocalManager(path=tmp_path / "west").create(b"w", name="w")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            main(["--config", str(config), "--format", "json", "list", "--all-clouds", *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = run("--filter", "team=x")  # a property only one cloud's images have
+    assert code == 0, err
+    assert [i["name"] for i in json.loads(out)] == ["e"]
+    code, out, err = run("--filter", "famly=x")
+    assert code == 2 and "did you mean 'family'" in err and err.count("\n") == 1

@@ -1,0 +1,193 @@
+"""Refs never select an image by accident; bad arguments are imagehub errors; errors pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import imagehub
+import imagehub.errors
+from imagehub import Image, resolve_ref
+from imagehub.backends.local import LocalManager
+from imagehub.cli import main
+
+
+def img(id_: str, checksum: str | None = None, **kw: Any) -> Image:
+    return Image(id=id_, checksum=checksum, **kw)
+
+
+SHA = hashlib.sha256(b"x").hexdigest()
+POOL = [img("0a1b2c3d-aaaa", f"sha256:{SHA}", name="one"), img("ffee0000-bbbb", None, name="two")]
+
+
+@pytest.mark.parametrize("ref", [
+    "nosuchimage:", "sha256:", "md5:", "typo:" + SHA[:2], "typo:" + SHA[:8], "sha512:" + SHA[:8],
+    "md5:" + SHA[:8], SHA[:3], "0a1", "sha256:" + SHA[:3], ":", "sha256:zzzz",
+])
+def test_refs_that_must_match_nothing(ref: str) -> None:
+    with pytest.raises(imagehub.ImageNotFound):
+        resolve_ref(POOL, ref)
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    (SHA[:4], "0a1b2c3d-aaaa"), ("sha256:" + SHA[:4], "0a1b2c3d-aaaa"),
+    ("SHA256:" + SHA[:6].upper(), "0a1b2c3d-aaaa"), ("0a1b", "0a1b2c3d-aaaa"),
+    ("ffee", "ffee0000-bbbb"), ("two", "ffee0000-bbbb"),
+])
+def test_refs_that_match(ref: str, expected: str) -> None:
+    assert resolve_ref(POOL, ref).id == expected
+
+
+@pytest.mark.parametrize("ref", ["", "   ", "a\nb"])
+def test_empty_or_control_refs_are_invalid(ref: str) -> None:
+    with pytest.raises(imagehub.InvalidArgument):
+        resolve_ref(POOL, ref)
+
+
+def test_the_store_survives_hostile_deletes(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  local: {{backend: local, path: {tmp_path / 's'}}}\n")
+    store = LocalManager(path=tmp_path / "s")
+    only = store.create(b"precious", name="only")
+    digest = (only.checksum or "").split(":")[1]
+    for ref in ["nosuchimage:", "typo:" + digest[:2], "sha256:", "md5:" + digest[:8],
+                digest[:3], "local:", "sha1:" + digest[:6]]:
+        with pytest.raises(SystemExit) as exc:
+            main(["--config", str(config), "delete", ref])
+        assert exc.value.code in (1, 2), ref
+        assert "Traceback" not in capsys.readouterr().err
+    assert [i.id for i in store.all()] == [only.id]
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(config), "show", "local:"])
+    assert exc.value.code == 2
+    assert "names cloud 'local' but no image" in capsys.readouterr().err
+    with pytest.raises(imagehub.InvalidArgument):
+        store.get(f"{store.cloud}:")
+
+
+@pytest.mark.parametrize(("kwargs", "kind"), [
+    ({"aliases": "abc"}, TypeError),
+    ({"tags": "abc"}, TypeError),
+    ({"aliases": [1]}, TypeError),
+    ({"aliases": ["a", "a"]}, ValueError),
+    ({"visibility": "everyone"}, ValueError),
+    ({"visibility": 3}, TypeError),
+    ({"properties": ["a"]}, TypeError),
+    ({"public": "yes"}, TypeError),
+    ({"checksum": "sha256:"}, ValueError),
+    ({"checksum": "crc32:abcd"}, ValueError),
+    ({"description": 5}, TypeError),
+    ({"name": None}, TypeError),
+    ({"name": ""}, ValueError),
+])
+def test_wrong_arguments_raise_imagehub_errors(tmp_path: Path, kwargs: dict[str, Any],
+                                               kind: type[Exception]) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    args: dict[str, Any] = {"name": "n", **kwargs}
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        store.create(b"data", **args)
+    assert isinstance(exc.value, kind)
+    assert list(store.all()) == []
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_visibility_is_accepted_in_any_case(tmp_path: Path) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    assert store.create(b"d", name="n", visibility="Public").visibility.value == "public"
+
+
+def test_bound_remove_alias_only_removes_its_own(tmp_path: Path) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    mine = store.create(b"a", name="mine", aliases=["mine-1"])
+    theirs = store.create(b"b", name="theirs", aliases=["stable"])
+    with pytest.raises(imagehub.ImageNotFound, match="has no alias 'stable'"):
+        mine.remove_alias("stable")
+    assert store.get(theirs.id).aliases == ("stable",)
+    assert mine.remove_alias("mine-1").aliases == ()
+
+
+def _instances() -> list[imagehub.ImageHubError]:
+    made: list[imagehub.ImageHubError] = []
+    for _name, cls in inspect.getmembers(imagehub.errors, inspect.isclass):
+        if not issubclass(cls, imagehub.ImageHubError):
+            continue
+        if cls is imagehub.BackendNotFound:
+            made.append(cls("nope", ["local", "lxd"]))
+        elif cls is imagehub.UnsupportedOperation:
+            made.append(cls("lambda", "create", "read-only"))
+        elif cls is imagehub.AmbiguousImage:
+            made.append(cls("ab", [img("ab1"), img("ab2")], backend="local"))
+        elif cls is imagehub.ChecksumMismatch:
+            made.append(cls("image", "sha256:aa", "sha256:bb", backend="glance"))
+        elif cls is imagehub.ConfigError:
+            made.append(cls("bad", path="/x.yaml", cloud="c", key="k", hint="fix it"))
+        elif cls is imagehub.RateLimited:
+            made.append(cls("slow down", retry_after=3.5, status_code=429))
+        elif cls is imagehub.OutputError:
+            made.append(cls("cannot write", path="/tmp/x", hint="h"))
+        else:
+            made.append(cls("message", backend="b", server_message="said", status_code=500,
+                            hint="do this"))
+    return made
+
+
+def test_every_error_class_is_tested_here() -> None:
+    classes = {type(e) for e in _instances()}
+    assert classes == {c for c in vars(imagehub.errors).values()
+                       if isinstance(c, type) and issubclass(c, imagehub.ImageHubError)}
+
+
+@pytest.mark.parametrize("error", _instances(), ids=lambda e: type(e).__name__)
+def test_every_error_survives_pickle(error: imagehub.ImageHubError) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error) and copy.args == error.args
+    assert {k: v for k, v in vars(copy).items() if k != "candidates"} == \
+        {k: v for k, v in vars(error).items() if k != "candidates"}
+    if isinstance(error, imagehub.AmbiguousImage):
+        assert [c.id for c in copy.candidates] == [c.id for c in error.candidates]
+
+
+def test_unbound_image_error_is_importable_everywhere() -> None:
+    from imagehub.models import UnboundImageError
+
+    assert UnboundImageError is imagehub.UnboundImageError is imagehub.errors.UnboundImageError
+
+
+@pytest.mark.parametrize(("call", "kind"), [
+    (lambda m: m.get(123), TypeError),
+    (lambda m: m.get(None), TypeError),
+    (lambda m: m.export(5), TypeError),
+    (lambda m: m.delete(["x"]), TypeError),
+    (lambda m: m.add_alias("x", 5), TypeError),
+    (lambda m: m.share("x", ""), ValueError),
+    (lambda m: m.list(limit="5"), TypeError),
+    (lambda m: m.list(limit=0), ValueError),
+    (lambda m: list(m.all(latest="yes")), TypeError),
+    (lambda m: m.update_member("x", "maybe"), ValueError),
+    (lambda m: Image(id="x", visibility="everyone"), ValueError),
+    (lambda m: Image(id="x", tags="abc"), TypeError),
+])
+def test_public_methods_refuse_wrong_arguments(tmp_path: Path, call: Any,
+                                               kind: type[Exception]) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    store.create(b"d", name="x")
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        call(store)
+    assert isinstance(exc.value, kind)
+    assert [i.name for i in store.all()] == ["x"]
+
+
+def test_backend_errors_with_their_own_arguments_pickle_too() -> None:
+    from imagehub.backends.lambda_cloud.errors import LaunchQuotaExceeded
+
+    error = LaunchQuotaExceeded("no", code="global/quota-exceeded", hint="ask")
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, imagehub.QuotaExceeded)
+    assert (copy.code, copy.hint, str(copy)) == (error.code, error.hint, str(error))
