@@ -7,6 +7,7 @@ real, the simplestreams and URL pulls really download from a loopback HTTPS serv
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import time
@@ -495,26 +496,72 @@ def test_invalid_images_map_to_invalid_image_data_and_leave_nothing(
     assert ({i.id for i in lxd.all()}, daemon_leftovers(lxd_daemon)) == before
 
 
-def test_source_failing_midway_leaves_nothing(lxd: LXDManager, lxd_daemon: LXDDaemon,
-                                             built: Path) -> None:
-    class Broken(Exception):
-        pass
+# LXD logs this (at error level, so always) when an upload's body ends before it is
+# whole, right before it removes that upload's lxd_build_* directory. It is the event
+# to wait for: "no build dir" alone also holds before LXD has even started on the
+# request, which a loaded machine delays.
+ABORTED_UPLOAD = "Store image POST data to disk"
 
-    def chunks() -> Iterator[bytes]:
-        source = iter_incompressible_unified(8)
-        for _ in range(3):
-            yield next(source)
-        raise Broken("disk went away")
 
-    before = ({i.id for i in lxd.all()}, daemon_leftovers(lxd_daemon))
-    with pytest.raises(Broken):
-        lxd.create(chunks(), name="half")
+def aborted_uploads(daemon: LXDDaemon) -> int:
+    return daemon.log_path.read_text(errors="replace").count(ABORTED_UPLOAD)
+
+
+class _Broken(Exception):
+    pass
+
+
+# What a real source may raise mid-way: its own error, a dead pipe or socket it reads
+# from (which HTTP clients mistake for the server hanging up), a disk read error.
+SOURCE_ERRORS: dict[str, Callable[[], Exception]] = {
+    "own-error": lambda: _Broken("disk went away"),
+    "broken-pipe": lambda: BrokenPipeError(errno.EPIPE, "the producer went away"),
+    "connection-reset": lambda: ConnectionResetError(errno.ECONNRESET, "peer reset"),
+    "read-error": lambda: OSError(errno.EIO, "Input/output error"),
+}
+
+
+def _failing_after(chunks: int, error: Exception) -> Iterator[bytes]:
+    source = iter_incompressible_unified(8)
+    for _ in range(chunks):
+        yield next(source)
+    raise error
+
+
+@pytest.mark.parametrize("transport", ["socket", "https"])
+@pytest.mark.parametrize("kind", sorted(SOURCE_ERRORS))
+def test_source_failing_midway_ends_the_upload_and_leaves_nothing(
+        lxd_daemon: LXDDaemon, trusted_tls: TLSFiles, built: Path, kind: str,
+        transport: str) -> None:
+    # A request timeout, generous for a loaded machine, so that an upload left waiting
+    # for the rest of its body fails this test instead of hanging it.
+    if transport == "socket":
+        manager = LXDManager(endpoint=str(lxd_daemon.socket_path), timeout=120)
+    else:
+        manager = LXDManager(endpoint=lxd_daemon.url, client_cert=str(trusted_tls.cert),
+                             client_key=str(trusted_tls.key),
+                             server_cert=str(lxd_daemon.server_cert), timeout=120)
     meta = unified_image(built).paths[0]
-    with pytest.raises(Broken):
-        lxd.create(chunks(), metadata=meta, name="half-split", type="container")
-    # LXD removes its temp build dir once it sees the body end.
-    settle(lambda: daemon_leftovers(lxd_daemon) == before[1])
-    assert ({i.id for i in lxd.all()}, daemon_leftovers(lxd_daemon)) == before
+    with manager:
+        before = ({i.id for i in manager.all()}, daemon_leftovers(lxd_daemon))
+        logged = aborted_uploads(lxd_daemon)
+        for split in (False, True):
+            error = SOURCE_ERRORS[kind]()
+            with pytest.raises(type(error)) as info:
+                if split:
+                    manager.create(_failing_after(3, error), metadata=meta,
+                                   name="half-split", type="container")
+                else:
+                    manager.create(_failing_after(3, error), name="half")
+            # The caller sees what the source raised, not a transport error.
+            assert info.value is error
+            logged += 1
+            # LXD saw the body end (not a read timeout: there is none on its side)...
+            settle(lambda seen=logged: aborted_uploads(lxd_daemon) >= seen)
+            assert aborted_uploads(lxd_daemon) >= logged
+            # ...and removes its build directory right after saying so.
+            settle(lambda: daemon_leftovers(lxd_daemon) == before[1])
+            assert ({i.id for i in manager.all()}, daemon_leftovers(lxd_daemon)) == before
 
 
 def test_conflicts(lxd: LXDManager, built: Path, cleanup: list[str]) -> None:
