@@ -1,0 +1,194 @@
+"""A data source that fails mid-upload: the request ends at once, nothing stays behind.
+
+LXD's side is in test_lxd.py (it needs LXD's daemon fixtures). Here: the HTTP level
+against a loopback server that records when the body ended, Glance for real (upload and
+staging, sized and sizeless), and the local store's temp files.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from imagehub.backends.glance import GlanceManager
+from imagehub.backends.local import LocalManager
+from imagehub.manager import CreateSpec
+from imagehub.source_errors import SourceFailed, guard_source, source_errors
+from imagehub.streams import DataSource
+from tests.servers.openstack import OpenStackCloud
+
+# Generous for a loaded machine: only a request left waiting for the rest of its body
+# (the defect) comes near it.
+SETTLE_SECONDS = 120.0
+
+
+class _Broken(Exception):
+    pass
+
+
+# What a real source may raise mid-way: its own error, a dead pipe or socket it reads
+# from (which HTTP clients mistake for the server hanging up), a disk read error.
+SOURCE_ERRORS: dict[str, Callable[[], Exception]] = {
+    "own-error": lambda: _Broken("disk went away"),
+    "broken-pipe": lambda: BrokenPipeError(errno.EPIPE, "the producer went away"),
+    "connection-reset": lambda: ConnectionResetError(errno.ECONNRESET, "peer reset"),
+    "read-error": lambda: OSError(errno.EIO, "Input/output error"),
+}
+
+
+def failing_after(pieces: int, error: Exception, size: int = 64 * 1024) -> Iterator[bytes]:
+    for _ in range(pieces):
+        yield b"x" * size
+    raise error
+
+
+def settle(check: Callable[[], bool], timeout: float = SETTLE_SECONDS) -> None:
+    """Poll ``check`` until it holds or ``timeout`` passes; the caller asserts the end state."""
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# -- the HTTP level: what the server sees --------------------------------------------------
+class BodyWatcher:
+    """A loopback HTTP server that reads request bodies to their end and records it.
+
+    ``ended`` is set once a connection it reads from reaches EOF (or a reset): the
+    event a server waits for before it can throw away a half-received upload.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.ended = threading.Event()
+        self.received = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            try:
+                while chunk := conn.recv(65536):
+                    self.received += len(chunk)
+            except OSError:
+                pass
+        self.ended.set()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCE_ERRORS))
+@pytest.mark.parametrize("chunked", [True, False])
+def test_http_stack_drops_the_connection_and_keeps_the_source_error(
+        kind: str, chunked: bool) -> None:
+    watcher = BodyWatcher()
+    error = SOURCE_ERRORS[kind]()
+    # Never answers: only a dropped connection lets the request return before the
+    # client's read timeout, which is kept far away.
+    headers = {} if chunked else {"Content-Length": str(10 * 1024 * 1024)}
+    try:
+        with pytest.raises(type(error)) as info, source_errors(), requests.Session() as s:
+            s.post(f"http://127.0.0.1:{watcher.port}/upload",
+                   data=guard_source(failing_after(3, error)), headers=headers,
+                   timeout=(10, SETTLE_SECONDS))
+        assert info.value is error
+        # The server saw the body end: no waiting for the rest of it.
+        assert watcher.ended.wait(SETTLE_SECONDS)
+        assert watcher.received > 0
+    finally:
+        watcher.close()
+
+
+def test_source_errors_keeps_the_original_story() -> None:
+    def source() -> Iterator[bytes]:
+        yield b"x"
+        try:
+            raise KeyError("inner")
+        except KeyError as exc:
+            raise ValueError("outer") from exc
+
+    with pytest.raises(ValueError, match="outer") as info, source_errors():
+        for _ in guard_source(source()):
+            pass
+    assert isinstance(info.value.__cause__, KeyError)
+    assert not isinstance(info.value.__context__, SourceFailed)
+
+
+def test_interrupts_are_not_wrapped() -> None:
+    def source() -> Iterator[bytes]:
+        yield b"x"
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), source_errors():
+        for _ in guard_source(source()):
+            pass
+
+
+# -- Glance ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def glance(openstack_cloud: OpenStackCloud) -> Iterator[GlanceManager]:
+    user = openstack_cloud.project("alpha")
+    manager = GlanceManager.from_options(
+        {"auth_type": "password", "auth": user.auth(openstack_cloud.auth_url),
+         "region_name": openstack_cloud.region_name, "timeout": SETTLE_SECONDS},
+        cloud="test-source-failures")
+    assert isinstance(manager, GlanceManager)
+    yield manager
+    manager.close()
+
+
+def glance_files(cloud: OpenStackCloud) -> set[str]:
+    """Every file Glance keeps image bytes in: both stores and the staging area."""
+    root = cloud.glance_server.data_dir
+    return {str(p.relative_to(root)) for sub in ("images", "images2", "staging")
+            for p in (root / sub).glob("*")}
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCE_ERRORS))
+@pytest.mark.parametrize("how", ["upload-sized", "upload-chunked", "stage"])
+def test_glance_source_failing_midway_ends_the_upload_and_leaves_nothing(
+        glance: GlanceManager, openstack_cloud: OpenStackCloud, kind: str, how: str) -> None:
+    name = f"half-{uuid.uuid4().hex[:10]}"
+    before = glance_files(openstack_cloud)
+    error = SOURCE_ERRORS[kind]()
+    chunks = failing_after(3, error)
+    with pytest.raises(type(error)) as info:
+        if how == "upload-sized":
+            source = DataSource(name="image", size=8 * 1024 * 1024, _open=lambda: chunks)
+            glance._create([source], CreateSpec(name=name))
+        elif how == "upload-chunked":
+            glance.create(chunks, name=name)
+        else:
+            glance.glance_direct(chunks, name=name)
+    assert info.value is error
+    assert list(glance.all(name=name)) == []
+    # Glance drops a cut upload's bytes when it sees the body end; poll for that.
+    settle(lambda: glance_files(openstack_cloud) == before)
+    assert glance_files(openstack_cloud) == before
+
+
+# -- the local store -------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", sorted(SOURCE_ERRORS))
+def test_local_source_failing_midway_leaves_no_temp_file(tmp_path: Path, kind: str) -> None:
+    store = LocalManager(path=tmp_path / "store")
+    error = SOURCE_ERRORS[kind]()
+    with pytest.raises(type(error)) as info:
+        store.create(failing_after(3, error), name="half")
+    assert info.value is error
+    meta: Any = b"metadata"
+    with pytest.raises(type(error)):
+        store.create(failing_after(3, SOURCE_ERRORS[kind]()), metadata=meta, name="half")
+    assert list(store.all()) == []
+    assert not list((tmp_path / "store" / "tmp").iterdir())
+    assert not list((tmp_path / "store" / "blobs" / "sha256").iterdir())
