@@ -10,6 +10,7 @@ import base64
 import errno
 import hashlib
 import os
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -417,16 +418,19 @@ def test_simplestreams_certificate_makes_lxd_trust_the_server(
 def test_operation_wait_honours_its_timeout(lxd: LXDManager, lxd_image_server: ImageServer,
                                             built: Path, cleanup: list[str]) -> None:
     image = unified_image(built)
-    # The download stalls this long, far beyond the 0.5 s wait plus any scheduling
-    # delay a loaded machine adds, so only a wait that ignores its timeout reaches it.
-    delay = 10
-    url = lxd_image_server.add_direct(image, delay=delay)
+    # The download is held until released below: a wait that ignored its timeout
+    # would still be blocked on it (or, past the server's hold limit, return the image
+    # instead of raising), however slow the machine.
+    release = threading.Event()
+    url = lxd_image_server.add_direct(image, hold=release)
     op = lxd.create_from_url(url, wait=False)
     assert isinstance(op, LXDOperation)
-    started = time.monotonic()
-    with pytest.raises(OperationTimeout):
-        op.wait(timeout=0.5)
-    assert time.monotonic() - started < delay - 2
+    try:
+        with pytest.raises(OperationTimeout):
+            op.wait(timeout=0.5)
+        assert not op.reload().status.done
+    finally:
+        release.set()
     result = op.wait(timeout=120)
     cleanup.append(result.id)
     assert result.id == image.fingerprint
