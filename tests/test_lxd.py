@@ -7,7 +7,6 @@ real, the simplestreams and URL pulls really download from a loopback HTTPS serv
 from __future__ import annotations
 
 import base64
-import errno
 import hashlib
 import os
 import threading
@@ -44,6 +43,7 @@ from imagehub.errors import (
 )
 from imagehub.models import Image, Visibility
 from imagehub.testing import ImageManagerConformance, ImagePayload, ShareTarget
+from tests.failing_sources import SOURCE_ERRORS, failing_after
 from tests.servers.lxd import LXDDaemon
 from tests.servers.lxd_images import (
     BuiltImage,
@@ -511,27 +511,6 @@ def aborted_uploads(daemon: LXDDaemon) -> int:
     return daemon.log_path.read_text(errors="replace").count(ABORTED_UPLOAD)
 
 
-class _Broken(Exception):
-    pass
-
-
-# What a real source may raise mid-way: its own error, a dead pipe or socket it reads
-# from (which HTTP clients mistake for the server hanging up), a disk read error.
-SOURCE_ERRORS: dict[str, Callable[[], Exception]] = {
-    "own-error": lambda: _Broken("disk went away"),
-    "broken-pipe": lambda: BrokenPipeError(errno.EPIPE, "the producer went away"),
-    "connection-reset": lambda: ConnectionResetError(errno.ECONNRESET, "peer reset"),
-    "read-error": lambda: OSError(errno.EIO, "Input/output error"),
-}
-
-
-def _failing_after(chunks: int, error: Exception) -> Iterator[bytes]:
-    source = iter_incompressible_unified(8)
-    for _ in range(chunks):
-        yield next(source)
-    raise error
-
-
 @pytest.mark.parametrize("transport", ["socket", "https"])
 @pytest.mark.parametrize("kind", sorted(SOURCE_ERRORS))
 def test_source_failing_midway_ends_the_upload_and_leaves_nothing(
@@ -551,12 +530,13 @@ def test_source_failing_midway_ends_the_upload_and_leaves_nothing(
         logged = aborted_uploads(lxd_daemon)
         for split in (False, True):
             error = SOURCE_ERRORS[kind]()
+            source = failing_after(3, error, iter_incompressible_unified(8))
             with pytest.raises(type(error)) as info:
                 if split:
-                    manager.create(_failing_after(3, error), metadata=meta,
-                                   name="half-split", type="container")
+                    manager.create(source, metadata=meta, name="half-split",
+                                   type="container")
                 else:
-                    manager.create(_failing_after(3, error), name="half")
+                    manager.create(source, name="half")
             # The caller sees what the source raised, not a transport error.
             assert info.value is error
             logged += 1

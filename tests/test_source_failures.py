@@ -7,7 +7,6 @@ staging, sized and sizeless), and the local store's temp files.
 
 from __future__ import annotations
 
-import errno
 import socket
 import threading
 import time
@@ -24,31 +23,12 @@ from imagehub.backends.local import LocalManager
 from imagehub.manager import CreateSpec
 from imagehub.source_errors import SourceFailed, guard_source, source_errors
 from imagehub.streams import DataSource
+from tests.failing_sources import SOURCE_ERRORS, failing_after
 from tests.servers.openstack import OpenStackCloud
 
 # Generous for a loaded machine: only a request left waiting for the rest of its body
 # (the defect) comes near it.
 SETTLE_SECONDS = 120.0
-
-
-class _Broken(Exception):
-    pass
-
-
-# What a real source may raise mid-way: its own error, a dead pipe or socket it reads
-# from (which HTTP clients mistake for the server hanging up), a disk read error.
-SOURCE_ERRORS: dict[str, Callable[[], Exception]] = {
-    "own-error": lambda: _Broken("disk went away"),
-    "broken-pipe": lambda: BrokenPipeError(errno.EPIPE, "the producer went away"),
-    "connection-reset": lambda: ConnectionResetError(errno.ECONNRESET, "peer reset"),
-    "read-error": lambda: OSError(errno.EIO, "Input/output error"),
-}
-
-
-def failing_after(pieces: int, error: Exception, size: int = 64 * 1024) -> Iterator[bytes]:
-    for _ in range(pieces):
-        yield b"x" * size
-    raise error
 
 
 def settle(check: Callable[[], bool], timeout: float = SETTLE_SECONDS) -> None:
