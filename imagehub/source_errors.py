@@ -43,6 +43,8 @@ def guard_source(chunks: Iterable[bytes]) -> Iterator[bytes]:
             chunk = next(iterator)
         except StopIteration:
             return
+        except SourceFailed:
+            raise  # an inner upload's carrier already: wrapping it again would hide it
         except Exception as exc:  # carried out whole; source_errors re-raises it
             raise SourceFailed(exc) from exc
         yield chunk

@@ -105,6 +105,15 @@ def test_source_errors_keeps_the_original_story() -> None:
     assert not isinstance(info.value.__context__, SourceFailed)
 
 
+def test_a_source_fed_by_another_guarded_source_raises_the_first_error() -> None:
+    error = OSError(5, "Input/output error")
+    inner = guard_source(failing_after(2, error))
+    with pytest.raises(OSError) as info, source_errors():
+        for _ in guard_source(inner):
+            pass
+    assert info.value is error
+
+
 def test_interrupts_are_not_wrapped() -> None:
     def source() -> Iterator[bytes]:
         yield b"x"
