@@ -1,13 +1,19 @@
 """A data source that fails mid-upload: the request ends at once, nothing stays behind.
 
-LXD's side is in test_lxd.py (it needs LXD's daemon fixtures). Here: the HTTP level
+LXD's side is mostly in test_lxd.py. Here: the HTTP level
 against a loopback server that records when the body ended, Glance for real (upload and
-staging, sized and sizeless), and the local store's temp files.
+staging, sized and sizeless), the local store's temp files, and read errors on the
+user's own files (an imagehub error naming the file, one line in the CLI).
 """
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -20,11 +26,18 @@ import requests
 
 from imagehub.backends.glance import GlanceManager
 from imagehub.backends.local import LocalManager
+from imagehub.backends.lxd import LXDManager
+from imagehub.errors import TransferError
 from imagehub.manager import CreateSpec
 from imagehub.source_errors import SourceFailed, guard_source, source_errors
 from imagehub.streams import DataSource
 from tests.failing_sources import SOURCE_ERRORS, failing_after
+from tests.servers.lxd import LXDDaemon
 from tests.servers.openstack import OpenStackCloud
+
+# LXD logs this when an upload's body ends unfinished, right before it removes the
+# upload's lxd_build_* directory (see test_lxd.py).
+ABORTED_UPLOAD = "Store image POST data to disk"
 
 # Generous for a loaded machine: only a request left waiting for the rest of its body
 # (the defect) comes near it.
@@ -181,3 +194,66 @@ def test_local_source_failing_midway_leaves_no_temp_file(tmp_path: Path, kind: s
     assert list(store.all()) == []
     assert not list((tmp_path / "store" / "tmp").iterdir())
     assert not list((tmp_path / "store" / "blobs" / "sha256").iterdir())
+
+
+# -- read errors on the user's own files -------------------------------------------------------
+class FailingFile(io.RawIOBase):
+    """A binary file that reads ``good`` bytes, then fails as a dying disk does.
+
+    A stand-in, because a real disk cannot be made to fail on demand.
+    """
+
+    def __init__(self, good: int) -> None:
+        self.left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.left <= 0:
+            raise OSError(errno.EIO, "Input/output error")
+        n = min(len(buffer), self.left)
+        buffer[:n] = b"x" * n
+        self.left -= n
+        return n
+
+
+def test_read_error_on_a_file_is_a_transfer_error_naming_it(tmp_path: Path) -> None:
+    store = LocalManager(path=tmp_path / "store")
+    with pytest.raises(TransferError, match=r"cannot read the image file object after "
+                                            r"3145728 bytes: Input/output error"):
+        store.create(io.BufferedReader(FailingFile(3 * 1024 * 1024)), name="half")
+    assert list(store.all()) == []
+    assert not list((tmp_path / "store" / "tmp").iterdir())
+
+
+def test_lxd_upload_of_a_failing_file_is_dropped(lxd_daemon: LXDDaemon) -> None:
+    images = lxd_daemon.lxd_dir / "images"
+    before = set(os.listdir(images))
+    logged = lxd_daemon.log_path.read_text(errors="replace").count(ABORTED_UPLOAD)
+    with LXDManager(endpoint=str(lxd_daemon.socket_path), timeout=SETTLE_SECONDS) as lxd, \
+            pytest.raises(TransferError, match="cannot read the image file object"):
+        lxd.create(io.BufferedReader(FailingFile(3 * 1024 * 1024)), name="half")
+
+    def aborted() -> bool:
+        text = lxd_daemon.log_path.read_text(errors="replace")
+        return text.count(ABORTED_UPLOAD) > logged
+
+    settle(aborted)  # LXD saw the body end...
+    assert aborted()
+    settle(lambda: set(os.listdir(images)) == before)  # ...and dropped its build dir
+    assert set(os.listdir(images)) == before
+
+
+def test_cli_read_error_is_one_line(tmp_path: Path) -> None:
+    # Reading /proc/self/mem from its start fails with EIO: a real read error.
+    env = {**os.environ, "IMAGEHUB_CONFIG": str(tmp_path / "c.yaml")}
+    (tmp_path / "c.yaml").write_text(
+        f"clouds: {{local: {{backend: local, path: {tmp_path / 's'}}}}}\n")
+    done = subprocess.run([sys.executable, "-m", "imagehub", "--quiet", "create",
+                           "/proc/self/mem", "--name", "mem"], env=env, capture_output=True,
+                          text=True, timeout=SETTLE_SECONDS)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "imagehub: error: cannot read '/proc/self/mem' after 0 bytes: Input/output error; "
+        "check the disk or the program that feeds the data"]
