@@ -126,9 +126,19 @@ def hashing(chunks: Iterable[bytes], hasher: Hasher,
             yield chunk
 
 
-def _read_chunks(fileobj: IO[bytes], chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    while chunk := fileobj.read(chunk_size):
-        yield chunk
+def _read_chunks(fileobj: IO[bytes], what: str,
+                 chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    # A read error on the user's own file or pipe is theirs to fix, not the server's:
+    # name the source, as an imagehub error (the CLI prints it as one line).
+    done = 0
+    try:
+        while chunk := fileobj.read(chunk_size):
+            done += len(chunk)
+            yield chunk
+    except OSError as exc:
+        raise TransferError(f"cannot read {what} after {done} bytes: "
+                            f"{exc.strerror or exc}",
+                            hint="check the disk or the program that feeds the data") from exc
 
 
 @dataclass
@@ -157,8 +167,13 @@ def open_source(data: Source, name: str = "image") -> DataSource:
             raise InvalidImageData(f"{str(path)!r} is not a regular file")
 
         def from_path() -> Iterator[bytes]:
-            with path.open("rb") as fh:
-                yield from _read_chunks(fh)
+            try:
+                fh = path.open("rb")
+            except OSError as exc:  # readable at stat() time, not any more (or never)
+                raise InvalidImageData(f"cannot read {str(path)!r}: {exc.strerror}",
+                                       hint="check the file's permissions") from exc
+            with fh:
+                yield from _read_chunks(fh, repr(str(path)))
 
         return DataSource(name=name, size=st.st_size, _open=from_path, path=path)
     if isinstance(data, bytes | bytearray | memoryview):
@@ -178,7 +193,7 @@ def open_source(data: Source, name: str = "image") -> DataSource:
             if used:
                 raise TransferError("a file object can be read once; pass a path to retry")
             used = True
-            return _read_chunks(fh)
+            return _read_chunks(fh, f"the {name} file object")
 
         return DataSource(name=name, size=size, _open=from_file)
     if isinstance(data, Iterable):

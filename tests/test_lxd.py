@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from imagehub.errors import (
 )
 from imagehub.models import Image, Visibility
 from imagehub.testing import ImageManagerConformance, ImagePayload, ShareTarget
+from tests.failing_sources import SOURCE_ERRORS, failing_after
 from tests.servers.lxd import LXDDaemon
 from tests.servers.lxd_images import (
     BuiltImage,
@@ -417,16 +419,19 @@ def test_simplestreams_certificate_makes_lxd_trust_the_server(
 def test_operation_wait_honours_its_timeout(lxd: LXDManager, lxd_image_server: ImageServer,
                                             built: Path, cleanup: list[str]) -> None:
     image = unified_image(built)
-    # The download stalls this long, far beyond the 0.5 s wait plus any scheduling
-    # delay a loaded machine adds, so only a wait that ignores its timeout reaches it.
-    delay = 10
-    url = lxd_image_server.add_direct(image, delay=delay)
+    # The download is held until released below: a wait that ignored its timeout
+    # would still be blocked on it (or, past the server's hold limit, return the image
+    # instead of raising), however slow the machine.
+    release = threading.Event()
+    url = lxd_image_server.add_direct(image, hold=release)
     op = lxd.create_from_url(url, wait=False)
     assert isinstance(op, LXDOperation)
-    started = time.monotonic()
-    with pytest.raises(OperationTimeout):
-        op.wait(timeout=0.5)
-    assert time.monotonic() - started < delay - 2
+    try:
+        with pytest.raises(OperationTimeout):
+            op.wait(timeout=0.5)
+        assert not op.reload().status.done
+    finally:
+        release.set()
     result = op.wait(timeout=120)
     cleanup.append(result.id)
     assert result.id == image.fingerprint
@@ -496,26 +501,52 @@ def test_invalid_images_map_to_invalid_image_data_and_leave_nothing(
     assert ({i.id for i in lxd.all()}, daemon_leftovers(lxd_daemon)) == before
 
 
-def test_source_failing_midway_leaves_nothing(lxd: LXDManager, lxd_daemon: LXDDaemon,
-                                             built: Path) -> None:
-    class Broken(Exception):
-        pass
+# LXD logs this (at error level, so always) when an upload's body ends before it is
+# whole, right before it removes that upload's lxd_build_* directory. It is the event
+# to wait for: "no build dir" alone also holds before LXD has even started on the
+# request, which a loaded machine delays.
+ABORTED_UPLOAD = "Store image POST data to disk"
 
-    def chunks() -> Iterator[bytes]:
-        source = iter_incompressible_unified(8)
-        for _ in range(3):
-            yield next(source)
-        raise Broken("disk went away")
 
-    before = ({i.id for i in lxd.all()}, daemon_leftovers(lxd_daemon))
-    with pytest.raises(Broken):
-        lxd.create(chunks(), name="half")
+def aborted_uploads(daemon: LXDDaemon) -> int:
+    return daemon.log_path.read_text(errors="replace").count(ABORTED_UPLOAD)
+
+
+@pytest.mark.parametrize("transport", ["socket", "https"])
+@pytest.mark.parametrize("kind", sorted(SOURCE_ERRORS))
+def test_source_failing_midway_ends_the_upload_and_leaves_nothing(
+        lxd_daemon: LXDDaemon, trusted_tls: TLSFiles, built: Path, kind: str,
+        transport: str) -> None:
+    # A request timeout, generous for a loaded machine, so that an upload left waiting
+    # for the rest of its body fails this test instead of hanging it.
+    if transport == "socket":
+        manager = LXDManager(endpoint=str(lxd_daemon.socket_path), timeout=120)
+    else:
+        manager = LXDManager(endpoint=lxd_daemon.url, client_cert=str(trusted_tls.cert),
+                             client_key=str(trusted_tls.key),
+                             server_cert=str(lxd_daemon.server_cert), timeout=120)
     meta = unified_image(built).paths[0]
-    with pytest.raises(Broken):
-        lxd.create(chunks(), metadata=meta, name="half-split", type="container")
-    # LXD removes its temp build dir once it sees the body end.
-    settle(lambda: daemon_leftovers(lxd_daemon) == before[1])
-    assert ({i.id for i in lxd.all()}, daemon_leftovers(lxd_daemon)) == before
+    with manager:
+        before = ({i.id for i in manager.all()}, daemon_leftovers(lxd_daemon))
+        logged = aborted_uploads(lxd_daemon)
+        for split in (False, True):
+            error = SOURCE_ERRORS[kind]()
+            source = failing_after(3, error, iter_incompressible_unified(8))
+            with pytest.raises(type(error)) as info:
+                if split:
+                    manager.create(source, metadata=meta, name="half-split",
+                                   type="container")
+                else:
+                    manager.create(source, name="half")
+            # The caller sees what the source raised, not a transport error.
+            assert info.value is error
+            logged += 1
+            # LXD saw the body end (not a read timeout: there is none on its side)...
+            settle(lambda seen=logged: aborted_uploads(lxd_daemon) >= seen)
+            assert aborted_uploads(lxd_daemon) >= logged
+            # ...and removes its build directory right after saying so.
+            settle(lambda: daemon_leftovers(lxd_daemon) == before[1])
+            assert ({i.id for i in manager.all()}, daemon_leftovers(lxd_daemon)) == before
 
 
 def test_conflicts(lxd: LXDManager, built: Path, cleanup: list[str]) -> None:

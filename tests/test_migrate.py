@@ -230,6 +230,8 @@ def test_sync_jobs_run_in_parallel_and_each_is_verified(src: LocalManager,
     active: set[str] = set()
     peak = 0
     lock = threading.Lock()
+    overlapping = threading.Event()
+    gave_up = threading.Event()
 
     def progress(p: Progress) -> None:
         nonlocal peak
@@ -239,7 +241,14 @@ def test_sync_jobs_run_in_parallel_and_each_is_verified(src: LocalManager,
             else:
                 active.discard(p.image)
             peak = max(peak, len(active))
-        time.sleep(0.002)  # let the other jobs catch up: overlap is what is tested
+            if peak > 1:
+                overlapping.set()
+        # Hold a job mid-transfer until another one is mid-transfer too: overlap is what
+        # is tested, and a loaded machine may otherwise schedule the jobs one after the
+        # other. Jobs that run one at a time never get there: give up once, after a
+        # deadline no loaded machine reaches, and let the assert below say so.
+        if p.done < (p.total or 0) and not gave_up.is_set() and not overlapping.wait(60):
+            gave_up.set()
 
     summary = imagehub.sync(src, dst, jobs=4, progress=progress)
     assert (summary.copied, summary.failed) == (8, 0)

@@ -28,6 +28,7 @@ from imagehub.errors import (
 from imagehub.manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
 from imagehub.models import Image, Member, MemberStatus, Visibility, matches
 from imagehub.operations import FunctionOperation, Operation
+from imagehub.source_errors import source_errors
 from imagehub.streams import (
     DataSource,
     Hasher,
@@ -334,17 +335,12 @@ class GlanceManager(ImageManager):
         if local is not None or spec.progress is not None:
             chunks = hashing(chunks, local or Hasher([]), spec.progress)
         body = UploadBody(chunks, source.size, f"upload of image {image_id}")
-        try:
+        # A failing source drops the connection, so Glance stops waiting for the rest of
+        # the body at once; the caller gets the source's own error.
+        with source_errors():
             self.http.request(
                 "PUT", f"images/{image_id}/file", f"upload image {image_id}", data=body,
                 headers={"Content-Type": "application/octet-stream"}, retry=False)
-        except BaseException as exc:
-            # requests may wrap what the source raised (a TransferError, the caller's own
-            # exception); the source's error is the one that explains the failure.
-            if body.error is not None and body.error is not exc \
-                    and isinstance(body.error, Exception):
-                raise body.error from exc
-            raise
         record = self._record(image_id)
         if promise is not None:
             algo, digest = promise
@@ -413,15 +409,10 @@ class GlanceManager(ImageManager):
         image_id = str(record["id"])
         with self._discard_on_failure(image_id):
             body = UploadBody(source.chunks(), source.size, f"staging of image {image_id}")
-            try:
+            with source_errors():
                 self.http.request("PUT", f"images/{image_id}/stage",
                                   f"stage image {image_id}", data=body, retry=False,
                                   headers={"Content-Type": "application/octet-stream"})
-            except BaseException as exc:
-                if body.error is not None and body.error is not exc \
-                        and isinstance(body.error, Exception):
-                    raise body.error from exc
-                raise
             return self._start_import(image_id, {"name": "glance-direct"}, stores=stores)
 
     def copy_image(self, image: Image | str, stores: Sequence[str] = (), *,

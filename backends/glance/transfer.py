@@ -8,6 +8,7 @@ import requests
 import urllib3.exceptions
 
 from imagehub.errors import TransferError
+from imagehub.source_errors import guard_source
 from imagehub.streams import CHUNK_SIZE
 
 from .errors import BACKEND
@@ -28,8 +29,10 @@ class UploadBody:
     encoding and each yielded piece becomes one HTTP chunk, so source chunks are cut
     to ``HTTP_CHUNK_MAX`` (one source chunk in memory at a time, as before).
     A source that yields more or fewer bytes than promised raises TransferError, so
-    the server sees a cut connection rather than a short image. Whatever the source
-    itself raised is kept in ``error``: requests may wrap it.
+    the server sees a cut connection rather than a short image. Whatever fails here
+    leaves as ``SourceFailed`` (see :mod:`imagehub.source_errors`), so the connection is
+    dropped at once whatever the error's type; send inside ``source_errors()`` to get the
+    source's own exception back.
     """
 
     def __init__(self, chunks: Iterable[bytes], size: int | None, what: str) -> None:
@@ -37,7 +40,6 @@ class UploadBody:
         self.size = size
         self.sent = 0
         self.what = what
-        self.error: BaseException | None = None
 
     def __len__(self) -> int:
         return self.size or 0
@@ -46,24 +48,22 @@ class UploadBody:
         return True  # an empty sized body is still a body
 
     def __iter__(self) -> Iterator[bytes]:
-        try:
-            for chunk in self._chunks:
-                self.sent += len(chunk)
-                if self.size is not None and self.sent > self.size:
-                    raise TransferError(f"{self.what}: the source grew past its size "
-                                        f"({self.size} bytes) during the upload",
-                                        backend=BACKEND)
-                if self.size or len(chunk) <= HTTP_CHUNK_MAX:
-                    yield chunk
-                else:
-                    for start in range(0, len(chunk), HTTP_CHUNK_MAX):
-                        yield chunk[start:start + HTTP_CHUNK_MAX]
-            if self.size is not None and self.sent != self.size:
-                raise TransferError(f"{self.what}: read {self.sent} of {self.size} bytes; "
-                                    "the source shrank or was cut short", backend=BACKEND)
-        except BaseException as exc:
-            self.error = exc
-            raise
+        return guard_source(self._pieces())
+
+    def _pieces(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.sent += len(chunk)
+            if self.size is not None and self.sent > self.size:
+                raise TransferError(f"{self.what}: the source grew past its size "
+                                    f"({self.size} bytes) during the upload", backend=BACKEND)
+            if self.size or len(chunk) <= HTTP_CHUNK_MAX:
+                yield chunk
+            else:
+                for start in range(0, len(chunk), HTTP_CHUNK_MAX):
+                    yield chunk[start:start + HTTP_CHUNK_MAX]
+        if self.size is not None and self.sent != self.size:
+            raise TransferError(f"{self.what}: read {self.sent} of {self.size} bytes; "
+                                "the source shrank or was cut short", backend=BACKEND)
 
 
 def response_chunks(resp: requests.Response, what: str) -> Iterator[bytes]:

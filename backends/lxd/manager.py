@@ -31,6 +31,7 @@ from imagehub.errors import (
 from imagehub.manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
 from imagehub.models import Image, Member, MemberStatus, Visibility
 from imagehub.operations import Operation
+from imagehub.source_errors import guard_source, source_errors
 from imagehub.streams import (
     CHUNK_SIZE,
     DataSource,
@@ -275,8 +276,12 @@ class LXDManager(ImageManager):
                                    backend=self.name)
         # Reading and hashing run a few chunks ahead in a thread (hashlib drops the GIL),
         # so sending overlaps them instead of waiting on each: ~20% faster on 2 cores.
-        with self._errors("uploading the image"), overlap(body, depth=4) as flowing:
-            response = self.api.images.post(data=flowing, headers=headers)
+        # A source that fails mid-way drops the connection (guard_source): LXD then sees
+        # the body end, logs "Store image POST data to disk: unexpected EOF" and removes
+        # its lxd_build_* directory at once, and the caller gets the source's own error.
+        with source_errors(), self._errors("uploading the image"), \
+                overlap(body, depth=4) as flowing:
+            response = self.api.images.post(data=guard_source(flowing), headers=headers)
         sent = hasher.hexdigest("sha256")
         other_ok = not (algo and algo != "sha256" and digest and hasher.hexdigest(algo) != digest)
 

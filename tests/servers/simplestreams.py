@@ -35,7 +35,6 @@ import secrets
 import shutil
 import ssl
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -109,11 +108,17 @@ def self_signed_cert(dest_dir: Path, common_name: str = "imagehub-test") -> TLSF
     return files
 
 
+# The longest a held download waits for its release: a test that forgets to release
+# still ends, long after any wait under test should have.
+HOLD_LIMIT = 120.0
+
+
 @dataclass(frozen=True)
 class _FileRoute:
     path: Path
-    # Seconds to stall before answering: keeps an LXD download running for a while.
-    delay: float = 0.0
+    # Set when the download may go on: keeps an LXD download running until the test
+    # has seen what it waits for (an event, not a number of seconds).
+    hold: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -200,8 +205,8 @@ class ImageServer:
                         self.wfile.write(route.body)
                     return
                 size = route.path.stat().st_size
-                if send_body and route.delay:
-                    time.sleep(route.delay)
+                if send_body and route.hold is not None:
+                    route.hold.wait(HOLD_LIMIT)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(size))
@@ -240,7 +245,8 @@ class ImageServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _serve_file(self, url_path: str, source: Path, delay: float = 0.0) -> str:
+    def _serve_file(self, url_path: str, source: Path,
+                    hold: threading.Event | None = None) -> str:
         # Link rather than copy: test images are small, benchmark ones are not.
         target = self.root / url_path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -248,19 +254,20 @@ class ImageServer:
             target.hardlink_to(source)
         except OSError:
             shutil.copyfile(source, target)
-        self._routes[url_path] = _FileRoute(target, delay)
+        self._routes[url_path] = _FileRoute(target, hold)
         return url_path
 
-    def add_direct(self, image: BuiltImage, *, delay: float = 0.0) -> str:
+    def add_direct(self, image: BuiltImage, *, hold: threading.Event | None = None) -> str:
         """Publish a unified image for ``create from URL``; returns the URL to give LXD.
 
-        ``delay`` stalls the download that many seconds, for tests of waiting.
+        With ``hold``, the download stalls until the event is set (at most
+        ``HOLD_LIMIT`` seconds), for tests of waiting.
         """
         if image.kind != "unified":
             raise ValueError("LXD's URL protocol only carries unified images")
         token = secrets.token_hex(6)
         file_path = self._serve_file(
-            f"/files/{token}/{image.paths[0].name}", image.paths[0], delay
+            f"/files/{token}/{image.paths[0].name}", image.paths[0], hold
         )
         head_path = f"/direct/{token}"
         self._routes[head_path] = _DirectRoute(image.fingerprint, self.url + file_path)
