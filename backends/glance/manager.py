@@ -23,7 +23,15 @@ from imagehub.errors import (
     InvalidImageData,
     PermissionDenied,
 )
-from imagehub.manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
+from imagehub.manager import (
+    Capability,
+    CreateSpec,
+    ImageManager,
+    Option,
+    Page,
+    UpdateSpec,
+    resolve_ref,
+)
 from imagehub.models import Image, Member, MemberStatus, Visibility, matches
 from imagehub.operations import FunctionOperation, Operation
 from imagehub.streams import (
@@ -41,7 +49,7 @@ from . import auth as auth_mod
 from .errors import BACKEND
 from .http import JSON_PATCH, GlanceHTTP
 from .operations import ImageStatusOperation, ImportOperation, TaskOperation
-from .records import to_image, to_member, update_patch
+from .records import UPDATABLE, to_image, to_member, update_patch
 from .transfer import UploadBody, response_chunks
 
 __all__ = ["GlanceManager"]
@@ -77,6 +85,7 @@ class GlanceManager(ImageManager):
                     | Capability.MEMBERS)
     unsupported_reason = "Glance has no image aliases; use names or tags"
     server_filters = _LIST_KEYS
+    updatable = UPDATABLE
     options = {
         "cloud": Option(str, help="a clouds.yaml cloud (default: $OS_CLOUD, else OS_* vars)"),
         "auth_type": Option(str, help="keystoneauth1 plugin: password, "
@@ -509,9 +518,9 @@ class GlanceManager(ImageManager):
                     hint="unprotect it first: update(image, protected=False)") from exc
             raise
 
-    def _update(self, image: Image, changes: Mapping[str, Any]) -> Image:
+    def _update(self, image: Image, spec: UpdateSpec) -> Image:
         current = self._record(image.id)
-        patch = update_patch(current, changes)
+        patch = update_patch(current, spec)
         if not patch:
             return to_image(current)
         record = self.http.json("PATCH", f"images/{image.id}", f"update image {image.id}",
@@ -557,7 +566,7 @@ class GlanceManager(ImageManager):
         record = self._record(image.id)
         if record.get("visibility") == "private":
             # Glance refuses members on a private image (403); sharing needs 'shared'.
-            self._update(image, {"visibility": Visibility.SHARED})
+            self._update(image, UpdateSpec(visibility=Visibility.SHARED))
         try:
             body = self.http.json("POST", f"images/{image.id}/members",
                                   f"share image {image.id} with {project}",
