@@ -20,29 +20,39 @@ test creates is deleted afterwards.
 """
 
 from .kit import (
+    FILTER_CASES,
     AliasConformance,
     BoundImageConformance,
     CapabilityConformance,
+    ConcurrencyConformance,
     CreateExportConformance,
+    FilterCase,
     ImageManagerConformance,
     ImagePayload,
     ListingConformance,
     ShareTarget,
     SharingConformance,
     UpdateConformance,
+    assert_same_bytes,
+    read_export,
     requires,
 )
 
 __all__ = [
+    "FILTER_CASES",
     "AliasConformance",
     "BoundImageConformance",
     "CapabilityConformance",
+    "ConcurrencyConformance",
     "CreateExportConformance",
+    "FilterCase",
     "ImageManagerConformance",
     "ImagePayload",
     "ListingConformance",
     "ShareTarget",
     "SharingConformance",
     "UpdateConformance",
+    "assert_same_bytes",
+    "read_export",
     "requires",
 ]
