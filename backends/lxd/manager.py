@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -65,6 +66,7 @@ _TYPES = ("container", "virtual-machine")
 PUBLIC_MEMBERS = ("*", "public")
 _UPDATABLE = frozenset({"name", "description", "properties", "remove_properties",
                         "visibility", "auto_update", "os", "release", "version"})
+_UPDATE_ATTEMPTS = 5
 _REASONS = {
     Capability.MEMBERS: (
         "LXD has no per-project image members: an image is either private or public "
@@ -116,6 +118,9 @@ class LXDManager(ImageManager):
         cloud: str | None = None,
     ) -> None:
         super().__init__(cloud=cloud)
+        # LXD checks If-Match and then writes, not atomically: two PUTs that overlap can
+        # both pass, and one undoes the other. Updates through one manager take turns.
+        self._update_lock = threading.Lock()
         self.timeout = timeout
         self.endpoint: Endpoint | None = None
         if client is None:
@@ -452,6 +457,20 @@ class LXDManager(ImageManager):
         if spec.visibility not in (None, Visibility.PUBLIC, Visibility.PRIVATE):
             raise UnsupportedOperation(self.name, f"{spec.visibility} visibility",
                                        _REASONS[Capability.MEMBERS])
+        # PUT replaces the whole record, guarded by its ETag; when another writer got in
+        # between our read and our write LXD answers 412, and we re-read and re-apply.
+        for attempt in range(_UPDATE_ATTEMPTS):
+            try:
+                with self._update_lock:
+                    self._put_update(image, spec)
+            except ImageConflict:
+                if attempt == _UPDATE_ATTEMPTS - 1:
+                    raise
+                continue
+            break
+        return self._image(image.id)
+
+    def _put_update(self, image: Image, spec: UpdateSpec) -> None:
         with self._errors(f"updating image {image.id}"):
             response = self.api.images[image.id].get()
         record = response.json()["metadata"]
@@ -479,7 +498,6 @@ class LXDManager(ImageManager):
         etag = response.headers.get("ETag")
         with self._errors(f"updating image {image.id}"):
             self.api.images[image.id].put(json=body, headers={"If-Match": etag} if etag else {})
-        return self._image(image.id)
 
     def _post_alias(self, fingerprint: str, name: str, description: str | None) -> None:
         with self._errors(f"adding alias {name!r}"):

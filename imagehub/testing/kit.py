@@ -459,6 +459,18 @@ class CreateExportConformance(_Fixtures):
         assert manager.get(image.id).id == image.id
         assert image.status in {"active", "ready"}
 
+    def test_create_keeps_what_it_was_given(self, manager: ImageManager,
+                                            make_image: Callable[..., Image]) -> None:
+        requires(manager, Capability.CREATE, Capability.GET)
+        name = _unique("kept")
+        made = make_image(name=name, description="kit words",
+                          properties={"kit_a": "1", "kit_b": "two"})
+        for image in (made, manager.get(made.id)):
+            assert image.name == name
+            assert image.description == "kit words"
+            assert {k: image.properties.get(k) for k in ("kit_a", "kit_b")} == {
+                "kit_a": "1", "kit_b": "two"}
+
     def test_export_save_to_path(self, manager: ImageManager, image_payload: ImagePayload,
                                  make_image: Callable[..., Image], tmp_path: Path) -> None:
         requires(manager, Capability.CREATE, Capability.EXPORT)
