@@ -46,7 +46,9 @@ def signature(hook: str) -> str:
     sig = inspect.signature(getattr(ImageManager, hook))
     params = ", ".join(f"{p.name}: {p.annotation}" for p in sig.parameters.values()
                        if p.name != "self")
-    return f"`{hook}({params}) -> {sig.return_annotation}`"
+    text = f"{hook}({params}) -> {sig.return_annotation}".replace("builtins.", "")
+    # A "|" inside a table cell must be escaped, even inside code.
+    return "`" + text.replace("|", "\\|") + "`"
 
 
 def hook_table() -> str:
