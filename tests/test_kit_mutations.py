@@ -208,7 +208,8 @@ MUTANTS = [
     ),
     Mutant(
         "create drops the properties and description it was given",
-        old="properties=dict(spec.properties),\n                      description=spec.description,",
+        old=("properties=dict(spec.properties),\n"
+             "                      description=spec.description,"),
         new="properties={},\n                      description=None,",
         caught_by="test_create_keeps_what_it_was_given",
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -131,6 +132,7 @@ class GlanceManager(ImageManager):
         cloud: str | None = None,
     ) -> None:
         super().__init__(cloud=cloud)
+        self._update_lock = threading.Lock()
         if adapter is None:
             if session is None:
                 raise ImageHubError("GlanceManager needs a keystoneauth1 session or adapter",
@@ -519,12 +521,16 @@ class GlanceManager(ImageManager):
             raise
 
     def _update(self, image: Image, spec: UpdateSpec) -> Image:
-        current = self._record(image.id)
-        patch = update_patch(current, spec)
-        if not patch:
-            return to_image(current)
-        record = self.http.json("PATCH", f"images/{image.id}", f"update image {image.id}",
-                                json=patch, headers={"Content-Type": JSON_PATCH})
+        # Glance applies a PATCH to the record it loaded and saves every property back:
+        # two PATCHes of one image that overlap lose one's changes. Updates through one
+        # manager take turns.
+        with self._update_lock:
+            current = self._record(image.id)
+            patch = update_patch(current, spec)
+            if not patch:
+                return to_image(current)
+            record = self.http.json("PATCH", f"images/{image.id}", f"update image {image.id}",
+                                    json=patch, headers={"Content-Type": JSON_PATCH})
         return to_image(record)
 
     def rename(self, image: Image | str, name: str) -> Image:
