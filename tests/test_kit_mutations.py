@@ -207,6 +207,34 @@ MUTANTS = [
         caught_by="test_checksum_mismatch_leaves_nothing",
     ),
     Mutant(
+        "get finds ids only, not names or prefixes",
+        old="""        return super()._get(ref, filters)
+""",
+        new="""        raise ImageNotFound(f"no image {ref!r}", backend=self.name)
+""",
+        caught_by="test_get_by_name_and_id_prefix",
+    ),
+    Mutant(
+        "create never reports progress",
+        old="hashing(parts[0].chunks(), hasher, spec.progress)",
+        new="hashing(parts[0].chunks(), hasher)",
+        caught_by="test_create_reports_progress",
+    ),
+    Mutant(
+        "create refuses a checksum promise that holds",
+        old="hasher.verify(spec.checksum, spec.name, backend=self.name)",
+        # the digest shifted by one hex digit: never the right one
+        new=("hasher.verify('sha256:f' + spec.checksum[7:-1], spec.name, "
+             "backend=self.name)"),
+        caught_by="test_promised_checksum_that_holds_is_accepted",
+    ),
+    Mutant(
+        "create records a wrong size",
+        old="size=hasher.bytes,",
+        new="size=hasher.bytes + 1,",
+        caught_by="test_round_trip_identical_bytes",
+    ),
+    Mutant(
         "create drops the properties and description it was given",
         old=("properties=dict(spec.properties),\n"
              "                      description=spec.description,"),

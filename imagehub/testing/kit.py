@@ -203,6 +203,17 @@ def assert_same_bytes(chunks: Iterable[bytes], expected: bytes, what: str = "exp
     assert offset == len(expected), f"{what}: got {offset} bytes, expected {len(expected)}"
 
 
+def check_recorded_content(image: Image, payload: ImagePayload) -> None:
+    """The size and checksum an image reports, where it reports them, fit the bytes."""
+    if image.size is not None:
+        assert image.size == len(payload.content), (
+            f"image.size is {image.size}, {len(payload.content)} bytes were uploaded")
+    if image.checksum is not None:
+        algo, _, digest = image.checksum.partition(":")
+        assert hashlib.new(algo, payload.content).hexdigest() == digest.lower(), (
+            f"image.checksum {image.checksum} is not the {algo} of the uploaded bytes")
+
+
 def read_export(manager: ImageManager, image: Image | str,
                 expected: ImagePayload, *, other_thread: bool = False) -> None:
     """Export ``image`` and compare every part with ``expected`` (the stream is read in a
@@ -413,6 +424,19 @@ class ListingConformance(_Fixtures):
         assert got.id == existing_image.id
         assert got == existing_image.reload()
 
+    def test_get_by_name_and_id_prefix(self, manager: ImageManager,
+                                       existing_image: Image) -> None:
+        requires(manager, Capability.GET, Capability.LIST)
+        everything = list(manager.all())
+        if existing_image.name and sum(i.name == existing_image.name for i in everything) == 1:
+            assert manager.get(existing_image.name).id == existing_image.id
+        others = [i.id.lower() for i in everything if i.id != existing_image.id]
+        own = existing_image.id.lower()
+        length = next((n for n in range(8, len(own))
+                       if not any(o.startswith(own[:n]) for o in others)), None)
+        if length is not None:
+            assert manager.get(existing_image.id[:length]).id == existing_image.id
+
     def test_get_unknown_raises_not_found(self, manager: ImageManager) -> None:
         requires(manager, Capability.GET)
         for ref in ("imagehub-no-such-image-" + uuid.uuid4().hex, str(uuid.uuid4()),
@@ -442,6 +466,7 @@ class CreateExportConformance(_Fixtures):
                                         as_kind: str) -> None:
         requires(manager, Capability.CREATE, Capability.EXPORT)
         image = make_image(as_kind=as_kind, tmp=tmp_path)
+        check_recorded_content(image, image_payload)
         read_export(manager, image, image_payload)
 
     @pytest.mark.parametrize("as_kind", ["path", "iterable"])
@@ -451,9 +476,25 @@ class CreateExportConformance(_Fixtures):
         requires(manager, Capability.CREATE, Capability.EXPORT)
         assert len(large_payload.content) > 2 * (1 << 20), "the large payload must be MiBs"
         image = make_image(payload=large_payload, as_kind=as_kind, tmp=tmp_path)
-        if image.size is not None:
-            assert image.size == len(large_payload.content)
+        check_recorded_content(image, large_payload)
         read_export(manager, image.id, large_payload, other_thread=True)
+
+    def test_promised_checksum_that_holds_is_accepted(
+            self, manager: ImageManager, image_payload: ImagePayload,
+            make_image: Callable[..., Image]) -> None:
+        requires(manager, Capability.CREATE)
+        promise = "sha256:" + _sha256(image_payload.content)
+        image = make_image(checksum=promise)
+        check_recorded_content(image, image_payload)
+
+    def test_create_reports_progress(self, manager: ImageManager,
+                                     image_payload: ImagePayload,
+                                     make_image: Callable[..., Image]) -> None:
+        requires(manager, Capability.CREATE)
+        seen: list[int] = []
+        make_image(progress=seen.append)
+        assert sum(seen) == len(image_payload.content), (
+            f"progress reported {sum(seen)} of {len(image_payload.content)} bytes")
 
     def test_created_image_is_listed(self, manager: ImageManager,
                                      make_image: Callable[..., Image]) -> None:
@@ -513,12 +554,15 @@ class CreateExportConformance(_Fixtures):
         with pytest.raises(AmbiguousImage):
             manager.get(name)
 
-    def test_delete(self, manager: ImageManager, make_image: Callable[..., Image]) -> None:
+    def test_delete(self, manager: ImageManager, make_image: Callable[..., Image],
+                    image_payload: ImagePayload) -> None:
         requires(manager, Capability.DELETE, Capability.GET)
         image = make_image()
+        other = make_image(payload=image_payload.padded(b"\0"))
         manager.delete(image)
         with pytest.raises(ImageNotFound):
             manager.get(image.id)
+        assert manager.get(other.id).id == other.id, "delete took another image with it"
         with pytest.raises(ImageNotFound):
             manager.delete(image.id)
 
