@@ -136,8 +136,11 @@ class UpdateSpec:
 
     def keys(self) -> frozenset[str]:
         """The names of the changes asked for: fields set, plus the ``extra`` keys."""
+        # tags=() asks to clear the tags; empty properties or removals ask for nothing.
         asked = {f.name for f in dataclasses.fields(self)
-                 if f.name != "extra" and getattr(self, f.name) not in (None, (), {})}
+                 if f.name not in ("extra", "properties", "remove_properties")
+                 and getattr(self, f.name) is not None}
+        asked |= {k for k in ("properties", "remove_properties") if getattr(self, k)}
         return frozenset(asked | set(self.extra))
 
     #: promoted image fields a spec can set (and ``remove_properties`` can clear)

@@ -30,6 +30,8 @@ def test_values_are_normalised_and_checked() -> None:
     assert spec.tags == ("x", "y")
     assert spec.extra == {"auto_update": True}
     assert spec.keys() == {"properties", "remove_properties", "tags", "auto_update"}
+    assert UpdateSpec.from_changes({"tags": []}).keys() == {"tags"}  # clears them
+    assert UpdateSpec.from_changes({"properties": {}}).keys() == frozenset()
     with pytest.raises(ImageHubError, match="visibility must be one of"):
         UpdateSpec.from_changes({"visibility": "everyone"})
     with pytest.raises(ImageHubError, match="not one string"):
@@ -48,3 +50,5 @@ def test_update_refuses_undeclared_keys_before_looking_up(tmp_path: Path) -> Non
         manager.update(image, UpdateSpec(name="y"), description="z")
     assert manager.update(image).id == image.id  # nothing asked: the image as it is
     assert manager.update(image, UpdateSpec(name="y")).name == "y"
+    assert manager.update(image, tags=["a"]).tags == ("a",)
+    assert manager.update(image, tags=[]).tags == ()

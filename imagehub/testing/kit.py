@@ -622,6 +622,8 @@ class UpdateConformance(_Fixtures):
             updated = manager.update(image, tags=["kit-only"])
             self._check(manager, image, updated, lambda i: set(i.tags) == {"kit-only"},
                         "tags (replaced)")
+            updated = manager.update(image, tags=[])
+            self._check(manager, image, updated, lambda i: not i.tags, "tags (cleared)")
         else:
             value = _settable_value(key)
             updated = manager.update(image, **{key: value})
