@@ -1,4 +1,5 @@
-"""Mixin test classes and fixtures of the conformance kit (see the package docstring)."""
+"""The conformance kit's mixin test classes and the fixtures they share (see the package
+docstring)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
-import io
 import os
 import pickle
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,8 +33,16 @@ from imagehub.manager import (
     declared_hooks,
     overridden_hooks,
 )
-from imagehub.models import Image, MemberStatus, UnboundImageError, Visibility, matches
-from imagehub.streams import Source
+from imagehub.models import Image, MemberStatus, UnboundImageError, Visibility
+
+from .filters import FILTER_CASES, FilterCase, case_for
+from .payloads import (
+    ImagePayload,
+    ShareTarget,
+    assert_same_bytes,
+    check_recorded_content,
+    read_export,
+)
 
 __all__ = [
     "FILTER_CASES",
@@ -63,118 +71,6 @@ LARGE_PAYLOAD_SIZE = 5 * (1 << 20) + 4099
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(UpdateSpec) if f.name != "extra")
 
 
-@dataclasses.dataclass
-class ImagePayload:
-    """Bytes a backend accepts for ``create``. ``parts`` are written in order; two parts
-    mean a split image (metadata first). ``kwargs`` go to ``create`` as they are."""
-
-    parts: list[bytes]
-    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def content(self) -> bytes:
-        return b"".join(self.parts)
-
-    def padded(self, extra: bytes) -> ImagePayload:
-        """The same image with ``extra`` appended to its last part (another size)."""
-        return dataclasses.replace(self, parts=[*self.parts[:-1], self.parts[-1] + extra])
-
-    def create_args(self, as_kind: str = "bytes", tmp: Path | None = None
-                    ) -> tuple[Source, dict[str, Any]]:
-        """The payload as the given kind of source: bytes, path, file or iterable."""
-        sources = [self._as(p, as_kind, tmp, i) for i, p in enumerate(self.parts)]
-        if len(sources) == 2:
-            return sources[1], {"metadata": sources[0], **self.kwargs}
-        return sources[0], dict(self.kwargs)
-
-    @staticmethod
-    def _as(blob: bytes, kind: str, tmp: Path | None, i: int) -> Source:
-        if kind == "path":
-            assert tmp is not None
-            path = tmp / f"payload-{uuid.uuid4().hex[:8]}-{i}.bin"
-            path.write_bytes(blob)
-            return path
-        if kind == "file":
-            return io.BytesIO(blob)
-        if kind == "iterable":
-            # An odd chunk size, so no part boundary lines up with the backend's chunks.
-            return (blob[j:j + 65531] for j in range(0, len(blob), 65531))
-        return blob
-
-
-@dataclasses.dataclass
-class ShareTarget:
-    """A project to share with; ``manager`` acts as that project (to accept or reject)."""
-
-    project: str
-    manager: ImageManager | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class FilterCase:
-    """How the kit checks one filter key a backend declares in ``server_filters``.
-
-    ``values`` picks the values to try from the images present; ``keeps`` says whether an
-    image must be in the result for a value. With ``seeds_only`` the kit judges only the
-    images it made (for filters whose meaning depends on who owns an image).
-    """
-
-    values: Callable[[Sequence[Image]], Iterable[Any]]
-    keeps: Callable[[Image, Any], bool]
-    seeds_only: bool = False
-
-
-def _field_values(key: str) -> Callable[[Sequence[Image]], list[Any]]:
-    def values(images: Sequence[Image]) -> list[Any]:
-        found: dict[str, None] = {}
-        for image in images:
-            value = _value_of(image, key)
-            if value is not None:
-                found[str(value)] = None
-        return list(found)
-    return values
-
-
-def _value_of(image: Image, key: str) -> Any:
-    if key.startswith("properties."):
-        return image.properties.get(key[len("properties."):])
-    if key in {f.name for f in dataclasses.fields(Image) if not f.name.startswith("_")}:
-        value = getattr(image, key)
-        return value.value if isinstance(value, Visibility) else value
-    return image.properties.get(key)
-
-
-def _matches_case(key: str) -> FilterCase:
-    def keeps(image: Image, value: Any) -> bool:
-        return matches(image, {key: value})
-    return FilterCase(_field_values(key), keeps)
-
-
-def _middle_sizes(images: Sequence[Image]) -> list[int]:
-    sizes = sorted({i.size for i in images if i.size is not None})
-    return sizes[1:-1] or sizes
-
-
-#: what the kit knows of the shared filter vocabulary; a key absent here is checked with
-#: the client-side rules of ``imagehub.models.matches`` (field or property equality)
-FILTER_CASES: Mapping[str, FilterCase] = {
-    "name": FilterCase(_field_values("name"), lambda i, v: i.name == v),
-    "id": FilterCase(_field_values("id"), lambda i, v: i.id == v),
-    "visibility": FilterCase(lambda _: [v.value for v in Visibility],
-                             lambda i, v: i.visibility.value == v),
-    "tag": FilterCase(lambda images: sorted({t for i in images for t in i.tags}),
-                      lambda i, v: v in i.tags),
-    "alias": FilterCase(lambda images: sorted({a for i in images for a in i.aliases}),
-                        lambda i, v: v in i.aliases),
-    "size_min": FilterCase(_middle_sizes, lambda i, v: i.size is not None and i.size >= v),
-    "size_max": FilterCase(_middle_sizes, lambda i, v: i.size is not None and i.size <= v),
-    # Own images are listed whatever the member status asked for; what a member sees is
-    # checked by the sharing flow.
-    "member_status": FilterCase(lambda _: ["all", "accepted"], lambda i, v: True,
-                                seeds_only=True),
-}
-
-
 def requires(manager: ImageManager, *capabilities: Capability) -> None:
     """Skip the calling test, with a reason, unless ``manager`` declares each capability."""
     for capability in capabilities:
@@ -188,52 +84,6 @@ def _unique(prefix: str) -> str:
 
 def _sha256(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
-
-
-def assert_same_bytes(chunks: Iterable[bytes], expected: bytes, what: str = "export") -> None:
-    """Compare streamed bytes with ``expected`` byte for byte, naming the first difference."""
-    offset = 0
-    for chunk in chunks:
-        want = expected[offset:offset + len(chunk)]
-        if chunk != want:
-            at = next((j for j, (a, b) in enumerate(zip(chunk, want, strict=False))
-                       if a != b), min(len(chunk), len(want)))
-            pytest.fail(f"{what}: byte {offset + at} differs (of {len(expected)} expected)")
-        offset += len(chunk)
-    assert offset == len(expected), f"{what}: got {offset} bytes, expected {len(expected)}"
-
-
-def check_recorded_content(image: Image, payload: ImagePayload) -> None:
-    """The size and checksum an image reports, where it reports them, fit the bytes."""
-    if image.size is not None:
-        assert image.size == len(payload.content), (
-            f"image.size is {image.size}, {len(payload.content)} bytes were uploaded")
-    if image.checksum is not None:
-        algo, _, digest = image.checksum.partition(":")
-        assert hashlib.new(algo, payload.content).hexdigest() == digest.lower(), (
-            f"image.checksum {image.checksum} is not the {algo} of the uploaded bytes")
-
-
-def read_export(manager: ImageManager, image: Image | str,
-                expected: ImagePayload, *, other_thread: bool = False) -> None:
-    """Export ``image`` and compare every part with ``expected`` (the stream is read in a
-    worker thread with ``other_thread``, as migrate and ``save`` do)."""
-    with manager.export(image) as stream:
-        assert len(stream.parts) == len(expected.parts), (
-            f"export has {len(stream.parts)} parts, the image was made of "
-            f"{len(expected.parts)}")
-
-        def consume() -> None:
-            for n, (_part, chunks) in enumerate(stream.iter_parts()):
-                assert_same_bytes(chunks, expected.parts[n], f"export part {n}")
-
-        if other_thread:
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                pool.submit(consume).result()
-        else:
-            consume()
-    if stream.checksum is not None:
-        assert stream.sha256 == "sha256:" + _sha256(expected.content)
 
 
 class _Fixtures:
@@ -394,14 +244,13 @@ class ListingConformance(_Fixtures):
     def test_filters_narrow(self, manager: ImageManager, seeded: list[Image]) -> None:
         """Every declared server filter, plus name and properties, among the seeds."""
         requires(manager, Capability.LIST)
-        cases = {**FILTER_CASES, **self.filter_cases}
         keys = {*type(manager).server_filters, "name"}
         if Capability.CREATE in type(manager).capabilities:
             keys.add("properties.kit_parity")  # the seeds differ in it
         seed_ids = {i.id for i in seeded}
         checked_narrowing = False
         for key in sorted(keys):
-            case = cases.get(key) or _matches_case(key)
+            case = case_for(key, self.filter_cases)
             values = list(case.values(seeded))
             assert values, (
                 f"the backend declares filter {key!r} but no listed image has a value for "
