@@ -78,6 +78,14 @@ MUTANTS = [
         caught_by="test_filters_narrow",
     ),
     Mutant(
+        "the name filter matches prefixes",
+        old="""            images = [i for i in images if i.name == filters["name"]]
+""",
+        new="""            images = [i for i in images if str(i.name).startswith(filters["name"])]
+""",
+        caught_by="test_filters_narrow",
+    ),
+    Mutant(
         "paging skips the first image of every next page",
         old="return Page(images[:limit], images[limit - 1].id)",
         new="return Page(images[:limit], images[limit].id)",

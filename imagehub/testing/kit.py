@@ -166,7 +166,8 @@ class _Fixtures:
             if "tag" in cls.server_filters:
                 extra["tags"] = [f"kit-{run}-{n % 2}"]
             images.append(make_image(
-                name=f"kit-seed-{run}-{n}", payload=payload,
+                # Each name is a prefix of the next: a prefix or substring match shows.
+                name=f"kit-seed-{run}-" + "x" * (n + 1), payload=payload,
                 properties={"kit_run": run, "kit_rank": str(n), "kit_parity": str(n % 2)},
                 **extra))
         # Re-read: what the backend stores (sizes, owner, status) is what filters see.
