@@ -223,6 +223,14 @@ MUTANTS = [
         caught_by="test_get_by_name_and_id_prefix",
     ),
     Mutant(
+        "get ignores the filters that narrow a lookup",
+        old="""        return super()._get(ref, filters)
+""",
+        new="""        return super()._get(ref, {})
+""",
+        caught_by="test_duplicate_name_is_ambiguous",
+    ),
+    Mutant(
         "create never reports progress",
         old="hashing(parts[0].chunks(), hasher, spec.progress)",
         new="hashing(parts[0].chunks(), hasher)",

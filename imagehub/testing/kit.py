@@ -399,10 +399,13 @@ class CreateExportConformance(_Fixtures):
         if not self.duplicate_names_allowed:
             pytest.skip("declared: this backend cannot hold two images with one name")
         name = _unique("twin")
-        make_image(name=name)
-        make_image(name=name, payload=image_payload.padded(b"\0"))
+        make_image(name=name, properties={"kit_twin": "a"})
+        second = make_image(name=name, payload=image_payload.padded(b"\0"),
+                            properties={"kit_twin": "b"})
         with pytest.raises(AmbiguousImage):
             manager.get(name)
+        # Filters narrow a lookup as they narrow a listing.
+        assert manager.get(name, kit_twin="b").id == second.id
 
     def test_delete(self, manager: ImageManager, make_image: Callable[..., Image],
                     image_payload: ImagePayload) -> None:
