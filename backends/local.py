@@ -44,7 +44,15 @@ from imagehub.errors import (
     QuotaExceeded,
     TransferError,
 )
-from imagehub.manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
+from imagehub.manager import (
+    Capability,
+    CreateSpec,
+    ImageManager,
+    Option,
+    Page,
+    UpdateSpec,
+    resolve_ref,
+)
 from imagehub.models import Image, Member, MemberStatus, Visibility, parse_datetime
 from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, hashing
 
@@ -78,8 +86,9 @@ CREATE TABLE IF NOT EXISTS members (
 
 # Image fields that may arrive as properties (e.g. carried over by migrate).
 _PROMOTED = ("description", "family", "version", "os", "release", "architecture")
-_UPDATABLE = {"name", "description", "family", "version", "os", "release", "architecture",
-              "properties", "remove_properties", "visibility", "public", "tags"}
+_UPDATABLE = frozenset({"name", "description", "family", "version", "os", "release",
+                        "architecture", "properties", "remove_properties", "visibility",
+                        "tags"})
 
 
 def default_path() -> Path:
@@ -117,6 +126,7 @@ class LocalManager(ImageManager):
                           help="the project this client acts as (owner of new images)"),
     }
     server_filters = frozenset({"member_status"})
+    updatable = _UPDATABLE
 
     def __init__(self, *, path: str | os.PathLike[str] | None = None, project: str = "local",
                  cloud: str | None = None) -> None:
@@ -519,26 +529,23 @@ class LocalManager(ImageManager):
         with contextlib.suppress(ImageHubError, OSError):
             self._drop_unreferenced(digests)
 
-    def _update(self, image: Image, changes: Mapping[str, Any]) -> Image:
-        unknown = set(changes) - _UPDATABLE
-        if unknown:
-            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))} on a local image "
-                                  f"(updatable: {', '.join(sorted(_UPDATABLE))})",
-                                  backend=self.name)
+    def _update(self, image: Image, spec: UpdateSpec) -> Image:
         with self._db(write=True) as db:
             row = self._row_for_write(db, image)
             props = json.loads(row["properties"])
-            props.update({str(k): str(v) for k, v in (changes.get("properties") or {}).items()})
-            for key in changes.get("remove_properties") or ():
+            props.update(spec.properties)
+            values: dict[str, Any] = {}
+            for key in spec.remove_properties:
                 props.pop(key, None)
-            values: dict[str, Any] = {k: changes[k] for k in (*_PROMOTED, "name")
-                                      if k in changes}
-            if "public" in changes:
-                values["visibility"] = "public" if changes["public"] else "private"
-            if "visibility" in changes:
-                values["visibility"] = Visibility(changes["visibility"]).value
-            if "tags" in changes:
-                values["tags"] = json.dumps(list(changes["tags"]))
+                if key in _PROMOTED:  # a promoted field is cleared the same way
+                    values[key] = None
+            for key in (*_PROMOTED, "name"):
+                if getattr(spec, key) is not None:
+                    values[key] = getattr(spec, key)
+            if spec.visibility is not None:
+                values["visibility"] = spec.visibility.value
+            if spec.tags is not None:
+                values["tags"] = json.dumps(list(spec.tags))
             values["properties"] = json.dumps(props)
             values["updated_at"] = _now()
             assignments = ", ".join(f"{k} = ?" for k in values)

@@ -40,7 +40,15 @@ from .errors import (
     UnsupportedOperation,
 )
 from .hub import CloudFailure, Hub, HubListing
-from .manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
+from .manager import (
+    Capability,
+    CreateSpec,
+    ImageManager,
+    Option,
+    Page,
+    UpdateSpec,
+    resolve_ref,
+)
 from .migrate import Plan, Progress, SyncSummary, Transfer, migrate, plan, sync
 from .models import (
     Image,
@@ -112,6 +120,7 @@ __all__ = [
     "TransferError",
     "UnboundImageError",
     "UnsupportedOperation",
+    "UpdateSpec",
     "Visibility",
     "available_backends",
     "connect",

@@ -43,6 +43,7 @@ __all__ = [
     "ImageManager",
     "Option",
     "Page",
+    "UpdateSpec",
     "resolve_ref",
 ]
 
@@ -121,6 +122,99 @@ class CreateSpec:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class UpdateSpec:
+    """Every change ``update`` was asked for, normalised, handed to a backend's ``_update``.
+
+    A field left at its default asks for no change. ``properties`` are merged into the
+    image's (a value of None in the caller's mapping lands in ``remove_properties``);
+    ``remove_properties`` deletes keys, and names a promoted field (``description``,
+    ``family`` ...) to clear it; ``tags`` replace the whole list; ``extra`` carries keys
+    only some backends know (LXD's ``auto_update``, Glance's ``protected`` ...).
+
+    >>> sorted(UpdateSpec.from_changes({"public": True, "properties": {"os": "debian"}}).keys())
+    ['properties', 'visibility']
+    """
+
+    name: str | None = None
+    description: str | None = None
+    properties: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    remove_properties: tuple[str, ...] = ()
+    visibility: Visibility | None = None
+    tags: tuple[str, ...] | None = None
+    family: str | None = None
+    version: str | None = None
+    os: str | None = None
+    release: str | None = None
+    architecture: str | None = None
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def keys(self) -> frozenset[str]:
+        """The names of the changes asked for: fields set, plus the ``extra`` keys."""
+        # tags=() asks to clear the tags; empty properties or removals ask for nothing.
+        asked = {f.name for f in dataclasses.fields(self)
+                 if f.name not in ("extra", "properties", "remove_properties")
+                 and getattr(self, f.name) is not None}
+        asked |= {k for k in ("properties", "remove_properties") if getattr(self, k)}
+        return frozenset(asked | set(self.extra))
+
+    #: promoted image fields a spec can set (and ``remove_properties`` can clear)
+    FIELDS: ClassVar[tuple[str, ...]] = ("description", "family", "version", "os", "release",
+                                         "architecture")
+
+    @classmethod
+    def from_changes(cls, changes: Mapping[str, Any]) -> UpdateSpec:
+        """Build a spec from ``update()``'s keywords, checking each value's type.
+
+        ``public=True/False`` is accepted as an alias of ``visibility`` public/private;
+        keys that are not fields of the spec go to ``extra`` unchanged.
+        """
+        given = dict(changes)
+        core = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        fields: dict[str, Any] = {}
+        if "public" in given:
+            public = given.pop("public")
+            if not isinstance(public, bool):
+                raise ImageHubError(f"public must be true or false, got {public!r}")
+            alias = Visibility.PUBLIC if public else Visibility.PRIVATE
+            if given.get("visibility") not in (None, alias, alias.value):
+                raise ImageHubError(f"public={public} contradicts visibility="
+                                    f"{given['visibility']!r}; give one of them")
+            given["visibility"] = alias
+        for key in ("name", "description", *cls.FIELDS):
+            value = given.pop(key, None)
+            if value is not None:
+                fields[key] = _check_text(key.replace("_", " "), value)
+        removed = given.pop("remove_properties", None) or ()
+        if isinstance(removed, str):
+            removed = (removed,)
+        properties: dict[str, str] = {}
+        for k, v in dict(given.pop("properties", None) or {}).items():
+            if v is None:
+                removed = (*removed, str(k))
+            else:
+                properties[_check_text("property name", str(k))] = str(v)
+        fields["properties"] = properties
+        fields["remove_properties"] = tuple(dict.fromkeys(
+            _check_text("property name", str(k)) for k in removed))
+        visibility = given.pop("visibility", None)
+        if visibility is not None:
+            try:
+                fields["visibility"] = Visibility(visibility)
+            except ValueError:
+                raise ImageHubError(
+                    f"visibility must be one of {', '.join(v.value for v in Visibility)}, "
+                    f"got {visibility!r}") from None
+        tags = given.pop("tags", None)
+        if tags is not None:
+            if isinstance(tags, str):
+                raise ImageHubError("tags must be a list of strings, not one string",
+                                    hint=f"use tags=[{tags!r}]")
+            fields["tags"] = tuple(dict.fromkeys(_check_text("tag", str(t)) for t in tags))
+        assert not set(given) & core
+        return cls(**fields, extra=given)
+
+
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -168,6 +262,9 @@ class ImageManager(abc.ABC):
     options: ClassVar[Mapping[str, Option]] = {}
     #: filters the backend applies itself in ``_list``; the rest are applied client-side
     server_filters: ClassVar[frozenset[str]] = frozenset()
+    #: the ``UpdateSpec`` fields (and backend keys in its ``extra``) ``_update`` honours;
+    #: ``update`` refuses any other key before I/O, and the conformance kit exercises each
+    updatable: ClassVar[frozenset[str]] = frozenset()
     #: why an operation is missing, shown in UnsupportedOperation
     unsupported_reason: ClassVar[str | None] = None
     page_size: int = 200
@@ -395,12 +492,33 @@ class ImageManager(abc.ABC):
         self.require(Capability.DELETE, "delete")
         self._delete(self.resolve(image))
 
-    def update(self, image: Image | str, **changes: Any) -> Image:
-        """Change name, description, properties (merged), visibility, tags, or backend keys."""
+    def update(self, image: Image | str, spec: UpdateSpec | None = None, /,
+               **changes: Any) -> Image:
+        """Change an image: give an ``UpdateSpec`` or its fields as keywords.
+
+        ``name``, ``description``, ``properties`` (merged), ``remove_properties``,
+        ``visibility``, ``tags`` (replaced), ``family``, ``version``, ``os``, ``release``,
+        ``architecture``, and the backend's own keys. ``public=True`` is kept as an alias of
+        ``visibility="public"``. A key the backend does not list in ``updatable`` raises
+        ImageHubError before any request. For example
+        ``manager.update("web", properties={"os": "debian"}, public=True)``.
+        """
         self.require(Capability.UPDATE, "update")
-        if "name" in changes:
-            _check_text("image name", changes["name"])
-        return self.bind(self._update(self.resolve(image), changes))
+        if spec is None:
+            spec = UpdateSpec.from_changes(changes)
+        elif changes:
+            raise ImageHubError("give update() an UpdateSpec or keywords, not both")
+        asked = spec.keys()
+        unknown = asked - type(self).updatable
+        if unknown:
+            raise ImageHubError(
+                f"cannot update {', '.join(repr(k) for k in sorted(unknown))} on a "
+                f"{self.name} image (updatable: {', '.join(sorted(type(self).updatable))})",
+                backend=self.name)
+        target = self.resolve(image)
+        if not asked:
+            return self.get(target.id)
+        return self.bind(self._update(target, spec))
 
     def add_alias(self, image: Image | str, name: str,
                   description: str | None = None) -> Image:
@@ -473,50 +591,177 @@ class ImageManager(abc.ABC):
         return self._launch(image, region, instance_type, ssh_key, name, extra)
 
     # -- hooks for backends ---------------------------------------------------------------
+    # Each docstring keeps the fields "Returns:", "Raises:" and "Threads:"; the hook table
+    # in docs/writing-backends.md is generated from them, and a test keeps the two equal.
+    # Common to every hook: the public method has already checked the capability and
+    # resolved refs, so a hook receives an ``Image`` of this backend (never a ref string),
+    # and any error it raises should be an ``imagehub.errors`` error mapped in one place.
     @abc.abstractmethod
     def _list(self, limit: int | None, marker: str | None,
               filters: Mapping[str, Any]) -> Page:
-        """One page of images after ``marker``; filters are those in ``server_filters``."""
+        """One page of images, in a stable order, after the image whose id is ``marker``.
+
+        ``limit`` is the most images to return (None: no limit); ``filters`` holds only
+        the keys named in ``server_filters`` (never None values); the base applies every
+        other filter on the client with ``imagehub.models.matches``.
+
+        Returns: ``Page(images, next_marker)``: at most ``limit`` unbound ``Image``s;
+        ``next_marker`` is the id to pass as ``marker`` for the next page, None on the last.
+        Raises: ``ImageNotFound`` when ``marker`` names no image.
+        Threads: may be called from several threads at once.
+        """
 
     def _get(self, ref: str, filters: Mapping[str, Any]) -> Image:
-        # Correct everywhere, if slow: backends with a direct lookup override this but
-        # should keep resolve_ref's rules.
+        """The one image ``ref`` names: id, alias, name, then a unique id prefix.
+
+        Optional: the default resolves over ``all(**filters)`` with ``resolve_ref``;
+        override it for a direct lookup but keep those rules. ``filters`` are every
+        filter the caller gave (server and client keys alike).
+
+        Returns: an unbound ``Image``.
+        Raises: ``ImageNotFound`` when nothing matches (never a provider error such as a
+        404), ``AmbiguousImage`` when several images match at the same rule.
+        Threads: may be called from several threads at once.
+        """
         return resolve_ref(self.all(**filters), ref, backend=self.name)
 
     def _create(self, parts: builtins.list[DataSource], spec: CreateSpec
                 ) -> Image | Operation[Image]:
+        """Store a new image from ``parts`` as ``spec`` describes.
+
+        ``parts`` is a list of ``imagehub.streams.DataSource``: one part (``name``
+        "image"), or two for a split image ("metadata" then "rootfs"). Read each once,
+        with ``part.chunks()`` (bytes of at most ``CHUNK_SIZE``); ``part.size`` is the
+        length when known, else None. Never read a part whole into memory.
+
+        Returns: the new unbound ``Image``, or an ``Operation[Image]`` still running.
+        Raises: ``ChecksumMismatch`` when ``spec.checksum`` is given and the bytes differ,
+        before the image becomes visible; ``ImageConflict`` when the provider already
+        holds these bytes or names; ``InvalidImageData`` for bytes it refuses. After any
+        failure no image, record or temporary file is left behind.
+        Threads: two creates may run at once (from threads or processes); neither may
+        lose or corrupt the other's image.
+        """
         raise UnsupportedOperation(self.name, "create", self.unsupported_reason)
 
     def _export(self, image: Image) -> ImageStream:
+        """The bytes of ``image``, as an ``ImageStream`` of one ``StreamPart`` per part.
+
+        Open what you need here and read lazily in the parts' ``chunks``; pass
+        ``checksum`` when the provider knows one (the stream then verifies it at the end)
+        and ``on_close`` to release what you opened.
+
+        Returns: an ``ImageStream`` whose parts, joined, are exactly the stored bytes.
+        Raises: ``ImageNotFound`` when the image is gone; while streaming, a
+        ``TransferError`` (or another ``ImageHubError``) rather than a bare OS or HTTP
+        error, and never wrong bytes.
+        Threads: the stream is read from another thread than the one that called
+        ``_export`` (migrate and ``save`` overlap reading and writing), and the image may
+        be deleted while it is read: keep no thread-bound handle (e.g. an sqlite
+        connection) open across chunks; the reader gets the whole image or an
+        ``ImageHubError``.
+        """
         raise UnsupportedOperation(self.name, "export", self.unsupported_reason)
 
     def _delete(self, image: Image) -> None:
+        """Remove ``image`` and everything stored for it.
+
+        Returns: None.
+        Raises: ``ImageNotFound`` when it is already gone; ``PermissionDenied`` when the
+        provider protects it.
+        Threads: may run while an export of the same image is being read; the export then
+        completes or raises an ``ImageHubError``.
+        """
         raise UnsupportedOperation(self.name, "delete", self.unsupported_reason)
 
-    def _update(self, image: Image, changes: Mapping[str, Any]) -> Image:
+    def _update(self, image: Image, spec: UpdateSpec) -> Image:
+        """Apply every change in ``spec`` (see ``UpdateSpec``) to ``image``.
+
+        ``spec.keys()`` is never empty and only holds names listed in ``updatable``.
+        ``properties`` merge into the existing ones, ``remove_properties`` delete keys or
+        clear promoted fields, ``tags`` replace the list, ``visibility`` is a
+        ``Visibility``; anything in ``spec.extra`` is a backend key you declared.
+
+        Returns: the image as stored after the change (unbound).
+        Raises: ``ImageNotFound`` when the image is gone; ``UnsupportedOperation`` for a
+        value the provider cannot hold (e.g. a visibility it lacks); ``PermissionDenied``
+        when the provider refuses. A refused change leaves the image unchanged.
+        Threads: two updates of one image may run at once; both must take effect, or the
+        loser raises ``ImageConflict``; neither may silently undo the other.
+        """
         raise UnsupportedOperation(self.name, "update", self.unsupported_reason)
 
     def _add_alias(self, image: Image, name: str, description: str | None) -> None:
+        """Point the alias ``name`` (already checked: no path-like segments) at ``image``.
+
+        Returns: None (``add_alias`` re-reads the image).
+        Raises: ``ImageConflict`` when the alias exists.
+        Threads: may be called from several threads at once.
+        """
         raise UnsupportedOperation(self.name, "add_alias", self.unsupported_reason)
 
     def _remove_alias(self, name: str) -> None:
+        """Delete the alias ``name``; the image it named stays.
+
+        Returns: None.
+        Raises: ``ImageNotFound`` when no such alias exists.
+        Threads: may be called from several threads at once.
+        """
         raise UnsupportedOperation(self.name, "remove_alias", self.unsupported_reason)
 
     def _share(self, image: Image, project: str) -> Member:
+        """Offer ``image`` to ``project``; the share starts pending where the provider has
+        membership states.
+
+        Returns: the new ``Member``.
+        Raises: ``ImageConflict`` when already shared with ``project``.
+        Threads: may be called from several threads at once.
+        """
         raise UnsupportedOperation(self.name, "share", self.unsupported_reason)
 
     def _unshare(self, image: Image, project: str) -> None:
+        """Withdraw the share of ``image`` with ``project``.
+
+        Returns: None.
+        Raises: ``ImageNotFound`` when ``image`` is not shared with ``project``.
+        Threads: may be called from several threads at once.
+        """
         raise UnsupportedOperation(self.name, "unshare", self.unsupported_reason)
 
     def _members(self, image: Image) -> Iterable[Member]:
+        """The projects ``image`` is shared with, each with its ``MemberStatus``.
+
+        Returns: an iterable of ``Member``.
+        Raises: ``ImageNotFound`` when the image is gone.
+        Threads: may be called from several threads at once.
+        """
         raise UnsupportedOperation(self.name, "members", self.unsupported_reason)
 
     def _update_member(self, image: Image, status: MemberStatus,
                        member: str | None) -> Member:
+        """As the member project (``member``, or this manager's own when None), set the
+        share's status: accepted, rejected, or back to pending.
+
+        A member's default listing shows shares it accepted, not pending or rejected
+        ones; the ``member_status`` filter (``"all"`` or a status) shows those.
+        ``image`` was found with ``member_status="all"``.
+
+        Returns: the ``Member`` with its new status.
+        Raises: ``ImageNotFound`` when the image is not shared with the member;
+        ``PermissionDenied`` when answering for another project.
+        Threads: may be called from several threads at once.
+        """
         raise UnsupportedOperation(self.name, "update_member", self.unsupported_reason)
 
     def _launch(self, image: Image | str, region: str, instance_type: str, ssh_key: str,
                 name: str | None, extra: Mapping[str, Any]) -> builtins.list[str]:
+        """Start instances from ``image`` (an ``Image`` or ref) in ``region``.
+
+        Returns: the new instance ids.
+        Raises: ``ImageNotFound`` for an unknown image; ``QuotaExceeded`` or
+        ``BackendError`` when the provider refuses.
+        Threads: may be called from several threads at once.
+        """
         raise UnsupportedOperation(self.name, "launch", self.unsupported_reason)
 
 

@@ -239,3 +239,16 @@ def test_progress_bar_only_on_a_tty(tmp_path: Path, image_file: Path) -> None:
     quiet = subprocess.run([*run, "--quiet", "export", "big", "-o", str(tmp_path / "q.img")],
                            env=env, capture_output=True, text=True)
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_update_sends_every_documented_key(cli: CLI, image_file: Path) -> None:
+    cli.json("create", str(image_file), "--name", "upd", "--property", "drop=me",
+             "--property", "keep=yes")
+    updated = cli.json("update", "upd", "--description", "words", "--property", "new=1",
+                       "--remove-property", "drop", "--public")
+    assert isinstance(updated, dict)
+    assert updated["description"] == "words" and updated["visibility"] == "public"
+    assert updated["properties"] == {"keep": "yes", "new": "1"}
+    assert cli.json("update", "upd", "--private")["visibility"] == "private"  # type: ignore[index]
+    code, _, err = cli("update", "upd")
+    assert code == 2 and "nothing to change" in err

@@ -42,7 +42,7 @@ from imagehub.errors import (
     UnsupportedOperation,
 )
 from imagehub.models import Image, Visibility
-from imagehub.testing import ImageManagerConformance, ImagePayload, ShareTarget
+from imagehub.testing import FilterCase, ImageManagerConformance, ImagePayload, ShareTarget
 from tests.failing_sources import SOURCE_ERRORS, failing_after
 from tests.servers.lxd import LXDDaemon
 from tests.servers.lxd_images import (
@@ -140,7 +140,14 @@ def settle(check: Callable[[], bool], timeout: float = SETTLE_SECONDS) -> None:
 
 
 # -- the conformance kit, for both image formats ----------------------------------------------
+def _type_is(image: Image, value: Any) -> bool:
+    return image.container_format == value
+
+
 class _LXDKit(ImageManagerConformance):
+    # LXD's own filter: the image type, which imagehub reports as container_format.
+    filter_cases = {"type": FilterCase(lambda _: ["container", "virtual-machine"], _type_is)}
+
     @pytest.fixture
     def manager(self, lxd: LXDManager) -> LXDManager:
         return lxd

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,7 +26,15 @@ from imagehub.errors import (
     InvalidImageData,
     PermissionDenied,
 )
-from imagehub.manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
+from imagehub.manager import (
+    Capability,
+    CreateSpec,
+    ImageManager,
+    Option,
+    Page,
+    UpdateSpec,
+    resolve_ref,
+)
 from imagehub.models import Image, Member, MemberStatus, Visibility, matches
 from imagehub.operations import FunctionOperation, Operation
 from imagehub.source_errors import source_errors
@@ -44,7 +53,7 @@ from . import auth as auth_mod
 from .errors import BACKEND
 from .http import JSON_PATCH, GlanceHTTP
 from .operations import ImageStatusOperation, ImportOperation, TaskOperation
-from .records import to_image, to_member, update_patch
+from .records import UPDATABLE, to_image, to_member, update_patch
 from .transfer import UploadBody, response_chunks
 
 __all__ = ["GlanceManager"]
@@ -91,6 +100,7 @@ class GlanceManager(ImageManager):
                     | Capability.MEMBERS)
     unsupported_reason = "Glance has no image aliases; use names or tags"
     server_filters = _LIST_KEYS
+    updatable = UPDATABLE
     options = {
         "cloud": Option(str, help="a clouds.yaml cloud (default: $OS_CLOUD, else OS_* vars)"),
         "auth_type": Option(str, help="keystoneauth1 plugin: password, "
@@ -136,6 +146,7 @@ class GlanceManager(ImageManager):
         cloud: str | None = None,
     ) -> None:
         super().__init__(cloud=cloud)
+        self._update_lock = threading.Lock()
         if adapter is None:
             if session is None:
                 raise InvalidArgumentType("GlanceManager needs a keystoneauth1 session or adapter",
@@ -525,13 +536,17 @@ class GlanceManager(ImageManager):
                     hint="unprotect it first: update(image, protected=False)") from exc
             raise
 
-    def _update(self, image: Image, changes: Mapping[str, Any]) -> Image:
-        current = self._record(image.id)
-        patch = update_patch(current, changes)
-        if not patch:
-            return to_image(current)
-        record = self.http.json("PATCH", f"images/{image.id}", f"update image {image.id}",
-                                json=patch, headers={"Content-Type": JSON_PATCH})
+    def _update(self, image: Image, spec: UpdateSpec) -> Image:
+        # Glance applies a PATCH to the record it loaded and saves every property back:
+        # two PATCHes of one image that overlap lose one's changes. Updates through one
+        # manager take turns.
+        with self._update_lock:
+            current = self._record(image.id)
+            patch = update_patch(current, spec)
+            if not patch:
+                return to_image(current)
+            record = self.http.json("PATCH", f"images/{image.id}", f"update image {image.id}",
+                                    json=patch, headers={"Content-Type": JSON_PATCH})
         return to_image(record)
 
     def rename(self, image: Image | str, name: str) -> Image:
@@ -573,7 +588,7 @@ class GlanceManager(ImageManager):
         record = self._record(image.id)
         if record.get("visibility") == "private":
             # Glance refuses members on a private image (403); sharing needs 'shared'.
-            self._update(image, {"visibility": Visibility.SHARED})
+            self._update(image, UpdateSpec(visibility=Visibility.SHARED))
         try:
             body = self.http.json("POST", f"images/{image.id}/members",
                                   f"share image {image.id} with {project}",

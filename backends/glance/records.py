@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from imagehub.errors import ImageHubError
+from imagehub.manager import UpdateSpec
 from imagehub.models import Image, Member, Visibility
 
 from .errors import BACKEND
@@ -32,10 +33,15 @@ PROMOTED: dict[str, tuple[str, ...]] = {
 # Where imagehub writes a promoted field when asked to change it.
 PROMOTED_KEY = {field: keys[0] for field, keys in PROMOTED.items()}
 
-# Record fields a user may set through update() (Glance rejects the others with 403).
+# Record fields a user may set through update()'s backend keys (Glance rejects the
+# others with 403).
 SETTABLE_FIELDS = frozenset({
-    "name", "visibility", "protected", "min_disk", "min_ram", "os_hidden", "tags",
-    "disk_format", "container_format",
+    "protected", "min_disk", "min_ram", "os_hidden", "disk_format", "container_format",
+})
+# What GlanceManager.update() accepts: the UpdateSpec fields plus SETTABLE_FIELDS.
+UPDATABLE = frozenset({
+    "name", "description", "properties", "remove_properties", "visibility", "tags",
+    *PROMOTED_KEY, *SETTABLE_FIELDS,
 })
 
 
@@ -100,36 +106,31 @@ def _pointer(key: str) -> str:
     return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
-def update_patch(current: Mapping[str, Any], changes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The JSON patch (RFC 6902) that applies imagehub ``update`` changes to a record.
+def update_patch(current: Mapping[str, Any], spec: UpdateSpec) -> list[dict[str, Any]]:
+    """The JSON patch (RFC 6902) that applies an ``UpdateSpec`` to a Glance record.
 
-    ``properties`` merge; ``remove_properties`` delete keys; ``tags`` replace the whole
-    list (Glance answers ``/tags/-`` with 400); promoted fields (``description``,
-    ``architecture`` ...) are properties in Glance.
+    ``properties`` merge; ``remove_properties`` delete keys (a promoted field by its Glance
+    key); ``tags`` replace the whole list (Glance answers ``/tags/-`` with 400); promoted
+    fields (``description``, ``architecture`` ...) are properties in Glance; ``extra``
+    holds record fields such as ``protected``.
     """
-    target: dict[str, Any] = {}
-    removals: list[str] = []
-    for key, value in changes.items():
-        if key == "properties":
-            for pk, pv in (value or {}).items():
-                target[str(pk)] = None if pv is None else str(pv)
-        elif key == "remove_properties":
-            removals.extend(str(k) for k in value or ())
-        elif key == "public":
-            target["visibility"] = "public" if value else "private"
-        elif key == "visibility":
-            target["visibility"] = Visibility(value).value
-        elif key == "tags":
-            target["tags"] = sorted(dict.fromkeys(str(t) for t in value))
-        elif key in PROMOTED_KEY:
-            target[PROMOTED_KEY[key]] = None if value is None else str(value)
-        elif key in SETTABLE_FIELDS:
-            target[key] = value
-        else:
-            raise ImageHubError(
-                f"cannot update {key!r} on a Glance image (updatable: "
-                f"{', '.join(sorted({*SETTABLE_FIELDS, *PROMOTED_KEY, 'properties'}))}, "
-                "remove_properties, public)", backend=BACKEND)
+    target: dict[str, Any] = dict(spec.properties)
+    removals = [PROMOTED_KEY.get(k, k) for k in spec.remove_properties]
+    if spec.name is not None:
+        target["name"] = spec.name
+    if spec.visibility is not None:
+        target["visibility"] = spec.visibility.value
+    if spec.tags is not None:
+        target["tags"] = sorted(spec.tags)
+    for field, key in PROMOTED_KEY.items():
+        if getattr(spec, field) is not None:
+            target[key] = getattr(spec, field)
+    for key, value in spec.extra.items():
+        if key not in SETTABLE_FIELDS:
+            # update() checks keys against UPDATABLE first; this guards direct callers.
+            raise ImageHubError(f"cannot update {key!r} on a Glance image (updatable: "
+                                f"{', '.join(sorted(UPDATABLE))})", backend=BACKEND)
+        target[key] = value
     ops: list[dict[str, Any]] = []
     for key, value in target.items():
         if value is None:

@@ -74,6 +74,9 @@ def from_text(text: str, *, status: int | None = None, what: str = "",
         return _mismatch(message, text, kw)
     if status == 409 or _CONFLICT.search(text):
         return ImageConflict(message, **kw)
+    if status == 412:
+        # ETag mismatch: someone changed the record between our read and our write.
+        return ImageConflict(message, hint="the image changed meanwhile; try again", **kw)
     if status == 404 or (status is None and _NOT_FOUND.search(text)):
         return ImageNotFound(message, **kw)
     if status in (401, 403):

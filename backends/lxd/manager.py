@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -28,7 +29,15 @@ from imagehub.errors import (
     TransferError,
     UnsupportedOperation,
 )
-from imagehub.manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
+from imagehub.manager import (
+    Capability,
+    CreateSpec,
+    ImageManager,
+    Option,
+    Page,
+    UpdateSpec,
+    resolve_ref,
+)
 from imagehub.models import Image, Member, MemberStatus, Visibility
 from imagehub.operations import Operation
 from imagehub.source_errors import guard_source, source_errors
@@ -57,8 +66,9 @@ _QCOW2_MAGIC = b"QFI\xfb"
 _TYPES = ("container", "virtual-machine")
 # Who "shares" with everyone: LXD's only form of sharing is the public flag.
 PUBLIC_MEMBERS = ("*", "public")
-_UPDATABLE = {"name", "description", "properties", "remove_properties", "public",
-              "visibility", "auto_update", "os", "release", "version"}
+_UPDATABLE = frozenset({"name", "description", "properties", "remove_properties",
+                        "visibility", "auto_update", "os", "release", "version"})
+_UPDATE_ATTEMPTS = 5
 _REASONS = {
     Capability.MEMBERS: (
         "LXD has no per-project image members: an image is either private or public "
@@ -91,6 +101,7 @@ class LXDManager(ImageManager):
         "timeout": Option((int, float), help="seconds for each HTTP request"),
     }
     server_filters = frozenset({"type"})
+    updatable = _UPDATABLE
     # LXD has no paging: one recursive request returns every image, so one page holds all.
     page_size = 1 << 30
 
@@ -109,6 +120,9 @@ class LXDManager(ImageManager):
         cloud: str | None = None,
     ) -> None:
         super().__init__(cloud=cloud)
+        # LXD checks If-Match and then writes, not atomically: two PUTs that overlap can
+        # both pass, and one undoes the other. Updates through one manager take turns.
+        self._update_lock = threading.Lock()
         self.timeout = timeout
         self.endpoint: Endpoint | None = None
         if client is None:
@@ -445,37 +459,43 @@ class LXDManager(ImageManager):
             response = self.api.images[image.id].delete()
         self._wait(response, f"deleting image {image.id}")
 
-    def _update(self, image: Image, changes: Mapping[str, Any]) -> Image:
-        unknown = set(changes) - _UPDATABLE
-        if unknown:
-            raise ImageHubError(
-                f"cannot update {', '.join(sorted(unknown))} on an LXD image (updatable: "
-                f"{', '.join(sorted(_UPDATABLE))})", backend=self.name)
+    def _update(self, image: Image, spec: UpdateSpec) -> Image:
+        if spec.visibility not in (None, Visibility.PUBLIC, Visibility.PRIVATE):
+            raise UnsupportedOperation(self.name, f"{spec.visibility} visibility",
+                                       _REASONS[Capability.MEMBERS])
+        # PUT replaces the whole record, guarded by its ETag; when another writer got in
+        # between our read and our write LXD answers 412, and we re-read and re-apply.
+        for attempt in range(_UPDATE_ATTEMPTS):
+            try:
+                with self._update_lock:
+                    self._put_update(image, spec)
+            except ImageConflict:
+                if attempt == _UPDATE_ATTEMPTS - 1:
+                    raise
+                continue
+            break
+        return self._image(image.id)
+
+    def _put_update(self, image: Image, spec: UpdateSpec) -> None:
         with self._errors(f"updating image {image.id}"):
             response = self.api.images[image.id].get()
         record = response.json()["metadata"]
         props = {str(k): str(v) for k, v in (record.get("properties") or {}).items()}
-        props.update({str(k): str(v) for k, v in (changes.get("properties") or {}).items()})
-        for key in changes.get("remove_properties") or ():
+        props.update(spec.properties)
+        for key in spec.remove_properties:
             props.pop(key, None)
+        # LXD keeps name, description, os, release and version as plain properties.
         for key in ("name", "description", "os", "release", "version"):
-            if key in changes:
-                if changes[key] is None:
-                    props.pop(key, None)
-                else:
-                    props[key] = str(changes[key])
+            value = getattr(spec, key)
+            if value is not None:
+                props[key] = value
         public = bool(record.get("public"))
-        if "public" in changes:
-            public = bool(changes["public"])
-        if "visibility" in changes:
-            wanted = Visibility(changes["visibility"])
-            if wanted not in (Visibility.PUBLIC, Visibility.PRIVATE):
-                raise UnsupportedOperation(self.name, f"{wanted.value} visibility",
-                                           _REASONS[Capability.MEMBERS])
-            public = wanted is Visibility.PUBLIC
+        if spec.visibility is not None:
+            public = spec.visibility is Visibility.PUBLIC
+        auto_update = spec.extra.get("auto_update", record.get("auto_update"))
         body = {
             "public": public,
-            "auto_update": bool(changes.get("auto_update", record.get("auto_update"))),
+            "auto_update": bool(auto_update),
             "properties": props,
             # PUT replaces the whole record: keep what we don't change.
             "profiles": record.get("profiles") or ["default"],
@@ -484,7 +504,6 @@ class LXDManager(ImageManager):
         etag = response.headers.get("ETag")
         with self._errors(f"updating image {image.id}"):
             self.api.images[image.id].put(json=body, headers={"If-Match": etag} if etag else {})
-        return self._image(image.id)
 
     def _post_alias(self, fingerprint: str, name: str, description: str | None) -> None:
         with self._errors(f"adding alias {name!r}"):
@@ -507,14 +526,14 @@ class LXDManager(ImageManager):
     # -- sharing: LXD's public flag ---------------------------------------------------------
     def _share(self, image: Image, project: str) -> Member:
         _public_member(project)
-        self._update(image, {"public": True})
+        self._update(image, UpdateSpec(visibility=Visibility.PUBLIC))
         return Member(image_id=image.id, member_id=project, status=MemberStatus.ACCEPTED)
 
     def _unshare(self, image: Image, project: str) -> None:
         _public_member(project)
         if image.visibility is not Visibility.PUBLIC and not self._record(image.id).get("public"):
             raise ImageNotFound(f"image {image.id} is not public", backend=self.name)
-        self._update(image, {"public": False})
+        self._update(image, UpdateSpec(visibility=Visibility.PRIVATE))
 
     # -- native copy ----------------------------------------------------------------------
     def https_url(self) -> str | None:

@@ -9,7 +9,8 @@ import click
 
 from ..filters import sort_images
 from ..hub import CloudFailure, Hub
-from ..manager import Capability
+from ..manager import Capability, UpdateSpec
+from ..models import Visibility
 from ..models import latest as latest_images
 from ..verify import VerifyResult, verify_image
 from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, printable
@@ -160,20 +161,16 @@ def update(state: State, ref: str, name: str | None, description: str | None,
            public: bool | None) -> None:
     """Change an image's name, description, properties or visibility."""
     manager, bare = state.target(ref)
-    changes: dict[str, object] = {}
-    if name is not None:
-        changes["name"] = name
-    if description is not None:
-        changes["description"] = description
-    if properties:
-        changes["properties"] = parse_pairs(properties, "--property")
-    if removed:
-        changes["remove_properties"] = list(removed)
-    if public is not None:
-        changes["public"] = public
-    if not changes:
+    spec = UpdateSpec.from_changes({
+        "name": name, "description": description,
+        "properties": parse_pairs(properties, "--property"),
+        "remove_properties": removed,
+        "visibility": None if public is None else (
+            Visibility.PUBLIC if public else Visibility.PRIVATE),
+    })
+    if not spec.keys():
         raise click.UsageError("nothing to change")
-    emit(state, manager.update(bare, **changes))
+    emit(state, manager.update(bare, spec))
 
 
 @cli.command()

@@ -1,6 +1,7 @@
 """The conformance kit: one test suite every backend, ours or a third party's, passes.
 
-Use it like fsspec's abstract tests or keyring's ``testing`` package::
+Install it with ``pip install 'imagehub[testing]'`` and use it like fsspec's abstract
+tests or keyring's ``testing`` package::
 
     # tests/test_conformance.py of your plugin
     import pytest
@@ -13,36 +14,50 @@ Use it like fsspec's abstract tests or keyring's ``testing`` package::
 
 The mixins are not named ``Test*`` so pytest only collects them through your subclass.
 Override ``manager`` (required), and where your backend needs them ``image_payload``
-(bytes your backend accepts), ``share_target`` (a project to share with, and a manager
-acting as it) and ``existing_image`` (for read-only backends). Tests for a capability the
-backend does not declare are skipped with a reason, never passed silently. Every image a
-test creates is deleted afterwards.
+(bytes your backend accepts), ``large_payload`` and ``seed_payloads`` (several MiB; several
+images of distinct sizes), ``share_target`` (a project to share with, and a manager acting
+as it; required when you declare SHARE) and ``existing_image`` (for read-only backends);
+``filter_cases`` tells the kit how to check a filter key only your backend knows.
+
+Only what the backend does not declare (a capability, an update key) is skipped, each
+with its reason; any other error fails the test. Every image a test creates is deleted
+afterwards. docs/writing-backends.md lists what each mixin checks.
 """
 
 from .kit import (
+    FILTER_CASES,
     AliasConformance,
     BoundImageConformance,
     CapabilityConformance,
+    ConcurrencyConformance,
     CreateExportConformance,
+    FilterCase,
     ImageManagerConformance,
     ImagePayload,
     ListingConformance,
     ShareTarget,
     SharingConformance,
     UpdateConformance,
+    assert_same_bytes,
+    read_export,
     requires,
 )
 
 __all__ = [
+    "FILTER_CASES",
     "AliasConformance",
     "BoundImageConformance",
     "CapabilityConformance",
+    "ConcurrencyConformance",
     "CreateExportConformance",
+    "FilterCase",
     "ImageManagerConformance",
     "ImagePayload",
     "ListingConformance",
     "ShareTarget",
     "SharingConformance",
     "UpdateConformance",
+    "assert_same_bytes",
+    "read_export",
     "requires",
 ]

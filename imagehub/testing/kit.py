@@ -1,17 +1,19 @@
-"""Mixin test classes and fixtures of the conformance kit (see the package docstring)."""
+"""The conformance kit's mixin test classes and the fixtures they share (see the package
+docstring)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
-import io
 import os
 import pickle
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -21,80 +23,81 @@ from imagehub.errors import (
     ImageConflict,
     ImageHubError,
     ImageNotFound,
+    PermissionDenied,
     UnsupportedOperation,
 )
-from imagehub.manager import Capability, ImageManager, declared_hooks, overridden_hooks
+from imagehub.manager import (
+    Capability,
+    ImageManager,
+    UpdateSpec,
+    declared_hooks,
+    overridden_hooks,
+)
 from imagehub.models import Image, MemberStatus, UnboundImageError, Visibility
-from imagehub.streams import Source
+
+from .filters import FILTER_CASES, FilterCase, case_for
+from .payloads import (
+    ImagePayload,
+    ShareTarget,
+    assert_same_bytes,
+    check_recorded_content,
+    read_export,
+)
 
 __all__ = [
+    "FILTER_CASES",
     "AliasConformance",
     "BoundImageConformance",
     "CapabilityConformance",
+    "ConcurrencyConformance",
     "CreateExportConformance",
+    "FilterCase",
     "ImageManagerConformance",
     "ImagePayload",
     "ListingConformance",
     "ShareTarget",
     "SharingConformance",
     "UpdateConformance",
+    "assert_same_bytes",
+    "read_export",
     "requires",
 ]
 
-
-@dataclasses.dataclass
-class ImagePayload:
-    """Bytes a backend accepts for ``create``. ``parts`` are written in order; two parts
-    mean a split image (metadata first). ``kwargs`` go to ``create`` as they are."""
-
-    parts: list[bytes]
-    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def content(self) -> bytes:
-        return b"".join(self.parts)
-
-    def create_args(self, as_kind: str = "bytes", tmp: Path | None = None
-                    ) -> tuple[Source, dict[str, Any]]:
-        """The payload as the given kind of source: bytes, path, file or iterable."""
-        sources = [self._as(p, as_kind, tmp, i) for i, p in enumerate(self.parts)]
-        if len(sources) == 2:
-            return sources[1], {"metadata": sources[0], **self.kwargs}
-        return sources[0], dict(self.kwargs)
-
-    @staticmethod
-    def _as(blob: bytes, kind: str, tmp: Path | None, i: int) -> Source:
-        if kind == "path":
-            assert tmp is not None
-            path = tmp / f"payload-{i}.bin"
-            path.write_bytes(blob)
-            return path
-        if kind == "file":
-            return io.BytesIO(blob)
-        if kind == "iterable":
-            return (blob[j:j + 4096] for j in range(0, len(blob), 4096))
-        return blob
+#: how many images the listing tests seed (distinct names, properties and sizes)
+SEED_COUNT = 5
+#: default size of the large round-trip payload: several MiB, not a multiple of a chunk
+LARGE_PAYLOAD_SIZE = 5 * (1 << 20) + 4099
+#: the UpdateSpec fields (not backend keys) a backend may list in ``updatable``
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(UpdateSpec) if f.name != "extra")
 
 
-@dataclasses.dataclass
-class ShareTarget:
-    """A project to share with; ``manager`` acts as that project (to accept or reject)."""
+def requires(manager: ImageManager, *capabilities: Capability) -> None:
+    """Skip the calling test, with a reason, unless ``manager`` declares each capability."""
+    for capability in capabilities:
+        if capability not in type(manager).capabilities:
+            pytest.skip(f"backend {manager.name!r} does not declare {capability.name}")
 
-    project: str
-    manager: ImageManager | None = None
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def requires(manager: ImageManager, capability: Capability) -> None:
-    """Skip the calling test, with a reason, unless ``manager`` declares ``capability``."""
-    if capability not in type(manager).capabilities:
-        pytest.skip(f"backend {manager.name!r} does not declare {capability.name}")
+def _sha256(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
 
 
 class _Fixtures:
     """Fixtures an implementer overrides, and the tracking that cleans up after tests."""
 
     #: set False where the backend cannot hold two images with one name
-    duplicate_names_allowed: bool = True
+    duplicate_names_allowed: ClassVar[bool] = True
+    #: extra or replacement FilterCases for filter keys only this backend knows
+    filter_cases: ClassVar[Mapping[str, FilterCase]] = {}
+    #: why the deployment under test cannot take two creates at once (e.g. a test server
+    #: on SQLite); set it and the concurrent-create check skips with this reason
+    serial_writes_reason: ClassVar[str | None] = None
+    #: size of the default ``large_payload``
+    large_payload_size: ClassVar[int] = LARGE_PAYLOAD_SIZE
 
     @pytest.fixture
     def manager(self) -> ImageManager:
@@ -106,8 +109,20 @@ class _Fixtures:
         return ImagePayload([os.urandom(16) + b"imagehub conformance payload\n" * 2048])
 
     @pytest.fixture
-    def share_target(self) -> ShareTarget:
-        pytest.skip("override the 'share_target' fixture to run sharing tests")
+    def large_payload(self, image_payload: ImagePayload) -> ImagePayload:
+        """Several MiB crossing chunk boundaries; by default ``image_payload`` padded
+        with random bytes (override it where padding makes an image your backend refuses)."""
+        return image_payload.padded(os.urandom(self.large_payload_size))
+
+    @pytest.fixture
+    def seed_payloads(self, image_payload: ImagePayload) -> list[ImagePayload]:
+        """Payloads of distinct sizes for the seeded listing tests."""
+        return [image_payload.padded(os.urandom(64) * n) for n in range(SEED_COUNT)]
+
+    @pytest.fixture
+    def share_target(self, manager: ImageManager) -> ShareTarget:
+        requires(manager, Capability.SHARE)
+        pytest.fail("the backend declares SHARE: override the 'share_target' fixture")
 
     @pytest.fixture
     def created(self, manager: ImageManager) -> Iterator[list[Image]]:
@@ -135,13 +150,29 @@ class _Fixtures:
         """An image the tests may read; read-only backends override it."""
         return make_image()
 
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def _sha256(blob: bytes) -> str:
-    return hashlib.sha256(blob).hexdigest()
+    @pytest.fixture
+    def seeded(self, manager: ImageManager, make_image: Callable[..., Image],
+               seed_payloads: list[ImagePayload]) -> list[Image]:
+        """Several images with distinct names, properties and sizes (for a backend that
+        cannot create: every image it lists)."""
+        requires(manager, Capability.LIST)
+        if Capability.CREATE not in type(manager).capabilities:
+            return list(manager.all())
+        run = uuid.uuid4().hex[:8]
+        cls = type(manager)
+        images = []
+        for n, payload in enumerate(seed_payloads):
+            extra: dict[str, Any] = {}
+            if "tag" in cls.server_filters:
+                extra["tags"] = [f"kit-{run}-{n % 2}"]
+            images.append(make_image(
+                # Each name is a prefix of the next: a prefix or substring match shows.
+                name=f"kit-seed-{run}-" + "x" * (n + 1), payload=payload,
+                properties={"kit_run": run, "kit_rank": str(n), "kit_parity": str(n % 2)},
+                **extra))
+        # Re-read: what the backend stores (sizes, owner, status) is what filters see.
+        return [manager.get(i.id) for i in images] if Capability.GET in cls.capabilities \
+            else images
 
 
 class CapabilityConformance(_Fixtures):
@@ -152,6 +183,12 @@ class CapabilityConformance(_Fixtures):
 
     def test_name_is_set(self, manager: ImageManager) -> None:
         assert manager.name and isinstance(manager.name, str)
+
+    def test_updatable_is_declared(self, manager: ImageManager) -> None:
+        requires(manager, Capability.UPDATE)
+        updatable = type(manager).updatable
+        assert updatable, "a backend declaring UPDATE lists the keys it honours in 'updatable'"
+        assert "public" not in updatable, "'public' is an alias: declare 'visibility'"
 
     def test_unsupported_operations_raise_before_io(self, manager: ImageManager) -> None:
         caps = type(manager).capabilities
@@ -180,19 +217,56 @@ class ListingConformance(_Fixtures):
         assert existing_image.id in ids
         assert len(ids) == len(set(ids)), "all() must not repeat an image"
 
-    def test_list_pages_cover_all(self, manager: ImageManager, existing_image: Image) -> None:
+    def test_list_pages_with_limit_and_marker(self, manager: ImageManager,
+                                              seeded: list[Image]) -> None:
         requires(manager, Capability.LIST)
         everything = [i.id for i in manager.all()]
-        seen: list[str] = []
+        assert {i.id for i in seeded} <= set(everything)
+        assert len(everything) >= 3, "page over at least three images: seed more"
+        limit = max(1, len(everything) // 3)  # three pages or more
+        pages: list[list[str]] = []
         marker = None
         for _ in range(len(everything) + 2):
-            page = manager.list(limit=1, marker=marker)
-            assert len(page) <= 1
-            seen.extend(i.id for i in page)
+            page = manager.list(limit=limit, marker=marker)
+            assert len(page) <= limit, f"list(limit={limit}) returned {len(page)} images"
+            pages.append([i.id for i in page])
             if page.next_marker is None:
                 break
+            assert page, "a page with a next_marker must not be empty"
+            assert page.next_marker != marker, "next_marker must move on"
             marker = page.next_marker
-        assert sorted(seen) == sorted(everything)
+        else:
+            pytest.fail("paging never ended: next_marker was never None")
+        seen = [i for page in pages for i in page]
+        assert len(pages) >= 3, f"expected 3 pages or more of {limit}, got {len(pages)}"
+        assert len(seen) == len(set(seen)), "an image appeared on two pages"
+        assert seen == everything, "pages, joined, must be all() in the same order"
+
+    def test_filters_narrow(self, manager: ImageManager, seeded: list[Image]) -> None:
+        """Every declared server filter, plus name and properties, among the seeds."""
+        requires(manager, Capability.LIST)
+        keys = {*type(manager).server_filters, "name"}
+        if Capability.CREATE in type(manager).capabilities:
+            keys.add("properties.kit_parity")  # the seeds differ in it
+        seed_ids = {i.id for i in seeded}
+        checked_narrowing = False
+        for key in sorted(keys):
+            case = case_for(key, self.filter_cases)
+            values = list(case.values(seeded))
+            assert values, (
+                f"the backend declares filter {key!r} but no listed image has a value for "
+                "it: give the kit a FilterCase for it in 'filter_cases'")
+            for value in values:
+                got = {i.id: i for i in manager.all(**{key: value})}
+                want = {i.id for i in seeded if case.keeps(i, value)}
+                assert set(got) & seed_ids == want, (
+                    f"filter {key}={value!r} kept {sorted(set(got) & seed_ids)} of the "
+                    f"seeded images, expected {sorted(want)}")
+                if not case.seeds_only:
+                    wrong = [i for i in got.values() if not case.keeps(i, value)]
+                    assert not wrong, f"filter {key}={value!r} kept {wrong[0]!r}"
+                checked_narrowing |= bool(want) and want != seed_ids
+        assert checked_narrowing, "no filter narrowed the seeded images: seed distinct images"
 
     def test_get_by_id(self, manager: ImageManager, existing_image: Image) -> None:
         requires(manager, Capability.GET)
@@ -200,10 +274,25 @@ class ListingConformance(_Fixtures):
         assert got.id == existing_image.id
         assert got == existing_image.reload()
 
+    def test_get_by_name_and_id_prefix(self, manager: ImageManager,
+                                       existing_image: Image) -> None:
+        requires(manager, Capability.GET, Capability.LIST)
+        everything = list(manager.all())
+        if existing_image.name and sum(i.name == existing_image.name for i in everything) == 1:
+            assert manager.get(existing_image.name).id == existing_image.id
+        others = [i.id.lower() for i in everything if i.id != existing_image.id]
+        own = existing_image.id.lower()
+        length = next((n for n in range(8, len(own))
+                       if not any(o.startswith(own[:n]) for o in others)), None)
+        if length is not None:
+            assert manager.get(existing_image.id[:length]).id == existing_image.id
+
     def test_get_unknown_raises_not_found(self, manager: ImageManager) -> None:
         requires(manager, Capability.GET)
-        with pytest.raises(ImageNotFound):
-            manager.get("imagehub-no-such-image-" + uuid.uuid4().hex)
+        for ref in ("imagehub-no-such-image-" + uuid.uuid4().hex, str(uuid.uuid4()),
+                    hashlib.sha256(os.urandom(8)).hexdigest()):
+            with pytest.raises(ImageNotFound):
+                manager.get(ref)
 
     def test_fields_are_normalised(self, manager: ImageManager, existing_image: Image) -> None:
         image = manager.get(existing_image.id)
@@ -219,37 +308,66 @@ class ListingConformance(_Fixtures):
                                       "s390x", "riscv64"}
         assert image.to_dict()["id"] == image.id
 
-    def test_filter_by_name(self, manager: ImageManager, existing_image: Image) -> None:
-        requires(manager, Capability.LIST)
-        if not existing_image.name:
-            pytest.skip("the image has no name to filter on")
-        found = [i.id for i in manager.all(name=existing_image.name)]
-        assert existing_image.id in found
-        assert all(i.name == existing_image.name for i in manager.all(name=existing_image.name))
-
 
 class CreateExportConformance(_Fixtures):
     @pytest.mark.parametrize("as_kind", ["bytes", "path", "file", "iterable"])
     def test_round_trip_identical_bytes(self, manager: ImageManager, image_payload: ImagePayload,
                                         make_image: Callable[..., Image], tmp_path: Path,
                                         as_kind: str) -> None:
-        requires(manager, Capability.EXPORT)
+        requires(manager, Capability.CREATE, Capability.EXPORT)
         image = make_image(as_kind=as_kind, tmp=tmp_path)
-        with manager.export(image) as stream:
-            data = b"".join(stream)
-            assert len(stream.parts) == len(image_payload.parts)
-        assert _sha256(data) == _sha256(image_payload.content)
-        assert stream.sha256 == "sha256:" + _sha256(image_payload.content)
+        check_recorded_content(image, image_payload)
+        read_export(manager, image, image_payload)
+
+    @pytest.mark.parametrize("as_kind", ["path", "iterable"])
+    def test_large_round_trip_read_from_another_thread(
+            self, manager: ImageManager, large_payload: ImagePayload,
+            make_image: Callable[..., Image], tmp_path: Path, as_kind: str) -> None:
+        requires(manager, Capability.CREATE, Capability.EXPORT)
+        assert len(large_payload.content) > 2 * (1 << 20), "the large payload must be MiBs"
+        image = make_image(payload=large_payload, as_kind=as_kind, tmp=tmp_path)
+        check_recorded_content(image, large_payload)
+        read_export(manager, image.id, large_payload, other_thread=True)
+
+    def test_promised_checksum_that_holds_is_accepted(
+            self, manager: ImageManager, image_payload: ImagePayload,
+            make_image: Callable[..., Image]) -> None:
+        requires(manager, Capability.CREATE)
+        promise = "sha256:" + _sha256(image_payload.content)
+        image = make_image(checksum=promise)
+        check_recorded_content(image, image_payload)
+
+    def test_create_reports_progress(self, manager: ImageManager,
+                                     image_payload: ImagePayload,
+                                     make_image: Callable[..., Image]) -> None:
+        requires(manager, Capability.CREATE)
+        seen: list[int] = []
+        make_image(progress=seen.append)
+        assert sum(seen) == len(image_payload.content), (
+            f"progress reported {sum(seen)} of {len(image_payload.content)} bytes")
 
     def test_created_image_is_listed(self, manager: ImageManager,
                                      make_image: Callable[..., Image]) -> None:
         image = make_image()
+        requires(manager, Capability.GET)
         assert manager.get(image.id).id == image.id
         assert image.status in {"active", "ready"}
 
+    def test_create_keeps_what_it_was_given(self, manager: ImageManager,
+                                            make_image: Callable[..., Image]) -> None:
+        requires(manager, Capability.CREATE, Capability.GET)
+        name = _unique("kept")
+        made = make_image(name=name, description="kit words",
+                          properties={"kit_a": "1", "kit_b": "two"})
+        for image in (made, manager.get(made.id)):
+            assert image.name == name
+            assert image.description == "kit words"
+            assert {k: image.properties.get(k) for k in ("kit_a", "kit_b")} == {
+                "kit_a": "1", "kit_b": "two"}
+
     def test_export_save_to_path(self, manager: ImageManager, image_payload: ImagePayload,
                                  make_image: Callable[..., Image], tmp_path: Path) -> None:
-        requires(manager, Capability.EXPORT)
+        requires(manager, Capability.CREATE, Capability.EXPORT)
         image = make_image()
         target = tmp_path / ("out" if len(image_payload.parts) > 1 else "out.img")
         written = manager.export(image).save(target)
@@ -260,7 +378,7 @@ class CreateExportConformance(_Fixtures):
 
     def test_checksum_mismatch_leaves_nothing(self, manager: ImageManager,
                                               image_payload: ImagePayload) -> None:
-        requires(manager, Capability.CREATE)
+        requires(manager, Capability.CREATE, Capability.LIST)
         before = {i.id for i in manager.all()}
         data, args = image_payload.create_args()
         name = _unique("mismatch")
@@ -277,36 +395,159 @@ class CreateExportConformance(_Fixtures):
     def test_duplicate_name_is_ambiguous(self, manager: ImageManager,
                                          make_image: Callable[..., Image],
                                          image_payload: ImagePayload) -> None:
+        requires(manager, Capability.CREATE, Capability.GET)
         if not self.duplicate_names_allowed:
-            pytest.skip("this backend cannot hold two images with one name")
+            pytest.skip("declared: this backend cannot hold two images with one name")
         name = _unique("twin")
-        make_image(name=name)
-        payload = dataclasses.replace(
-            image_payload, parts=[*image_payload.parts[:-1], image_payload.parts[-1] + b"\0"])
-        try:
-            make_image(name=name, payload=payload)
-        except (ImageConflict, ImageHubError) as exc:
-            pytest.skip(f"backend refused the second image's bytes: {exc}")
+        make_image(name=name, properties={"kit_twin": "a"})
+        second = make_image(name=name, payload=image_payload.padded(b"\0"),
+                            properties={"kit_twin": "b"})
         with pytest.raises(AmbiguousImage):
             manager.get(name)
+        # Filters narrow a lookup as they narrow a listing.
+        assert manager.get(name, kit_twin="b").id == second.id
 
-    def test_delete(self, manager: ImageManager, make_image: Callable[..., Image]) -> None:
-        requires(manager, Capability.DELETE)
+    def test_delete(self, manager: ImageManager, make_image: Callable[..., Image],
+                    image_payload: ImagePayload) -> None:
+        requires(manager, Capability.DELETE, Capability.GET)
         image = make_image()
+        other = make_image(payload=image_payload.padded(b"\0"))
         manager.delete(image)
         with pytest.raises(ImageNotFound):
             manager.get(image.id)
+        assert manager.get(other.id).id == other.id, "delete took another image with it"
+        with pytest.raises(ImageNotFound):
+            manager.delete(image.id)
+
+
+def _settable_value(key: str) -> Any:
+    if key == "architecture":
+        return "aarch64"
+    if key == "tags":
+        return ("kit-a", _unique("kit"))
+    return _unique(f"kit-{key}")
+
+
+def _has_visibility(wanted: Visibility) -> Callable[[Image], bool]:
+    def check(image: Image) -> bool:
+        return image.visibility is wanted
+    return check
 
 
 class UpdateConformance(_Fixtures):
-    def test_update_properties_merge(self, manager: ImageManager,
-                                     make_image: Callable[..., Image]) -> None:
+    @pytest.fixture
+    def updatable_image(self, manager: ImageManager,
+                        make_image: Callable[..., Image]) -> Image:
         requires(manager, Capability.UPDATE)
-        image = make_image(properties={"os": "ubuntu", "keep": "yes"})
-        updated = manager.update(image, properties={"os": "debian", "extra": "1"})
-        assert updated.properties.get("extra") == "1"
-        assert updated.properties.get("keep") == "yes"
-        assert manager.get(image.id).properties.get("extra") == "1"
+        return make_image(properties={"keep": "yes", "drop": "me"}, description="before")
+
+    def _check(self, manager: ImageManager, image: Image, updated: Image,
+               check: Callable[[Image], bool], what: str) -> None:
+        assert updated.id == image.id
+        assert check(updated), f"update {what}: the returned image does not show it"
+        if Capability.GET in type(manager).capabilities:
+            stored = manager.get(image.id)
+            assert check(stored), f"update {what}: the stored image does not show it"
+            assert stored.properties.get("keep") == "yes" or what.startswith("properties"), (
+                f"update {what} lost an unrelated property")
+
+    @pytest.mark.parametrize("key", SPEC_FIELDS)
+    def test_update_each_declared_key(self, manager: ImageManager, updatable_image: Image,
+                                      key: str) -> None:
+        if key not in type(manager).updatable:
+            pytest.skip(f"backend {manager.name!r} does not declare {key!r} updatable")
+        image = updatable_image
+        if key == "properties":
+            updated = manager.update(image, properties={"drop": "changed", "new": "1"})
+            self._check(manager, image, updated, lambda i: (
+                i.properties.get("new") == "1" and i.properties.get("drop") == "changed"
+                and i.properties.get("keep") == "yes"), "properties (merged)")
+        elif key == "remove_properties":
+            updated = manager.update(image, remove_properties=["drop"])
+            self._check(manager, image, updated, lambda i: "drop" not in i.properties,
+                        "remove_properties")
+        elif key == "visibility":
+            self._check_visibility(manager, image)
+        elif key == "tags":
+            first = _settable_value("tags")
+            updated = manager.update(image, tags=first)
+            self._check(manager, image, updated, lambda i: set(i.tags) == set(first), "tags")
+            updated = manager.update(image, tags=["kit-only"])
+            self._check(manager, image, updated, lambda i: set(i.tags) == {"kit-only"},
+                        "tags (replaced)")
+            updated = manager.update(image, tags=[])
+            self._check(manager, image, updated, lambda i: not i.tags, "tags (cleared)")
+        else:
+            value = _settable_value(key)
+            updated = manager.update(image, **{key: value})
+            self._check(manager, image, updated, lambda i: getattr(i, key) == value, key)
+            if key != "name":
+                assert updated.name == image.name, f"update {key} changed the name"
+            else:
+                requires(manager, Capability.GET)
+                assert manager.get(value).id == image.id
+
+    def _check_visibility(self, manager: ImageManager, image: Image,
+                          set_it: Callable[[Visibility], Image] | None = None) -> None:
+        # A backend may refuse a visibility it lacks or the caller may not set (a Glance
+        # member cannot publish): that must be a specific error that changes nothing.
+        def default_set(v: Visibility) -> Image:
+            return manager.update(image, visibility=v)
+        apply = set_it or default_set
+        took = []
+        for wanted in (Visibility.PUBLIC, Visibility.SHARED, Visibility.COMMUNITY):
+            try:
+                updated = apply(wanted)
+            except (PermissionDenied, UnsupportedOperation):
+                if Capability.GET in type(manager).capabilities:
+                    assert manager.get(image.id).visibility is Visibility.PRIVATE
+                continue
+            self._check(manager, image, updated, _has_visibility(wanted),
+                        f"visibility={wanted.value}")
+            took.append(wanted)
+            back = apply(Visibility.PRIVATE)
+            self._check(manager, image, back, lambda i: i.visibility is Visibility.PRIVATE,
+                        "visibility=private")
+        assert took, "visibility is declared updatable but every value was refused"
+
+    def test_update_public_alias(self, manager: ImageManager, updatable_image: Image) -> None:
+        """``public=True/False`` is the CLI's spelling of visibility public/private."""
+        if "visibility" not in type(manager).updatable:
+            pytest.skip(f"backend {manager.name!r} does not declare 'visibility' updatable")
+        try:
+            updated = manager.update(updatable_image, public=True)
+        except PermissionDenied:
+            pass
+        else:
+            assert updated.visibility is Visibility.PUBLIC
+        back = manager.update(updatable_image, public=False)
+        assert back.visibility is Visibility.PRIVATE
+        assert manager.get(updatable_image.id).visibility is Visibility.PRIVATE
+
+    def test_update_with_a_spec_as_the_cli_sends_it(self, manager: ImageManager,
+                                                    updatable_image: Image) -> None:
+        updatable = type(manager).updatable
+        if not {"properties", "remove_properties"} <= updatable:
+            pytest.skip(f"backend {manager.name!r} does not declare properties and "
+                        "remove_properties updatable")
+        spec = UpdateSpec(properties={"cli": "yes"}, remove_properties=("drop",))
+        updated = manager.update(updatable_image, spec)
+        self._check(manager, updatable_image, updated, lambda i: (
+            i.properties.get("cli") == "yes" and "drop" not in i.properties),
+            "properties+remove_properties")
+
+    def test_undeclared_keys_are_refused_before_io(self, manager: ImageManager) -> None:
+        requires(manager, Capability.UPDATE)
+        refused = [k for k in SPEC_FIELDS if k not in type(manager).updatable]
+        refused.append("imagehub_kit_no_such_key")
+        for key in refused:
+            value: Any = ["x"] if key in ("tags", "remove_properties") else (
+                {"k": "v"} if key == "properties" else (
+                    Visibility.PUBLIC if key == "visibility" else "kit"))
+            # A ref that names nothing: the refusal must come before any lookup.
+            with pytest.raises(ImageHubError, match="cannot update") as info:
+                manager.update("imagehub-no-such-image", **{key: value})
+            assert not isinstance(info.value, ImageNotFound)
 
 
 class AliasConformance(_Fixtures):
@@ -321,6 +562,8 @@ class AliasConformance(_Fixtures):
         assert alias not in manager.get(image.id).aliases
         with pytest.raises(ImageNotFound):
             manager.get(alias)
+        with pytest.raises(ImageNotFound):
+            manager.remove_alias(alias)
 
     def test_duplicate_alias_conflicts(self, manager: ImageManager,
                                        make_image: Callable[..., Image]) -> None:
@@ -355,24 +598,157 @@ class AliasConformance(_Fixtures):
 
 
 class SharingConformance(_Fixtures):
-    def test_share_accept_unshare(self, manager: ImageManager, share_target: ShareTarget,
-                                  make_image: Callable[..., Image]) -> None:
+    def test_share_unshare(self, manager: ImageManager, share_target: ShareTarget,
+                           make_image: Callable[..., Image]) -> None:
         requires(manager, Capability.SHARE)
         image = make_image()
         member = manager.share(image, share_target.project)
         assert member.member_id == share_target.project
+        assert member.image_id == image.id
         if Capability.MEMBERS in type(manager).capabilities:
+            assert member.status is MemberStatus.PENDING
             listed = {m.member_id: m.status for m in manager.members(image)}
-            assert listed.get(share_target.project) == MemberStatus.PENDING
-            if share_target.manager is not None:
-                accepted = share_target.manager.accept(image.id)
-                assert accepted.status == MemberStatus.ACCEPTED
-                assert image.id in {i.id for i in share_target.manager.all()}
-                share_target.manager.reject(image.id)
-                assert image.id not in {i.id for i in share_target.manager.all()}
+            assert listed.get(share_target.project) is MemberStatus.PENDING
+            with pytest.raises(ImageConflict):
+                manager.share(image, share_target.project)
         manager.unshare(image, share_target.project)
         if Capability.MEMBERS in type(manager).capabilities:
             assert share_target.project not in {m.member_id for m in manager.members(image)}
+        with pytest.raises(ImageNotFound):
+            manager.unshare(image, share_target.project)
+
+    def test_member_view_through_accept_reject_and_back_to_pending(
+            self, manager: ImageManager, share_target: ShareTarget,
+            make_image: Callable[..., Image]) -> None:
+        requires(manager, Capability.SHARE, Capability.MEMBERS)
+        member = share_target.manager
+        if member is None:
+            pytest.fail("the backend declares MEMBERS: give share_target a manager acting "
+                        "as the member project")
+        image = make_image()
+
+        def view(**filters: Any) -> set[str]:
+            assert member is not None
+            return {i.id for i in member.all(**filters)}
+
+        def status_seen_by_owner() -> MemberStatus | None:
+            return {m.member_id: m.status
+                    for m in manager.members(image)}.get(share_target.project)
+
+        assert image.id not in view(member_status="all"), "visible before any share"
+        manager.share(image, share_target.project)
+        # Pending: hidden by default, shown by the member_status filter.
+        assert image.id not in view(), "a pending share is in the member's default listing"
+        assert image.id in view(member_status="pending")
+        assert image.id in view(member_status="all")
+        steps = [(MemberStatus.ACCEPTED, True), (MemberStatus.REJECTED, False),
+                 (MemberStatus.PENDING, False), (MemberStatus.ACCEPTED, True)]
+        for status, listed in steps:
+            answered = member.update_member(image.id, status)
+            assert answered.status is status and answered.member_id == share_target.project
+            assert status_seen_by_owner() is status
+            assert (image.id in view()) is listed, (
+                f"after {status.value}, the member's default listing "
+                f"{'lacks' if listed else 'shows'} the image")
+            assert image.id in view(member_status=status.value)
+            others = {s for s in MemberStatus if s is not status}
+            for other in others:
+                assert image.id not in view(member_status=other.value), (
+                    f"member_status={other.value} shows a share that is {status.value}")
+            assert image.id in view(member_status="all")
+        assert member.get(image.id).id == image.id  # accepted: the member can use it
+        manager.unshare(image, share_target.project)
+        assert image.id not in view(member_status="all"), "visible after unshare"
+
+
+class ConcurrencyConformance(_Fixtures):
+    def test_two_writers_at_once(self, manager: ImageManager,
+                                 make_image: Callable[..., Image],
+                                 seed_payloads: list[ImagePayload]) -> None:
+        requires(manager, Capability.CREATE, Capability.LIST)
+        if self.serial_writes_reason:
+            pytest.skip(f"declared: {self.serial_writes_reason}")
+        start = threading.Barrier(2)
+        payloads = seed_payloads[:2]
+
+        def write(n: int) -> Image:
+            start.wait(timeout=60)
+            return make_image(name=_unique(f"writer{n}"), payload=payloads[n])
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            made = list(pool.map(write, range(2)))
+        listed = {i.id for i in manager.all()}
+        assert {i.id for i in made} <= listed, "a concurrent create was lost"
+        if Capability.EXPORT in type(manager).capabilities:
+            for image, payload in zip(made, payloads, strict=True):
+                read_export(manager, image.id, payload)
+
+    def test_two_updates_of_one_image_at_once(self, manager: ImageManager,
+                                              make_image: Callable[..., Image]) -> None:
+        requires(manager, Capability.UPDATE, Capability.GET)
+        if "properties" not in type(manager).updatable:
+            pytest.skip(f"backend {manager.name!r} does not declare 'properties' updatable")
+        image = make_image()
+        for round_ in range(3):
+            start = threading.Barrier(2)
+
+            def change(n: int, round_: int = round_,
+                       start: threading.Barrier = start) -> None:
+                start.wait(timeout=60)
+                try:
+                    manager.update(image.id, properties={f"writer{n}": str(round_)})
+                except ImageConflict:
+                    # An honest refusal of the loser; it retries once the winner is done.
+                    manager.update(image.id, properties={f"writer{n}": str(round_)})
+
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                list(pool.map(change, range(2)))
+            props = manager.get(image.id).properties
+            assert props.get("writer0") == str(round_) and props.get("writer1") == str(round_), (
+                f"one of two concurrent updates was lost: {dict(props)}")
+
+    def test_delete_while_export_is_read(self, manager: ImageManager,
+                                         make_image: Callable[..., Image],
+                                         large_payload: ImagePayload) -> None:
+        requires(manager, Capability.CREATE, Capability.EXPORT, Capability.DELETE)
+        image = make_image(payload=large_payload)
+        stream = manager.export(image.id)
+        deleted = False
+        try:
+            parts = stream.iter_parts()
+            _part, chunks = next(parts)
+            first = next(chunks)
+            assert_same_bytes([first], large_payload.parts[0][:len(first)], "first chunk")
+
+            def delete() -> bool:
+                try:
+                    manager.delete(image.id)
+                except ImageNotFound:
+                    raise
+                except ImageHubError:
+                    return False  # refused while in use: allowed, and retried below
+                return True
+
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                deleted = pool.submit(delete).result(timeout=600)
+
+            def rest() -> None:
+                offset = len(first)
+                assert_same_bytes(chunks, large_payload.parts[0][offset:], "export part 0")
+                for n, (_p, more) in enumerate(parts, start=1):
+                    assert_same_bytes(more, large_payload.parts[n], f"export part {n}")
+
+            try:
+                with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                    pool.submit(rest).result(timeout=600)
+            except ImageHubError:
+                pass  # the reader may be told, with an imagehub error, that it is gone
+        finally:
+            stream.close()
+        if not deleted:
+            manager.delete(image.id)
+        with pytest.raises(ImageNotFound):
+            manager.get(image.id)
 
 
 class BoundImageConformance(_Fixtures):
@@ -392,7 +768,7 @@ class BoundImageConformance(_Fixtures):
             clone.reload()
 
     def test_bound_delete(self, manager: ImageManager, make_image: Callable[..., Image]) -> None:
-        requires(manager, Capability.DELETE)
+        requires(manager, Capability.DELETE, Capability.GET)
         image = make_image()
         image.delete()
         with pytest.raises(ImageNotFound):
@@ -406,6 +782,7 @@ class ImageManagerConformance(
     UpdateConformance,
     AliasConformance,
     SharingConformance,
+    ConcurrencyConformance,
     BoundImageConformance,
 ):
     """Every conformance test; subclass it as ``Test<YourBackend>``."""
