@@ -39,7 +39,6 @@ from imagehub.errors import (
     ImageConflict,
     ImageHubError,
     ImageNotFound,
-    InvalidArgument,
     PermissionDenied,
     QuotaExceeded,
     TransferError,

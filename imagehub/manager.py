@@ -175,10 +175,10 @@ class UpdateSpec:
         if "public" in given:
             public = given.pop("public")
             if not isinstance(public, bool):
-                raise ImageHubError(f"public must be true or false, got {public!r}")
+                raise InvalidArgumentType(f"public must be true or false, got {public!r}")
             alias = Visibility.PUBLIC if public else Visibility.PRIVATE
             if given.get("visibility") not in (None, alias, alias.value):
-                raise ImageHubError(f"public={public} contradicts visibility="
+                raise InvalidArgument(f"public={public} contradicts visibility="
                                     f"{given['visibility']!r}; give one of them")
             given["visibility"] = alias
         for key in ("name", "description", *cls.FIELDS):
@@ -202,13 +202,13 @@ class UpdateSpec:
             try:
                 fields["visibility"] = Visibility(visibility)
             except ValueError:
-                raise ImageHubError(
+                raise InvalidArgument(
                     f"visibility must be one of {', '.join(v.value for v in Visibility)}, "
                     f"got {visibility!r}") from None
         tags = given.pop("tags", None)
         if tags is not None:
             if isinstance(tags, str):
-                raise ImageHubError("tags must be a list of strings, not one string",
+                raise InvalidArgumentType("tags must be a list of strings, not one string",
                                     hint=f"use tags=[{tags!r}]")
             fields["tags"] = tuple(dict.fromkeys(_check_text("tag", str(t)) for t in tags))
         assert not set(given) & core
@@ -507,11 +507,11 @@ class ImageManager(abc.ABC):
         if spec is None:
             spec = UpdateSpec.from_changes(changes)
         elif changes:
-            raise ImageHubError("give update() an UpdateSpec or keywords, not both")
+            raise InvalidArgument("give update() an UpdateSpec or keywords, not both")
         asked = spec.keys()
         unknown = asked - type(self).updatable
         if unknown:
-            raise ImageHubError(
+            raise InvalidArgument(
                 f"cannot update {', '.join(repr(k) for k in sorted(unknown))} on a "
                 f"{self.name} image (updatable: {', '.join(sorted(type(self).updatable))})",
                 backend=self.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from imagehub.errors import ImageHubError
+from imagehub.errors import InvalidArgument
 from imagehub.manager import UpdateSpec
 from imagehub.models import Image, Member, Visibility
 
@@ -128,7 +128,7 @@ def update_patch(current: Mapping[str, Any], spec: UpdateSpec) -> list[dict[str,
     for key, value in spec.extra.items():
         if key not in SETTABLE_FIELDS:
             # update() checks keys against UPDATABLE first; this guards direct callers.
-            raise ImageHubError(f"cannot update {key!r} on a Glance image (updatable: "
+            raise InvalidArgument(f"cannot update {key!r} on a Glance image (updatable: "
                                 f"{', '.join(sorted(UPDATABLE))})", backend=BACKEND)
         target[key] = value
     ops: list[dict[str, Any]] = []
