@@ -38,6 +38,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._redact import redact
+
 __all__ = [
     "AmbiguousImage",
     "AuthenticationError",
@@ -67,6 +69,9 @@ __all__ = [
 ]
 
 
+_TEXT_FIELDS = frozenset({"message", "server_message", "hint"})
+
+
 class ImageHubError(Exception):
     """Root of every error imagehub raises on purpose.
 
@@ -83,6 +88,7 @@ class ImageHubError(Exception):
         status_code: int | None = None,
         hint: str | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.backend = backend
@@ -90,13 +96,20 @@ class ImageHubError(Exception):
         self.status_code = status_code
         self.hint = hint
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Backends append to these after construction; each assignment is redacted too.
+        if name in _TEXT_FIELDS and isinstance(value, str):
+            value = redact(value)
+        super().__setattr__(name, value)
+
     def __str__(self) -> str:
         text = self.message
         if self.server_message and self.server_message not in text:
             text += f" (server said: {self.server_message})"
         if self.hint:
             text += f"; {self.hint}"
-        return text
+        # Again here: a token received after this error was built, or a field set later.
+        return redact(text)
 
 
 class ConfigError(ImageHubError):

@@ -22,8 +22,11 @@ from typing import Any, NoReturn
 
 import httpx
 
+from imagehub import _redact
 from imagehub.errors import BackendError, ConfigError, ImageHubError, RateLimited
 
+from .deadline import deadline, read_capped
+from .deadline import transport as deadline_transport
 from .errors import BACKEND, Failure, map_transport_errors, snippet, status_failure
 
 # The package's name, as before the backend was split into modules, so logging set up
@@ -35,6 +38,11 @@ log = logging.getLogger(__package__)
 # request per 12 seconds, or five requests per minute."
 GENERAL_INTERVAL = 1.0
 LAUNCH_INTERVAL = 12.0
+# Lambda's whole image list is a few hundred KiB; a body past this is not an answer, and
+# parsing it would cost many times its size in memory.
+MAX_BODY = 16 * 2**20
+# Connecting gets its own, shorter limit: a host that does not accept within this is down.
+CONNECT_TIMEOUT = 10.0
 
 
 class Pacer:
@@ -84,6 +92,7 @@ class _BearerAuth(httpx.Auth):
     __slots__ = ("_header",)
 
     def __init__(self, key: str) -> None:
+        _redact.register(key)
         self._header = f"Bearer {key}"
 
     def __repr__(self) -> str:
@@ -125,6 +134,8 @@ class LambdaClient:
         sleep: Callable[[float], None],
         backoff: float,
         max_retry_wait: float,
+        verify: bool | str = True,
+        max_body: int = MAX_BODY,
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
@@ -134,12 +145,14 @@ class LambdaClient:
         self._sleep = sleep
         self._backoff = backoff
         self._max_retry_wait = max_retry_wait
-        # One client: keep-alive across calls, and the key sealed in its auth hook.
+        self._max_body = max_body
+        # One client: keep-alive across calls, and the key sealed in its auth hook. The
+        # deadline transport makes ``timeout`` a bound on the whole request, not per read.
         self._http = httpx.Client(
             base_url=base_url,
             auth=_BearerAuth(key),
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            transport=transport if transport is not None else deadline_transport(verify=verify),
             headers={"Accept": "application/json", "User-Agent": "imagehub-lambda"},
             follow_redirects=False,
         )
@@ -175,7 +188,7 @@ class LambdaClient:
                 stack.enter_context(pacer.slot())
             started = time.monotonic()
             with map_transport_errors(method, path, self.base_url, self.timeout, idempotent):
-                response = self._http.request(method, path, json=body)
+                response = self._request(method, path, body)
             log.debug("%s %s -> HTTP %s in %.3fs (attempt %d)", method, path,
                       response.status_code, time.monotonic() - started, attempt)
         if not response.is_success:
@@ -193,6 +206,25 @@ class LambdaClient:
                 f"Lambda Cloud's answer to {method} {path} has no 'data' field",
                 backend=BACKEND, server_message=snippet(response) or None), retry=False)
         return doc["data"]
+
+    def _request(self, method: str, path: str, body: Mapping[str, Any] | None
+                 ) -> httpx.Response:
+        """The response, its body read whole but never past ``max_body`` bytes, all within
+        ``timeout`` seconds."""
+        with deadline(self.timeout), self._http.stream(method, path, json=body) as streamed:
+            content = read_capped(streamed.iter_bytes(), self._max_body)
+            if content is None:
+                raise Failure(BackendError(
+                    f"Lambda Cloud's answer to {method} {path} is larger than "
+                    f"{self._max_body // 2**20} MiB; not reading it",
+                    backend=BACKEND, status_code=streamed.status_code,
+                    hint="check base_url: Lambda's answers are far smaller"), retry=False)
+        # Already decoded: the copy must not claim a content-encoding any more.
+        headers = [(k, v) for k, v in streamed.headers.raw
+                   if k.lower() not in (b"content-encoding", b"content-length",
+                                        b"transfer-encoding")]
+        return httpx.Response(streamed.status_code, headers=headers, content=content,
+                              request=streamed.request)
 
     def _after_failure(self, failure: Failure, attempt: int, method: str,
                        path: str) -> None:
