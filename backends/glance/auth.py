@@ -26,6 +26,8 @@ from keystoneauth1 import loading, session
 
 from imagehub.errors import ConfigError
 
+from .session import build as build_session
+
 SECRET_KEYS = frozenset({"password", "token", "application_credential_secret", "secret",
                          "client_secret", "passcode", "access_token"})
 
@@ -79,8 +81,8 @@ class AuthSettings:
         except ks_exc.OptionError as exc:
             raise ConfigError(f"invalid auth for {self.auth_type!r}: {exc}", key="auth") \
                 from None
-        return session.Session(auth=plugin, verify=self.verify, cert=self.cert,
-                               timeout=self.timeout, user_agent="imagehub")
+        return build_session(plugin, options=self.auth, verify=self.verify, cert=self.cert,
+                             timeout=self.timeout, where=f"Glance ({self.source})")
 
 
 def _verify(verify: Any, cacert: Any) -> bool | str:

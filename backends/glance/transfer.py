@@ -68,14 +68,19 @@ class UploadBody:
 
 def response_chunks(resp: requests.Response, what: str) -> Iterator[bytes]:
     """The body of a streamed response in ~1 MiB chunks; a cut stream is a TransferError."""
+    moved = 0
     try:
         raw = resp.raw
         while True:
             chunk = raw.read(CHUNK_SIZE, decode_content=False)
             if not chunk:
                 return
+            moved += len(chunk)
             yield chunk
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise TransferError(f"{what}: the download was cut: {exc}", backend=BACKEND) from exc
+        total = resp.headers.get("Content-Length")
+        of = f" of {total}" if total and total.isdigit() else ""
+        raise TransferError(f"{what}: the connection was lost after {moved}{of} bytes had "
+                            f"arrived: {exc}", backend=BACKEND) from exc
     finally:
         resp.close()
