@@ -40,7 +40,7 @@ _USERINFO = re.compile(r"(?<=://)[^/\s@?#'\"<>]+@")
 # "Authorization: Bearer x", "'X-Auth-Token': 'x'", "x-subject-token=x".
 _HEADER = re.compile(
     r"(?i)((?:proxy-)?authorization|x-auth-token|x-subject-token|x-service-token|api[-_]key)"
-    r"(['\"]?\s*[:=]\s*['\"]?)((?:bearer|basic|token)\s+)?([^\s'\",;}]+)")
+    r"(['\"]?\s*[:=]\s*['\"]?)((?:bearer|basic|token)\s+)?(?!\{SHA)([^\s'\",;}]+)")
 
 
 def _variants(secret: str) -> set[str]:

@@ -178,6 +178,14 @@ class GlanceHTTP:
         ``read1`` returns what has arrived, so a server dripping bytes is caught by the
         deadline check between reads instead of holding one read open forever.
         """
+        if getattr(resp, "_content_consumed", False):
+            # keystoneauth1's debug logging read it already, to log it.
+            content = resp.content or b""
+            if not truncate and len(content) > (limit or self.max_body):
+                raise BackendError(f"{what}: the answer is larger than "
+                                   f"{(limit or self.max_body) // 2**20} MiB",
+                                   backend=BACKEND)
+            return content[:limit or self.max_body]
         timeout = getattr(self.adapter.session, "timeout", None)
         seconds = float((timeout[-1] if isinstance(timeout, tuple) else timeout)
                         or DEFAULT_TIMEOUT)
