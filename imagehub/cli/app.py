@@ -14,11 +14,13 @@ from typing import Any, NoReturn
 import click
 import yaml
 
+from .._redact import redact
 from ..config import Config, load_config
 from ..errors import ImageHubError
 from ..manager import ImageManager
 from ..models import Image
 from ..refs import split_ref
+from . import logs
 
 __all__ = ["State", "cli", "main", "pass_state"]
 
@@ -99,10 +101,7 @@ def cli(ctx: click.Context, config_path: str | None, cloud: str | None, fmt: str
     """Manage machine images across clouds through one interface."""
     global _debug
     _debug = debug
-    if debug:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    logs.setup(debug)
     state = State(config_path, cloud, fmt, debug, quiet)
     ctx.obj = state
     ctx.call_on_close(state.close)
@@ -125,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             sys.exit(code)
     except ImageHubError as exc:
         if _debug:
-            traceback.print_exc()
+            click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
         click.echo(f"imagehub: error: {_one_line(str(exc))}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
@@ -140,6 +139,13 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one (redacted) line
+        if _debug:
+            click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+        click.echo(f"imagehub: error: unexpected {type(exc).__name__}: "
+                   f"{_one_line(redact(str(exc)))[:500]}; run with --debug for the traceback",
+                   err=True)
         sys.exit(1)
     sys.exit(0)
 
