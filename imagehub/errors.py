@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._redact import redact
+from ._redact import excerpt, redact
 
 __all__ = [
     "AmbiguousImage",
@@ -124,7 +124,7 @@ class ConfigError(ImageHubError):
         key: str | None = None,
         hint: str | None = None,
     ) -> None:
-        where = [f"{label} {value!r}" for label, value in
+        where = [f"{label} {excerpt(value, 300)}" for label, value in
                  (("file", path), ("cloud", cloud), ("key", key)) if value]
         full = f"{', '.join(where)}: {message}" if where else message
         super().__init__(full, hint=hint)
