@@ -183,7 +183,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return Config(clouds={DEFAULT_CLOUD: _local_cloud()})
     where = str(chosen)
     try:
-        data = yaml.load(chosen.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+        data = yaml.load(chosen.read_text(encoding="utf-8"), Loader=_Loader)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", path=where) from exc
     except yaml.YAMLError as exc:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import builtins
 import math
 import sys
-import urllib.parse
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 

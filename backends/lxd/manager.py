@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from imagehub import _redact
 from imagehub.errors import (
     ChecksumMismatch,
     ConfigError,
@@ -55,6 +56,7 @@ _QCOW2_MAGIC = b"QFI\xfb"
 _TYPES = ("container", "virtual-machine")
 # Who "shares" with everyone: LXD's only form of sharing is the public flag.
 PUBLIC_MEMBERS = ("*", "public")
+DEFAULT_TIMEOUT = 60.0
 _UPDATABLE = {"name", "description", "properties", "remove_properties", "public",
               "visibility", "auto_update", "os", "release", "version"}
 _REASONS = {
@@ -86,7 +88,8 @@ class LXDManager(ImageManager):
         "remote": Option(str, help="an lxc remote name: address and certificates from "
                                    "the lxc client configuration"),
         "project": Option(str, help="LXD project (default: the server's default)"),
-        "timeout": Option((int, float), help="seconds for each HTTP request"),
+        "timeout": Option((int, float), help="seconds to wait for a connection or for each "
+                                             "read of an answer (default 60)"),
     }
     server_filters = frozenset({"type"})
     # LXD has no paging: one recursive request returns every image, so one page holds all.
@@ -113,7 +116,11 @@ class LXDManager(ImageManager):
             self.endpoint = endpoint_from_options(
                 endpoint, client_cert=client_cert, client_key=client_key,
                 server_cert=server_cert, remote=remote, project=project)
-            client = connect(self.endpoint, trust_password=trust_password, timeout=timeout)
+            _redact.register(trust_password)
+            # Without a limit a daemon that accepts and never answers hangs every call;
+            # requests applies it per read, so image transfers are cut only when stalled.
+            client = connect(self.endpoint, trust_password=trust_password,
+                             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT)
         self.client = client
 
     @classmethod
