@@ -69,8 +69,8 @@ def sweep(dst: ImageManager, stale: list[Image], older_than: float) -> None:
         when = image.updated_at or image.created_at
         if when is not None and now - when.timestamp() < older_than:
             continue  # maybe another run's upload in flight
-        log.warning("sync: deleting %s on %s, left half-made by an interrupted run",
-                    image.id, dst.cloud)
+        log.warning("sync: deleting %s (%s) on %s, left half-made by an interrupted run",
+                    image.name or "unnamed", image.id, dst.cloud)
         with contextlib.suppress(ImageHubError):
             delete_if_present(dst, image)
 

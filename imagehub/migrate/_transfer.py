@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..models import Image
 from ._cleanup import cleanup
-from ._identity import label
+from ._identity import display, label
 from ._native import copy_native
 from ._options import Options
 from ._stream import copy_stream
@@ -136,7 +136,7 @@ def carry_out(p: Plan, options: Options) -> Transfer:
         wait=_wait_for(options),
         sleep=_interruptible_sleep(options.cancel),
         before_sleep=lambda s: log.warning(
-            "migrate %s: attempt %d failed (%s); retrying", label(p.source),
+            "migrate %s: attempt %d failed (%s); retrying", display(p.source),
             s.attempt_number, s.outcome.exception() if s.outcome else "?"),
         reraise=True,
     )
