@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import requests
 from keystoneauth1 import exceptions as ks_exc
 
 from imagehub.errors import (
@@ -112,6 +113,13 @@ def mapped(what: str) -> Iterator[None]:
     except ImageHubError:
         raise
     except ks_exc.ConnectTimeout as exc:
+        # keystoneauth1 reports every requests Timeout as ConnectTimeout; the one it
+        # wraps says whether the server was reached at all.
+        if isinstance(exc.__context__, requests.exceptions.ReadTimeout):
+            raise ServerUnreachable(f"{what}: the server accepted the connection but did "
+                                    "not answer in time", backend=BACKEND,
+                                    server_message=_safe(exc),
+                                    hint="raise the cloud's 'timeout', or try later") from exc
         raise ServerUnreachable(f"{what}: timed out connecting", backend=BACKEND,
                                 server_message=_safe(exc)) from exc
     except ks_exc.ConnectFailure as exc:

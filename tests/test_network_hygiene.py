@@ -1,0 +1,304 @@
+"""Secrets stay secret, TLS stays on, every call has a deadline: checked against loopback
+servers that misbehave on purpose (tests/servers/hostile.py), through the CLI in a
+subprocess (with and without --debug) and through the library."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from imagehub import _redact
+from imagehub.config import load_config
+from imagehub.errors import ConfigError, ImageHubError, TransferError
+from imagehub.hub import Hub, IncompleteAnswer
+from tests.servers.hostile import HostileServer
+
+API_KEY = "secret_lambda_key_7f3a9c"
+PASSWORD = "pa55-w0rd-9d1e2f"
+URL_PASSWORD = "urlpass-4b8c"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[HostileServer]:
+    made = HostileServer()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[HostileServer]:
+    made = HostileServer(tls=True, workdir=tmp_path)
+    yield made
+    made.close()
+
+
+def write_config(tmp_path: Path, clouds: dict[str, Any]) -> Path:
+    path = tmp_path / "clouds.yaml"
+    path.write_text(yaml.safe_dump({"clouds": clouds}))
+    return path
+
+
+def lambda_cloud(server: HostileServer, **extra: Any) -> dict[str, Any]:
+    return {"backend": "lambda", "api_key": API_KEY, "base_url": server.url, "timeout": 3,
+            "max_retries": 0, **extra}
+
+
+def glance_keystone(server: HostileServer, **extra: Any) -> dict[str, Any]:
+    return {"backend": "glance", "auth_type": "password", "retries": 0, "timeout": 3,
+            "auth": {"auth_url": f"{server.url}/v3", "username": "user",
+                     "password": PASSWORD, "project_name": "project",
+                     "user_domain_name": "Default", "project_domain_name": "Default"},
+            **extra}
+
+
+def glance_direct(server: HostileServer, **extra: Any) -> dict[str, Any]:
+    return {"backend": "glance", "auth_type": "none", "endpoint_override": server.url,
+            "retries": 0, "timeout": 3, **extra}
+
+
+def run_cli(config: Path, *args: str, debug: bool = False
+            ) -> tuple[subprocess.CompletedProcess[str], float, int]:
+    """Run imagehub; returns the process, its wall time and its peak RSS in KiB."""
+    argv = [sys.executable, "-m", "imagehub", "--config", str(config),
+            *(["--debug"] if debug else []), *args]
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "default"})
+    out, err = proc.communicate(timeout=120)
+    # Peak over every child so far: a bound, which is all the tests assert.
+    rss = _peak_rss_of_children()
+    return (subprocess.CompletedProcess(argv, proc.returncode, out, err),
+            time.monotonic() - started, rss)
+
+
+def _peak_rss_of_children() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+
+def assert_clean(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text, f"secret {secret!r} leaked in:\n{text[-3000:]}"
+
+
+# -- secrets ------------------------------------------------------------------------------
+@pytest.mark.parametrize("debug", [False, True])
+def test_lambda_echoing_the_key_never_prints_it(server: HostileServer, tmp_path: Path,
+                                                debug: bool) -> None:
+    config = write_config(tmp_path, {"lam": lambda_cloud(server)})
+    result, _, _ = run_cli(config, "-c", "lam", "list", debug=debug)
+    assert result.returncode == 1
+    assert "imagehub: error:" in result.stderr
+    assert_clean(result.stdout + result.stderr, API_KEY)
+    if not debug:
+        assert result.stderr.count("\n") == 1, result.stderr  # one line, nothing else
+
+
+def test_lambda_key_absent_from_library_errors_and_logs(server: HostileServer,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    from imagehub.backends.lambda_cloud import LambdaManager
+
+    caplog.set_level(logging.DEBUG)
+    manager = LambdaManager(api_key=API_KEY, base_url=server.url, timeout=3, max_retries=0)
+    with pytest.raises(ImageHubError) as info:
+        manager.list()
+    error = info.value
+    for text in (str(error), repr(error), error.message, error.hint or "",
+                 error.server_message or "", caplog.text, repr(manager)):
+        assert_clean(text, API_KEY)
+    assert "<redacted>" in str(error)  # the echo was there, and was taken out
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_url_userinfo_never_printed(server: HostileServer, tmp_path: Path,
+                                    debug: bool) -> None:
+    base = server.url.replace("http://", f"http://someone:{URL_PASSWORD}@")
+    config = write_config(tmp_path, {"lam": lambda_cloud(server, base_url=base)})
+    result, _, _ = run_cli(config, "-c", "lam", "list", debug=debug)
+    assert result.returncode == 1
+    assert_clean(result.stdout + result.stderr, URL_PASSWORD, f"someone:{URL_PASSWORD}@")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_keystone_echoing_the_password_never_prints_it(server: HostileServer,
+                                                       tmp_path: Path, debug: bool) -> None:
+    config = write_config(tmp_path, {"os": glance_keystone(server)})
+    result, _, _ = run_cli(config, "-c", "os", "list", debug=debug)
+    assert result.returncode == 1
+    assert "imagehub: error:" in result.stderr
+    assert_clean(result.stdout + result.stderr, PASSWORD)
+    if debug:
+        assert "auth/tokens" in result.stderr  # debug output is still there, minus secrets
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_glance_echoing_a_run_time_token_never_prints_it(server: HostileServer,
+                                                         tmp_path: Path, debug: bool) -> None:
+    server.keystone_ok = True
+    server.status = 500
+    config = write_config(tmp_path, {"os": glance_keystone(server)})
+    result, _, _ = run_cli(config, "-c", "os", "list", debug=debug)
+    assert result.returncode == 1
+    assert ("GET", "/v2/images?limit=500") in server.requests or any(
+        p.startswith("/v2/images") for _, p in server.requests)
+    assert_clean(result.stdout + result.stderr, PASSWORD, server.issued_token)
+
+
+def test_redaction_covers_encoded_spellings_and_headers() -> None:
+    _redact.register("s3cr3t/with+chars")
+    text = ('{"password": "s3cr3t/with+chars"} url=s3cr3t%2Fwith%2Bchars '
+            "Authorization: Bearer abcdefghijkl X-Auth-Token: zzzzzzzzzzzz "
+            "https://bob:pw@example.com/x")
+    out = _redact.redact(text)
+    for leaked in ("s3cr3t", "abcdefghijkl", "zzzzzzzzzzzz", "bob:pw"):
+        assert leaked not in out
+    assert "example.com/x" in out  # the rest of the line is kept
+
+
+# -- TLS ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["", "off", "no-such-bundle.pem", 3])
+@pytest.mark.parametrize("backend", ["lambda", "glance"])
+def test_bad_verify_is_a_config_error_naming_the_key(server: HostileServer, tmp_path: Path,
+                                                     value: Any, backend: str) -> None:
+    cloud = lambda_cloud(server) if backend == "lambda" else glance_direct(server)
+    cloud["verify"] = value
+    config = load_config(write_config(tmp_path, {"c": cloud}))
+    with pytest.raises(ConfigError, match="verify"):
+        config.connect("c")
+
+
+@pytest.mark.parametrize("backend", ["lambda", "glance"])
+def test_self_signed_tls_is_refused_then_accepted_with_its_ca(tls_server: HostileServer,
+                                                              tmp_path: Path,
+                                                              backend: str) -> None:
+    make = lambda_cloud if backend == "lambda" else glance_direct
+    assert tls_server.cert_path is not None
+    config = write_config(tmp_path, {
+        "strict": make(tls_server),
+        "pinned": make(tls_server, verify=str(tls_server.cert_path)),
+        "off": make(tls_server, verify=False)})
+    strict, _, _ = run_cli(config, "-c", "strict", "list")
+    assert strict.returncode == 1
+    assert "TLS" in strict.stderr or "certificate" in strict.stderr, strict.stderr
+    # With its CA the handshake passes; the server then answers 401 (echo mode).
+    pinned, _, _ = run_cli(config, "-c", "pinned", "list")
+    assert "certificate" not in pinned.stderr.lower()
+    off, _, _ = run_cli(config, "-c", "off", "list")
+    warnings = [line for line in off.stderr.splitlines() if "warning" in line.lower()]
+    assert len(warnings) == 1 and "verification is off" in warnings[0], off.stderr
+    assert "InsecureRequestWarning" not in off.stderr
+    assert all(line.startswith("imagehub: ") for line in off.stderr.splitlines())
+
+
+def test_plain_http_to_a_remote_host_warns() -> None:
+    from imagehub import _tls
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logging.getLogger("imagehub.tls").addHandler(handler)
+    try:
+        _tls.warn_cleartext("http://127.0.0.1:5000")
+        _tls.warn_cleartext("http://images.example.test:9292", "the token")
+    finally:
+        logging.getLogger("imagehub.tls").removeHandler(handler)
+    assert [r.getMessage() for r in records] == [
+        "http://images.example.test:9292 is plain http: the token travel in clear text; "
+        "use https"]
+
+
+# -- deadlines ----------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["silent", "drip"])
+@pytest.mark.parametrize("backend", ["lambda", "glance"])
+def test_stalling_servers_fail_within_the_timeout(server: HostileServer, tmp_path: Path,
+                                                  mode: str, backend: str) -> None:
+    server.mode = mode
+    server.drip_every = 0.3
+    make = lambda_cloud if backend == "lambda" else glance_direct
+    config = write_config(tmp_path, {"c": make(server, timeout=2)})
+    result, seconds, _ = run_cli(config, "-c", "c", "list")
+    assert result.returncode == 1
+    assert result.stderr.startswith("imagehub: error:"), result.stderr
+    # 2 s timeout; the bound leaves room for interpreter start-up on a loaded machine.
+    assert seconds < 30, seconds
+
+
+def test_glance_and_lxd_have_default_timeouts() -> None:
+    from imagehub.backends.glance import auth as glance_auth
+
+    settings = glance_auth.from_inline({"auth_type": "none",
+                                        "endpoint_override": "http://127.0.0.1:9"})
+    timeout = settings.session().timeout
+    assert isinstance(timeout, tuple) and all(t is not None and t > 0 for t in timeout)
+
+
+@pytest.mark.parametrize("mode", ["endless", "huge"])
+@pytest.mark.parametrize("backend", ["lambda", "glance"])
+def test_oversized_answers_fail_with_bounded_memory(server: HostileServer, tmp_path: Path,
+                                                    mode: str, backend: str) -> None:
+    server.mode = mode
+    make = lambda_cloud if backend == "lambda" else glance_direct
+    config = write_config(tmp_path, {"c": make(server, timeout=60)})
+    result, _, rss_kib = run_cli(config, "-c", "c", "list")
+    assert result.returncode == 1
+    assert "larger than" in result.stderr, result.stderr
+    # Generous: the whole 60 MB listing parsed would take well over 1 GiB.
+    assert rss_kib < 600 * 1024, rss_kib
+
+
+def test_upload_cut_midway_says_so_with_bytes_moved(server: HostileServer,
+                                                   tmp_path: Path) -> None:
+    server.mode = "cut"
+    from imagehub.backends.glance import GlanceManager
+
+    config = load_config(write_config(tmp_path, {"c": glance_direct(server)}))
+    manager = config.connect("c")
+    assert isinstance(manager, GlanceManager)
+    payload = tmp_path / "disk.raw"
+    payload.write_bytes(os.urandom(8 * 2**20))
+    with pytest.raises(TransferError) as info:
+        manager.create(payload, name="cut-me")
+    text = str(info.value)
+    assert "connection was lost after" in text and "bytes" in text, text
+    assert "cannot connect" not in text
+
+
+# -- quiet libraries ----------------------------------------------------------------------
+def test_unreachable_keystone_prints_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"os": {
+        "backend": "glance", "auth_type": "password", "retries": 0, "timeout": 3,
+        "auth": {"auth_url": "http://127.0.0.1:9/v3", "username": "u",
+                 "password": PASSWORD, "project_name": "p",
+                 "user_domain_name": "Default", "project_domain_name": "Default"}}})
+    result, _, _ = run_cli(config, "-c", "os", "list")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Failed to discover" not in result.stderr
+
+
+# -- aggregates ---------------------------------------------------------------------------
+def test_latest_reports_failed_clouds(server: HostileServer, tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"lam": lambda_cloud(server)})
+    with Hub(config) as hub, pytest.raises(IncompleteAnswer) as info:
+        hub.latest("debian")
+    assert [f.cloud for f in info.value.failures] == ["lam"]
+    assert_clean(str(info.value), API_KEY)
+    result, _, _ = run_cli(config, "latest", "debian")
+    assert result.returncode == 1
+    assert "imagehub: warning: cloud 'lam'" in result.stderr
+    assert_clean(result.stderr, API_KEY)
