@@ -19,6 +19,7 @@ from typing import Any
 import requests
 from keystoneauth1 import exceptions as ks_exc
 
+from imagehub._retry import parse_retry_after
 from imagehub.errors import (
     AuthenticationError,
     BackendError,
@@ -97,12 +98,7 @@ def error_for_status(
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return parse_retry_after(value)
 
 
 @contextlib.contextmanager

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
-import tenacity
 import urllib3.exceptions
 from keystoneauth1 import adapter as ks_adapter
 
+from imagehub._retry import backoff, retrying
 from imagehub.errors import (
     BackendError,
     ImageHubError,
@@ -64,6 +64,7 @@ class GlanceHTTP:
         self.retries = max(0, retries)
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.sleep: Callable[[float], None] = time.sleep  # tests swap in a fake
         self.max_body = MAX_BODY
         self._root: str | None = None
 
@@ -133,20 +134,11 @@ class GlanceHTTP:
 
         if not may_retry or self.retries == 0:
             return once()
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retries + 1),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(_transient),
-            reraise=True,
-        )
-        result: requests.Response = retrying(once)
+        result: requests.Response = retrying(
+            attempts=self.retries + 1, retry_if=_transient, sleep=self.sleep,
+            wait=backoff(self.backoff, self.max_backoff, retry_after_cap=self.max_backoff * 4),
+        )(once)
         return result
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_backoff * 4)
-        return float(min(self.backoff * (2 ** (state.attempt_number - 1)), self.max_backoff))
 
     def _raise(self, resp: requests.Response, what: str,
                not_found: type[ImageHubError]) -> None:

@@ -21,8 +21,10 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, NoReturn
 
 import httpx
+import tenacity
 
 from imagehub import _redact
+from imagehub._retry import retrying
 from imagehub.errors import BackendError, ConfigError, ImageHubError, RateLimited
 
 from .deadline import deadline, read_capped
@@ -173,13 +175,34 @@ class LambdaClient:
         """One API call with pacing, bounded retries and error mapping; returns the
         envelope's ``data``."""
         pacers = [self._pacer, self._launch_pacer] if launch else [self._pacer]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._attempt(method, path, body, pacers, idempotent, launch, attempt)
-            except Failure as failure:
-                self._after_failure(failure, attempt, method, path)
+        attempts = 0
+
+        def once() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._attempt(method, path, body, pacers, idempotent, launch, attempts)
+
+        def retry_if(exc: BaseException) -> bool:
+            return isinstance(exc, Failure) and exc.retry and not self._too_long(exc)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(exc, Failure) and exc.wait is not None:
+                return exc.wait
+            return float(min(30.0, self._backoff * 2 ** (state.attempt_number - 1)))
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            error = exc.error if isinstance(exc, Failure) else exc
+            log.debug("%s %s failed (%s); retry %d/%d in %.2fs", method, path,
+                      type(error).__name__, state.attempt_number, self.max_retries,
+                      state.upcoming_sleep)
+
+        try:
+            return retrying(attempts=self.max_retries + 1, retry_if=retry_if, wait=wait,
+                            sleep=self._sleep, before_sleep=before_sleep)(once)
+        except Failure as failure:
+            self._give_up(failure, attempts)
 
     def _attempt(self, method: str, path: str, body: Mapping[str, Any] | None,
                  pacers: list[Pacer], idempotent: bool, launch: bool, attempt: int) -> Any:
@@ -226,22 +249,18 @@ class LambdaClient:
         return httpx.Response(streamed.status_code, headers=headers, content=content,
                               request=streamed.request)
 
-    def _after_failure(self, failure: Failure, attempt: int, method: str,
-                       path: str) -> None:
-        """Sleep before the next attempt, or raise the mapped error."""
+    def _too_long(self, failure: Failure) -> bool:
+        return failure.wait is not None and failure.wait > self._max_retry_wait
+
+    def _give_up(self, failure: Failure, attempts: int) -> NoReturn:
+        """Raise the mapped error of the last attempt, saying why retrying stopped."""
         error = failure.error
-        too_long = failure.wait is not None and failure.wait > self._max_retry_wait
-        if not failure.retry or attempt > self.max_retries or too_long:
-            if isinstance(error, RateLimited):
-                error.message += (f"; gave up after {attempt} attempt(s)" if not too_long else
-                                  f"; Retry-After {failure.wait:g}s exceeds the "
-                                  f"{self._max_retry_wait:g}s this client waits")
-            self._raise(error, failure.cause)
-        wait = failure.wait if failure.wait is not None else \
-            min(30.0, self._backoff * 2 ** (attempt - 1))
-        log.debug("%s %s failed (%s); retry %d/%d in %.2fs", method, path,
-                  type(error).__name__, attempt, self.max_retries, wait)
-        self._sleep(wait)
+        if isinstance(error, RateLimited):
+            error.message += (f"; Retry-After {failure.wait:g}s exceeds the "
+                              f"{self._max_retry_wait:g}s this client waits"
+                              if self._too_long(failure) else
+                              f"; gave up after {attempts} attempt(s)")
+        self._raise(error, failure.cause)
 
     @staticmethod
     def _raise(error: ImageHubError, cause: BaseException | None) -> NoReturn:

@@ -9,13 +9,13 @@ to look at an error's type.
 from __future__ import annotations
 
 import contextlib
-import email.utils
+import math
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 
+from imagehub._retry import parse_retry_after
 from imagehub.errors import (
     AuthenticationError,
     BackendError,
@@ -90,20 +90,9 @@ class Failure(Exception):
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    # Not clamped here: a wait past the client's max_retry_wait makes it give up at once,
+    # saying so, instead of waiting less than the server asked.
+    return parse_retry_after(response.headers.get("Retry-After"), cap=math.inf)
 
 
 def _error_fields(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
