@@ -223,15 +223,22 @@ def test_plain_http_to_a_remote_host_warns() -> None:
 
 
 # -- deadlines ----------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["silent", "drip"])
-@pytest.mark.parametrize("backend", ["lambda", "glance"])
+@pytest.mark.parametrize("mode", ["silent", "drip", "drip-head"])
+@pytest.mark.parametrize("backend", ["lambda", "glance", "keystone", "keystone-itself"])
 def test_stalling_servers_fail_within_the_timeout(server: HostileServer, tmp_path: Path,
                                                   mode: str, backend: str) -> None:
     server.mode = mode
     server.drip_every = 0.3
-    make = lambda_cloud if backend == "lambda" else glance_direct
+    make = {"lambda": lambda_cloud, "glance": glance_direct, "keystone": glance_keystone,
+            "keystone-itself": glance_keystone}[backend]
+    # "keystone": Keystone answers and the Glance it names misbehaves; "keystone-itself":
+    # Keystone misbehaves.
+    server.keystone_ok = backend == "keystone"
+    server.keystone_misbehaves = backend == "keystone-itself"
     config = write_config(tmp_path, {"c": make(server, timeout=2)})
     result, seconds, _ = run_cli(config, "-c", "c", "list")
+    assert "did not answer" in result.stderr or "in time" in result.stderr \
+        or "took longer" in result.stderr, result.stderr
     assert result.returncode == 1
     assert result.stderr.startswith("imagehub: error:"), result.stderr
     # 2 s timeout; the bound leaves room for interpreter start-up on a loaded machine.
@@ -276,6 +283,31 @@ def test_upload_cut_midway_says_so_with_bytes_moved(server: HostileServer,
     text = str(info.value)
     assert "connection was lost after" in text and "bytes" in text, text
     assert "cannot connect" not in text
+
+
+def test_slow_upload_is_not_cut_by_the_timeout(server: HostileServer,
+                                               tmp_path: Path) -> None:
+    """Image data is bounded by inactivity: an upload longer than the timeout that never
+    stalls for that long goes through."""
+    server.mode = "sink"
+    from imagehub.backends.glance import GlanceManager
+    from imagehub.backends.glance.transfer import UploadBody
+
+    config = load_config(write_config(tmp_path, {"c": glance_direct(server, timeout=1)}))
+    manager = config.connect("c")
+    assert isinstance(manager, GlanceManager)
+
+    def slow() -> Iterator[bytes]:
+        for _ in range(8):
+            time.sleep(0.4)
+            yield b"x" * 65536
+
+    started = time.monotonic()
+    body = UploadBody(slow(), 8 * 65536, "slow upload")
+    response = manager.http.request("PUT", "images/x/file", "slow upload", data=body,
+                                    retry=False)
+    assert response.status_code == 204
+    assert time.monotonic() - started > 2  # longer than the 1 s timeout, and not cut
 
 
 # -- quiet libraries ----------------------------------------------------------------------

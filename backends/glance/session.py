@@ -12,9 +12,10 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+import requests
 from keystoneauth1 import plugin, session
 
-from imagehub import _redact, _tls
+from imagehub import _http_deadline, _redact, _tls
 
 # Seconds to wait for a connection, and for each read of an answer. A read waiting this
 # long is a stalled server; data transfers use the same value as an inactivity limit, so
@@ -51,7 +52,8 @@ def build(auth: plugin.BaseAuthPlugin, *, options: Mapping[str, Any], verify: An
     if checked is False:
         _tls.warn_insecure(where)
     made = RedactingSession(auth=auth, verify=_tls.effective_verify(checked), cert=cert,
-                            user_agent="imagehub")
+                            user_agent="imagehub",
+                            session=_http_deadline.mount(requests.Session()))
     read = float(timeout) if timeout is not None else DEFAULT_TIMEOUT
     # requests takes (connect, read); keystoneauth1 passes the value through untouched.
     made.timeout = (min(CONNECT_TIMEOUT, read), read)  # type: ignore[assignment]

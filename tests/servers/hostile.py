@@ -9,8 +9,10 @@ misbehaves:
   in this mode echoes the password it was sent.
 - ``silent``: accept the connection and never answer.
 - ``drip``: answer 200 and send the body one byte every ``drip_every`` seconds.
+- ``drip-head``: send the status line and headers themselves one byte at a time.
 - ``endless``: answer 200 with a JSON body that never ends.
 - ``huge``: answer 200 with a valid JSON listing of ``huge_bytes`` bytes.
+- ``sink``: read an upload whole, however slowly it comes, then answer 204.
 - ``cut``: serve image creation, then cut the connection after ``cut_after`` bytes of
   an upload.
 
@@ -63,6 +65,7 @@ class HostileServer:
         self.huge_bytes = 60 * 2**20
         self.cut_after = 256 * 1024
         self.keystone_ok = False
+        self.keystone_misbehaves = False  # Keystone's own answers follow ``mode`` too
         self.issued_token = "tok-" + secrets.token_hex(16)
         self.requests: list[tuple[str, str]] = []
         self._stop = threading.Event()
@@ -93,7 +96,7 @@ class HostileServer:
     def handle(self, h: _Handler) -> None:
         self.requests.append((h.command, h.path))
         body = self._read_body(h)
-        if h.path.startswith("/v3") or h.path in ("/", ""):
+        if (h.path.startswith("/v3") or h.path in ("/", "")) and not self.keystone_misbehaves:
             self._keystone(h, body)
             return
         if self.mode == "silent":
@@ -102,12 +105,16 @@ class HostileServer:
             return
         if self.mode == "drip":
             self._drip(h)
+        elif self.mode == "drip-head":
+            self._drip_head(h)
         elif self.mode == "endless":
             self._endless(h)
         elif self.mode == "huge":
             self._huge(h)
         elif self.mode == "cut":
             self._cut(h, body)
+        elif self.mode == "sink":
+            self._sink(h)
         else:
             self._echo(h, body)
 
@@ -182,6 +189,18 @@ class HostileServer:
             pass
         h.close_connection = True
 
+    def _drip_head(self, h: _Handler) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + b"X-Pad: x\r\n" * 1000
+        try:
+            for byte in head:
+                if self._stop.wait(self.drip_every):
+                    break
+                h.wfile.write(bytes([byte]))
+                h.wfile.flush()
+        except OSError:
+            pass
+        h.close_connection = True
+
     def _endless(self, h: _Handler) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
@@ -212,6 +231,14 @@ class HostileServer:
             h.wfile.write(tail)
         except OSError:
             h.close_connection = True
+
+    def _sink(self, h: _Handler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        while length > 0:
+            length -= len(h.rfile.read(min(length, 65536)))
+        h.send_response(204)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
 
     def _cut(self, h: _Handler, body: bytes) -> None:
         if h.command == "POST" and h.path == "/v2/images":

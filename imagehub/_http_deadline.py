@@ -1,0 +1,145 @@
+"""A deadline on the head of every answer, for backends that talk through requests.
+
+requests (urllib3, http.client) applies its read timeout to each socket read, so a server
+that sends its answer one byte at a time is never timed out. The adapter here gives each
+request a deadline of its read timeout, counted from when the request has been sent (an
+upload may take any time): the head must arrive within it, and for a request that is not
+streamed (keystoneauth1's own calls, small JSON) the whole body too. When it
+passes, a watchdog shuts the socket down and the request fails as a read timeout.
+Streamed bodies are the caller's to bound: JSON against a deadline, image data against
+inactivity only, so large images are never cut.
+
+Imported only by backends that depend on requests.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import requests
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
+
+__all__ = ["mount"]
+
+
+_local = threading.local()
+
+
+def _left() -> float | None:
+    at: float | None = getattr(_local, "at", None)
+    return None if at is None else at - time.monotonic()
+
+
+class _Watchdog:
+    """Shuts ``sock`` down if the block is still running after ``seconds``."""
+
+    def __init__(self, sock: Any, seconds: float) -> None:
+        self.expired = threading.Event()
+        self._sock = sock
+        self._timer = threading.Timer(max(0.0, seconds), self._cut)
+        self._timer.daemon = True
+
+    def _cut(self) -> None:
+        self.expired.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+class _Deadline:
+    """Mixin: ``getresponse`` gives up once the request's deadline has passed."""
+
+    sock: Any
+
+    def getresponse(self) -> Any:
+        limit: float | None = getattr(_local, "limit", None)
+        if limit is None or self.sock is None:
+            return super().getresponse()  # type: ignore[misc]
+        # The clock starts once the request is sent: an upload may take any time.
+        _local.at = time.monotonic() + limit
+        with _Watchdog(self.sock, limit) as watchdog:
+            try:
+                return super().getresponse()  # type: ignore[misc]
+            except Exception as exc:
+                if watchdog.expired.is_set():
+                    raise urllib3.exceptions.ReadTimeoutError(
+                        None, "", "no answer within the deadline"  # type: ignore[arg-type]
+                    ) from exc
+                raise
+
+
+class _HTTPConnection(_Deadline, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Deadline, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """requests' own adapter; a request that is not streamed must be answered whole
+    within its read timeout, one that is streamed must get its head within it."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False,
+             timeout: Any = None, *args: Any, **kwargs: Any) -> requests.Response:
+        limit = timeout[-1] if isinstance(timeout, tuple) else timeout
+        if not isinstance(limit, (int, float)) or limit <= 0:
+            return super().send(request, stream, timeout, *args, **kwargs)
+        _local.limit, _local.at = float(limit), None
+        try:
+            response = super().send(request, stream, timeout, *args, **kwargs)
+            if not stream:
+                self._read_within(response, limit)
+            return response
+        finally:
+            _local.limit = _local.at = None
+
+    @staticmethod
+    def _read_within(response: requests.Response, limit: float) -> None:
+        sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+        left = _left()
+        if sock is None or left is None:
+            return
+        with _Watchdog(sock, left) as watchdog:
+            try:
+                response.content  # noqa: B018 - read now, while the watchdog runs
+            except Exception as exc:
+                if watchdog.expired.is_set():
+                    raise requests.exceptions.ReadTimeout(
+                        f"the answer took longer than {limit:g}s", request=response.request
+                    ) from exc
+                raise
+
+
+def mount(session: requests.Session) -> requests.Session:
+    """Give ``session`` the deadline adapter for http and https; returns it."""
+    adapter = DeadlineAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
