@@ -98,22 +98,28 @@ class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
-class DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """requests' own adapter; a request that is not streamed must be answered whole
-    within its read timeout, one that is streamed must get its head within it."""
+class DeadlineMixin:
+    """For an HTTPAdapter (requests' own or a library's subclass): a request that is not
+    streamed must be answered whole within its read timeout, one that is streamed must
+    get its head within it."""
+
+    poolmanager: Any
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[misc]
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def send(self, request: requests.PreparedRequest, stream: bool = False,
              timeout: Any = None, *args: Any, **kwargs: Any) -> requests.Response:
         limit = timeout[-1] if isinstance(timeout, tuple) else timeout
         if not isinstance(limit, (int, float)) or limit <= 0:
-            return super().send(request, stream, timeout, *args, **kwargs)
+            plain: requests.Response = super().send(  # type: ignore[misc]
+                request, stream, timeout, *args, **kwargs)
+            return plain
         _local.limit, _local.at = float(limit), None
         try:
-            response = super().send(request, stream, timeout, *args, **kwargs)
+            response: requests.Response = super().send(  # type: ignore[misc]
+                request, stream, timeout, *args, **kwargs)
             if not stream:
                 self._read_within(response, limit)
             return response
@@ -137,9 +143,25 @@ class DeadlineAdapter(requests.adapters.HTTPAdapter):
                 raise
 
 
+class DeadlineAdapter(DeadlineMixin, requests.adapters.HTTPAdapter):
+    """requests' own adapter, with deadlines."""
+
+
 def mount(session: requests.Session) -> requests.Session:
-    """Give ``session`` the deadline adapter for http and https; returns it."""
-    adapter = DeadlineAdapter()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    """Give ``session`` deadlines for http and https: its adapters for those schemes
+    (a library's own subclass included) are replaced by deadline-keeping subclasses."""
+    adapters = dict(session.adapters)
+    for prefix in ("http://", "https://"):
+        adapters.setdefault(prefix, requests.adapters.HTTPAdapter())
+    for prefix, adapter in adapters.items():
+        if not prefix.startswith(("http://", "https://")) \
+                or isinstance(adapter, DeadlineMixin) \
+                or not isinstance(adapter, requests.adapters.HTTPAdapter):
+            continue
+        cls = type(adapter)
+        if cls is requests.adapters.HTTPAdapter:
+            session.mount(prefix, DeadlineAdapter())
+        else:
+            kept = type(f"Deadline{cls.__name__}", (DeadlineMixin, cls), {})
+            session.mount(prefix, kept())
     return session

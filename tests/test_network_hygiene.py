@@ -245,6 +245,52 @@ def test_stalling_servers_fail_within_the_timeout(server: HostileServer, tmp_pat
     assert seconds < 30, seconds
 
 
+@pytest.mark.parametrize("mode", ["silent", "drip-head"])
+def test_lxd_over_https_stalling_fails_within_the_timeout(tls_server: HostileServer,
+                                                          tmp_path: Path, mode: str) -> None:
+    tls_server.mode = mode
+    tls_server.drip_every = 0.3
+    assert tls_server.cert_path is not None
+    config = write_config(tmp_path, {"c": {
+        "backend": "lxd", "endpoint": tls_server.url, "timeout": 2,
+        "server_cert": str(tls_server.cert_path),
+        "client_cert": str(tmp_path / "client.crt"), "client_key": str(tmp_path / "client.key"),
+        "trust_password": PASSWORD}})
+    result, seconds, _ = run_cli(config, "-c", "c", "list")
+    assert result.returncode == 1
+    assert result.stderr.startswith("imagehub: error:"), result.stderr
+    assert_clean(result.stderr, PASSWORD)
+    assert seconds < 30, seconds
+
+
+def test_lxd_pinning_ignores_ca_bundle_variables(tls_server: HostileServer,
+                                                 tmp_path: Path) -> None:
+    """The pinned certificate is the one checked, whatever the CA variables say."""
+    from imagehub.backends.lxd.connection import https_session
+
+    assert tls_server.cert_path is not None
+    (tmp_path / "other").mkdir()
+    other = HostileServer(tls=True, workdir=tmp_path / "other")  # a different CA
+    assert other.cert_path is not None
+    try:
+        saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+                                                 "SSL_CERT_FILE")}
+        for key in saved:
+            os.environ[key] = str(other.cert_path)
+        try:
+            session = https_session(tls_server.url, client_cert=None, client_key=None,
+                                    server_cert=tls_server.cert_path)
+            assert session.get(f"{tls_server.url}/1.0", timeout=5).status_code == 401
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    finally:
+        other.close()
+
+
 def test_glance_and_lxd_have_default_timeouts() -> None:
     from imagehub.backends.glance import auth as glance_auth
 
