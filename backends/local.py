@@ -26,11 +26,10 @@ from imagehub.errors import (
     ImageHubError,
     ImageNotFound,
     PermissionDenied,
-    TransferError,
 )
 from imagehub.manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
 from imagehub.models import Image, Member, MemberStatus, Visibility, parse_datetime
-from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, hashing
+from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, cut_short, hashing
 
 __all__ = ["LocalManager", "default_path"]
 
@@ -225,8 +224,7 @@ class LocalManager(ImageManager):
                     out.flush()
                     os.fsync(out.fileno())
                 if part.size is not None and size != part.size:
-                    raise TransferError(f"{part.name}: read {size} of {part.size} bytes; the "
-                                        "source changed or was cut short", backend=self.name)
+                    raise cut_short(part.name, size, part.size, backend=self.name)
                 staged[-1] = (part, tmp, own.hexdigest("sha256"), size)
             if spec.checksum:
                 whole.verify(spec.checksum, spec.name, backend=self.name)

@@ -41,6 +41,7 @@ from imagehub.streams import (
     hashing,
     overlap,
     parse_checksum,
+    sized,
 )
 
 from . import multipart
@@ -602,13 +603,7 @@ def _sniff_vm(chunks: Iterator[bytes], vm: bool | None) -> tuple[Iterator[bytes]
 
 
 def _sized(source: DataSource) -> Iterator[bytes]:
-    seen = 0
-    for chunk in source.chunks():
-        seen += len(chunk)
-        yield chunk
-    if source.size is not None and seen != source.size:
-        raise TransferError(f"{source.name}: read {seen} of {source.size} bytes; the source "
-                            "changed or was cut short", backend=BACKEND)
+    return sized(source.chunks(), source.size, source.name, backend=BACKEND)
 
 
 def _filename(source: DataSource, default: str) -> str:
