@@ -89,8 +89,7 @@ class CloudConfig:
         out: dict[str, Any] = {}
         for key, value in self.options.items():
             base = key[:-4] if key.endswith("_env") else None
-            if base is not None and base in declared and declared[base].secret \
-                    and f"{base}_env" not in declared:
+            if base is not None and base in declared and declared[base].secret:
                 out[base] = self._from_env(base, key, value)
                 continue
             if key not in declared:
@@ -99,6 +98,8 @@ class CloudConfig:
                                   f"{known})", path=self.path, cloud=self.name, key=key)
             out[key] = self._check(key, value, declared[key])
         for key, opt in declared.items():
+            if opt.env and key not in out and os.environ.get(opt.env):
+                out[key] = os.environ[opt.env]
             if opt.required and key not in out:
                 raise ConfigError(f"missing required key for backend {self.backend!r}"
                                   + (f": {opt.help}" if opt.help else ""),

@@ -53,11 +53,9 @@ class LambdaManager(ImageManager):
     capabilities = Capability.LIST | Capability.GET | Capability.LAUNCH
     unsupported_reason = _UNSUPPORTED
     options = {
-        "api_key": Option(str, secret=True,
-                          help=f"API key (else read from api_key_env, default "
+        "api_key": Option(str, secret=True, env=DEFAULT_API_KEY_ENV,
+                          help=f"API key (or api_key_env: VARIABLE; else read from "
                                f"{DEFAULT_API_KEY_ENV})"),
-        "api_key_env": Option(str, default=DEFAULT_API_KEY_ENV,
-                              help="environment variable holding the API key"),
         "base_url": Option(str, default=DEFAULT_BASE_URL, help="API root (without /api/v1)"),
         "timeout": Option(float, default=30.0,
                           help="seconds each request may take in all (connect, wait, read)"),
