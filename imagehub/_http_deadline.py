@@ -7,7 +7,8 @@ upload may take any time): the head must arrive within it, and for a request tha
 streamed (keystoneauth1's own calls, small JSON) the whole body too. When it
 passes, a watchdog shuts the socket down and the request fails as a read timeout.
 Streamed bodies are the caller's to bound: JSON against a deadline, image data against
-inactivity only, so large images are never cut.
+inactivity only, so large images are never cut. A JSON or text body can never be read
+past ``MAX_TEXT_BODY``, by anyone.
 
 Imported only by backends that depend on requests.
 """
@@ -25,7 +26,12 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 
-__all__ = ["mount"]
+from .errors import BackendError
+
+__all__ = ["MAX_TEXT_BODY", "mount"]
+
+# A backstop for any JSON or text answer; backends cap what they parse lower.
+MAX_TEXT_BODY = 64 * 2**20
 
 
 _local = threading.local()
@@ -120,6 +126,7 @@ class DeadlineMixin:
         try:
             response: requests.Response = super().send(  # type: ignore[misc]
                 request, stream, timeout, *args, **kwargs)
+            _cap_text_body(response)
             if not stream:
                 self._read_within(response, limit)
             return response
@@ -141,6 +148,31 @@ class DeadlineMixin:
                         f"the answer took longer than {limit:g}s", request=response.request
                     ) from exc
                 raise
+
+
+def _cap_text_body(response: requests.Response) -> None:
+    """Make reading a JSON or text answer past ``MAX_TEXT_BODY`` fail, whoever reads it
+    (keystoneauth1 reads whole bodies to log them under --debug, streamed or not)."""
+    kind = response.headers.get("Content-Type") or ""
+    if "json" not in kind and not kind.startswith("text/"):
+        return  # image data: any size
+    raw = response.raw
+    seen = [0]
+    for name in ("read", "read1"):
+        original = getattr(raw, name, None)
+        if original is None:
+            continue
+
+        def capped(*args: Any, _read: Any = original, **kwargs: Any) -> Any:
+            data = _read(*args, **kwargs)
+            seen[0] += len(data or b"")
+            if seen[0] > MAX_TEXT_BODY:
+                raise BackendError(f"the answer from {response.url} is larger than "
+                                   f"{MAX_TEXT_BODY // 2**20} MiB; not reading it",
+                                   hint="check the endpoint: no API answer is that big")
+            return data
+
+        setattr(raw, name, capped)
 
 
 class DeadlineAdapter(DeadlineMixin, requests.adapters.HTTPAdapter):

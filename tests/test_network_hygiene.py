@@ -300,17 +300,22 @@ def test_glance_and_lxd_have_default_timeouts() -> None:
     assert isinstance(timeout, tuple) and all(t is not None and t > 0 for t in timeout)
 
 
+@pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("mode", ["endless", "huge"])
-@pytest.mark.parametrize("backend", ["lambda", "glance"])
+@pytest.mark.parametrize("backend", ["lambda", "glance", "keystone-itself"])
 def test_oversized_answers_fail_with_bounded_memory(server: HostileServer, tmp_path: Path,
-                                                    mode: str, backend: str) -> None:
+                                                    mode: str, backend: str,
+                                                    debug: bool) -> None:
     server.mode = mode
-    make = lambda_cloud if backend == "lambda" else glance_direct
+    server.huge_bytes = 80 * 2**20  # past every cap, the 64 MiB backstop included
+    server.keystone_misbehaves = backend == "keystone-itself"
+    make = {"lambda": lambda_cloud, "glance": glance_direct,
+            "keystone-itself": glance_keystone}[backend]
     config = write_config(tmp_path, {"c": make(server, timeout=60)})
-    result, _, rss_kib = run_cli(config, "-c", "c", "list")
+    result, _, rss_kib = run_cli(config, "-c", "c", "list", debug=debug)
     assert result.returncode == 1
-    assert "larger than" in result.stderr, result.stderr
-    # Generous: the whole 60 MB listing parsed would take well over 1 GiB.
+    assert "larger than" in result.stderr, result.stderr[-2000:]
+    # Generous: the whole 80 MB listing parsed would take well over 1 GiB.
     assert rss_kib < 600 * 1024, rss_kib
 
 
