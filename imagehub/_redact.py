@@ -91,8 +91,7 @@ def excerpt(value: Any, limit: int = 60) -> str:
     if isinstance(value, (dict, list, tuple, set, frozenset)):
         return f"a {type(value).__name__} of {len(value)} item(s)"
     if isinstance(value, (str, bytes)) and len(value) > limit:
-        shown = repr(value[:limit])
-        return f"{shown}… ({len(value)} characters)"
+        return f"{redact(repr(value[:limit]))}… ({len(value)} characters)"
     text = redact(repr(value))
     return text if len(text) <= limit + 20 else text[:limit] + "…"
 

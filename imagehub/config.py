@@ -162,6 +162,12 @@ class Config:
         options = cloud.resolved_options(cls)
         try:
             return cls.from_options(options, cloud=cloud.name)
+        except ConfigError as exc:
+            if exc.cloud is not None:
+                raise
+            # A backend's own check (verify, base_url ...) knows the key, not where it is.
+            raise ConfigError(exc.reason, path=exc.path or cloud.path, cloud=cloud.name,
+                              key=exc.key, hint=exc.hint) from exc
         except ImageHubError:
             raise
         except (TypeError, ValueError) as exc:

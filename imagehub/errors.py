@@ -129,6 +129,7 @@ class ConfigError(ImageHubError):
         full = f"{', '.join(where)}: {message}" if where else message
         super().__init__(full, hint=hint)
         self.path, self.cloud, self.key = path, cloud, key
+        self.reason = message  # without the location, to re-raise with more of it
 
 
 class RegistryError(ImageHubError):

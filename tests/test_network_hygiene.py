@@ -385,3 +385,40 @@ def test_latest_reports_failed_clouds(server: HostileServer, tmp_path: Path) -> 
     assert result.returncode == 1
     assert "imagehub: warning: cloud 'lam'" in result.stderr
     assert_clean(result.stderr, API_KEY)
+
+
+# -- config values a careless file holds --------------------------------------------------
+@pytest.mark.parametrize("timeout", [0, -1, ".nan", ".inf"])
+@pytest.mark.parametrize("backend", ["lambda", "glance"])
+def test_nonsense_timeouts_are_config_errors_naming_cloud_and_key(
+        server: HostileServer, tmp_path: Path, timeout: object, backend: str) -> None:
+    make = lambda_cloud if backend == "lambda" else glance_direct
+    cloud = make(server)
+    cloud.pop("timeout")
+    path = write_config(tmp_path, {"c": cloud})
+    path.write_text(path.read_text() + f"    timeout: {timeout}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path).connect("c")
+    assert "cloud 'c'" in str(info.value) and "timeout" in str(info.value)
+
+
+def test_backend_config_errors_name_the_cloud(server: HostileServer, tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, {"mine": glance_direct(server, verify="off")}))
+    with pytest.raises(ConfigError) as info:
+        config.connect("mine")
+    assert info.value.cloud == "mine" and info.value.key == "verify"
+
+
+def test_alias_bomb_as_a_wrong_typed_value_fails_fast(tmp_path: Path) -> None:
+    levels = ["&a [" + ", ".join(['"lol"'] * 9) + "]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"&{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    path = tmp_path / "clouds.yaml"
+    # timeout wants a number; it gets a list whose last item expands to 9**9 strings.
+    path.write_text("clouds:\n  c:\n    backend: lambda\n    api_key: abcdefgh\n"
+                    f"    timeout: [{', '.join(levels)}]\n")
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        load_config(path).connect("c")
+    assert time.monotonic() - started < 5  # generous; a repr of it would never finish
+    assert "timeout" in str(info.value) and len(str(info.value)) < 500

@@ -82,7 +82,8 @@ class AuthSettings:
             raise ConfigError(f"invalid auth for {self.auth_type!r}: {exc}", key="auth") \
                 from None
         return build_session(plugin, options=self.auth, verify=self.verify, cert=self.cert,
-                             timeout=self.timeout, where=f"Glance ({self.source})")
+                             timeout=self.timeout, where=f"Glance ({self.source})",
+                             endpoint=self.endpoint_override)
 
 
 def _verify(verify: Any, cacert: Any) -> bool | str:

@@ -8,6 +8,7 @@ gets it printed.
 
 from __future__ import annotations
 
+import math
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ import requests
 from keystoneauth1 import plugin, session
 
 from imagehub import _http_deadline, _redact, _tls
+from imagehub.errors import ConfigError
 
 # Seconds to wait for a connection, and for each read of an answer. A read waiting this
 # long is a stalled server; data transfers use the same value as an inactivity limit, so
@@ -39,11 +41,11 @@ class RedactingSession(session.Session):
 
 
 def build(auth: plugin.BaseAuthPlugin, *, options: Mapping[str, Any], verify: Any,
-          cert: Any, timeout: float | None, where: str) -> session.Session:
+          cert: Any, timeout: float | None, where: str,
+          endpoint: str | None = None) -> session.Session:
     """A session for ``auth``; ``options`` are the plugin's options (secrets registered)."""
     _redact.register(*(v for k, v in options.items() if k in SECRET_AUTH_KEYS))
-    for key in ("auth_url", "endpoint"):
-        url = options.get(key)
+    for url in (options.get("auth_url"), options.get("endpoint"), endpoint):
         if isinstance(url, str):
             parts = urllib.parse.urlsplit(url)
             _redact.register(parts.password, parts.username)
@@ -55,6 +57,8 @@ def build(auth: plugin.BaseAuthPlugin, *, options: Mapping[str, Any], verify: An
                             user_agent="imagehub",
                             session=_http_deadline.mount(requests.Session()))
     read = float(timeout) if timeout is not None else DEFAULT_TIMEOUT
+    if not math.isfinite(read) or read <= 0:
+        raise ConfigError("must be a positive number of seconds", key="timeout")
     # requests takes (connect, read); keystoneauth1 passes the value through untouched.
     made.timeout = (min(CONNECT_TIMEOUT, read), read)  # type: ignore[assignment]
     return made

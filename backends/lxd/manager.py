@@ -10,6 +10,7 @@ a unix-socket source and for public images, and errors that keep LXD's own words
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -111,6 +112,8 @@ class LXDManager(ImageManager):
         cloud: str | None = None,
     ) -> None:
         super().__init__(cloud=cloud)
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            raise ConfigError("must be a positive number of seconds", key="timeout")
         self.timeout = timeout
         self.endpoint: Endpoint | None = None
         if client is None:
