@@ -630,10 +630,14 @@ def _disposition_filename(value: str) -> str | None:
 
 
 def _checked(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    moved = 0
     try:
-        yield from chunks
+        for chunk in chunks:
+            moved += len(chunk)
+            yield chunk
     except requests.exceptions.RequestException as exc:
-        raise TransferError("the LXD export was cut short", backend=BACKEND,
+        raise TransferError(f"the LXD export was cut short: the connection was lost after "
+                            f"{moved} bytes had arrived", backend=BACKEND,
                             server_message=str(exc)) from exc
 
 
