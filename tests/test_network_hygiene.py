@@ -128,6 +128,11 @@ def test_url_userinfo_never_printed(server: HostileServer, tmp_path: Path,
     result, _, _ = run_cli(config, "-c", "lam", "list", debug=debug)
     assert result.returncode == 1
     assert_clean(result.stdout + result.stderr, URL_PASSWORD, f"someone:{URL_PASSWORD}@")
+    manager = load_config(config).connect("lam")
+    try:
+        assert_clean(repr(manager) + repr(getattr(manager, "_client", "")), URL_PASSWORD)
+    finally:
+        manager.close()
 
 
 @pytest.mark.parametrize("debug", [False, True])

@@ -24,6 +24,7 @@ import yaml
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading, session
 
+from imagehub._redact import redact
 from imagehub.errors import ConfigError
 
 from .session import build as build_session
@@ -52,9 +53,9 @@ class AuthSettings:
 
     def __repr__(self) -> str:
         shown = {k: ("<hidden>" if k in SECRET_KEYS else v) for k, v in self.auth.items()}
-        return (f"AuthSettings(auth_type={self.auth_type!r}, auth={shown!r}, "
-                f"region_name={self.region_name!r}, interface={self.interface!r}, "
-                f"endpoint_override={self.endpoint_override!r}, source={self.source!r})")
+        return redact(f"AuthSettings(auth_type={self.auth_type!r}, auth={shown!r}, "
+                      f"region_name={self.region_name!r}, interface={self.interface!r}, "
+                      f"endpoint_override={self.endpoint_override!r}, source={self.source!r})")
 
     __str__ = __repr__
 

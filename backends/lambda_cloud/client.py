@@ -160,7 +160,7 @@ class LambdaClient:
         )
 
     def __repr__(self) -> str:
-        return f"<LambdaClient base_url={self.base_url!r}>"
+        return _redact.redact(f"<LambdaClient base_url={self.base_url!r}>")
 
     @property
     def auth(self) -> httpx.Auth | None:

@@ -115,7 +115,7 @@ class LambdaManager(ImageManager):
         )
 
     def __repr__(self) -> str:
-        return f"<LambdaManager cloud={self.cloud!r} base_url={self.base_url!r}>"
+        return _redact.redact(f"<LambdaManager cloud={self.cloud!r} base_url={self.base_url!r}>")
 
     def close(self) -> None:
         self._client.close()
