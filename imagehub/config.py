@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import _redact
 from ._redact import excerpt
 from .errors import BackendNotFound, ConfigError, ImageHubError
 from .manager import ImageManager, Option
@@ -100,6 +101,9 @@ class CloudConfig:
         for key, opt in declared.items():
             if opt.env and key not in out and os.environ.get(opt.env):
                 out[key] = os.environ[opt.env]
+            if opt.secret and isinstance(out.get(key), str):
+                # Whatever the backend does with it, it never leaves the process.
+                _redact.register(out[key])
             if opt.required and key not in out:
                 raise ConfigError(f"missing required key for backend {self.backend!r}"
                                   + (f": {opt.help}" if opt.help else ""),

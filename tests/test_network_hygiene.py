@@ -427,3 +427,17 @@ def test_alias_bomb_as_a_wrong_typed_value_fails_fast(tmp_path: Path) -> None:
         load_config(path).connect("c")
     assert time.monotonic() - started < 5  # generous; a repr of it would never finish
     assert "timeout" in str(info.value) and len(str(info.value)) < 500
+
+
+def test_any_backends_secret_option_is_registered(tmp_path: Path) -> None:
+    """A plugin's secret option is redacted even if the plugin forgets to."""
+    from imagehub.config import CloudConfig
+    from imagehub.manager import ImageManager, Option
+
+    class Plugin(ImageManager):
+        name = "plugin"
+        options = {"token": Option(str, secret=True)}
+
+    CloudConfig("p", "plugin", {"token": "plugin-secret-31337"}).resolved_options(Plugin)
+    error = ImageHubError("server said: your token plugin-secret-31337 is wrong")
+    assert_clean(str(error), "plugin-secret-31337")
