@@ -37,6 +37,8 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *defaults' entries may be overridden by explicit keys
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen

@@ -441,3 +441,13 @@ def test_any_backends_secret_option_is_registered(tmp_path: Path) -> None:
     CloudConfig("p", "plugin", {"token": "plugin-secret-31337"}).resolved_options(Plugin)
     error = ImageHubError("server said: your token plugin-secret-31337 is wrong")
     assert_clean(str(error), "plugin-secret-31337")
+
+
+def test_duplicate_keys_are_refused_but_merge_keys_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "clouds.yaml"
+    path.write_text("clouds:\n  a:\n    backend: local\n    <<: {path: /tmp/x}\n"
+                    "    path: /tmp/y\n")
+    assert load_config(path).clouds["a"].options["path"] == "/tmp/y"
+    path.write_text("clouds:\n  a: {backend: local}\n  a: {backend: lambda}\n")
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        load_config(path)
