@@ -296,7 +296,7 @@ def test_lxd_pinning_ignores_ca_bundle_variables(tls_server: HostileServer,
         other.close()
 
 
-def test_glance_and_lxd_have_default_timeouts() -> None:
+def test_glance_has_a_default_timeout() -> None:
     from imagehub.backends.glance import auth as glance_auth
 
     settings = glance_auth.from_inline({"auth_type": "none",
