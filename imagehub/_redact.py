@@ -15,6 +15,7 @@ lines and tracebacks with :func:`redact`.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -44,8 +45,12 @@ _HEADER = re.compile(
 
 
 def _variants(secret: str) -> set[str]:
+    raw = secret.encode()
+    # Verbatim, JSON-escaped, percent-encoded, and base64 as HTTP Basic carries it
+    # ("key:" or "user:key" encoded): whole 3-byte groups encode the same whatever follows.
+    whole = raw[:len(raw) - len(raw) % 3]
     out = {secret, json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe=""),
-           urllib.parse.quote_plus(secret)}
+           urllib.parse.quote_plus(secret), base64.b64encode(whole).decode()}
     return {v for v in out if len(v) >= _MIN_LEN}
 
 
@@ -90,10 +95,13 @@ def excerpt(value: Any, limit: int = 60) -> str:
     """
     if isinstance(value, (dict, list, tuple, set, frozenset)):
         return f"a {type(value).__name__} of {len(value)} item(s)"
-    if isinstance(value, (str, bytes)) and len(value) > limit:
-        return f"{redact(repr(value[:limit]))}… ({len(value)} characters)"
+    if isinstance(value, str) and len(value) > limit:
+        # Redacted whole, then cut: a cut through a secret would leave its start behind.
+        return f"{redact(value)[:limit]!r}… ({len(value)} characters)"
+    if isinstance(value, bytes) and len(value) > limit:
+        return f"<{len(value)} bytes>"
     text = redact(repr(value))
-    return text if len(text) <= limit + 20 else text[:limit] + "…"
+    return text if len(text) <= limit + 20 else f"{text[:limit]}…"
 
 
 # -- log records ------------------------------------------------------------------------

@@ -171,6 +171,18 @@ def test_redaction_covers_encoded_spellings_and_headers() -> None:
     assert "example.com/x" in out  # the rest of the line is kept
 
 
+def test_redaction_covers_basic_auth_and_cut_excerpts() -> None:
+    import base64
+
+    _redact.register("basic-key-123456")
+    encoded = base64.b64encode(b"basic-key-123456:").decode()
+    assert "basic-key" not in _redact.redact(f"you sent {encoded}").lower()
+    assert encoded[:12] not in _redact.redact(f"you sent {encoded}")
+    # An excerpt cut through the secret leaves none of it behind.
+    shown = _redact.excerpt("x" * 50 + "basic-key-123456" + "y" * 100, limit=55)
+    assert "basic" not in shown
+
+
 # -- TLS ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", ["", "off", "no-such-bundle.pem", 3])
 @pytest.mark.parametrize("backend", ["lambda", "glance"])

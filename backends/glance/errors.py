@@ -19,6 +19,7 @@ from typing import Any
 import requests
 from keystoneauth1 import exceptions as ks_exc
 
+from imagehub._redact import redact
 from imagehub._retry import parse_retry_after
 from imagehub.errors import (
     AuthenticationError,
@@ -53,7 +54,8 @@ def server_text(body: bytes | str, content_type: str | None = None) -> str:
         body_part = re.search(r"<body>(.*)</body>", text, re.S | re.I)
         text = body_part.group(1) if body_part else text
         text = html.unescape(_TAGS.sub(" ", text))
-    return _SPACES.sub(" ", text).strip()[:2000]
+    # Redacted before it is cut: a cut through a secret would leave its start behind.
+    return redact(_SPACES.sub(" ", text).strip())[:2000]
 
 
 def _json_message(data: Any) -> str | None:
@@ -160,4 +162,4 @@ def mapped(what: str) -> Iterator[None]:
 def _safe(exc: BaseException) -> str:
     # keystoneauth1 messages carry URLs and server text, never the request body, so
     # they hold no password; tokens appear only as headers, which it never prints.
-    return str(exc)[:2000]
+    return redact(str(exc))[:2000]

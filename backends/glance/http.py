@@ -161,7 +161,7 @@ class GlanceHTTP:
         except ValueError as exc:
             raise BackendError(f"{what}: the server answered with something that is not "
                                "JSON", backend=BACKEND,
-                               server_message=server_text(content[:2000])) from exc
+                               server_message=server_text(content[:4000])) from exc
 
     def _read_bounded(self, resp: requests.Response, what: str, *,
                       limit: int | None = None, truncate: bool = False) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from imagehub import _redact
 from imagehub._retry import parse_retry_after
 from imagehub.errors import (
     AuthenticationError,
@@ -115,6 +116,8 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None, str
 def snippet(response: httpx.Response) -> str:
     """The start of a body, on one line, for an error's ``server_message``."""
     body = response.text.strip().replace("\n", " ")
+    # Redacted before it is cut: a cut through a secret would leave its start behind.
+    body = _redact.redact(body)
     return body[:200] + ("…" if len(body) > 200 else "")
 
 
