@@ -15,9 +15,11 @@ Imported only by backends that depend on requests.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -28,13 +30,26 @@ import urllib3.exceptions
 
 from .errors import BackendError
 
-__all__ = ["MAX_TEXT_BODY", "mount"]
+__all__ = ["MAX_TEXT_BODY", "budget", "mount"]
 
 # A backstop for any JSON or text answer; backends cap what they parse lower.
 MAX_TEXT_BODY = 64 * 2**20
 
 
 _local = threading.local()
+
+
+@contextlib.contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """Every request of this thread inside the block shares one deadline, ``seconds``
+    from now (keystoneauth1's discovery and token requests are one login to the user)."""
+    outer: float | None = getattr(_local, "budget_at", None)
+    at = time.monotonic() + seconds
+    _local.budget_at = at if outer is None else min(outer, at)
+    try:
+        yield
+    finally:
+        _local.budget_at = outer
 
 
 def _left() -> float | None:
@@ -118,6 +133,13 @@ class DeadlineMixin:
     def send(self, request: requests.PreparedRequest, stream: bool = False,
              timeout: Any = None, *args: Any, **kwargs: Any) -> requests.Response:
         limit = timeout[-1] if isinstance(timeout, tuple) else timeout
+        budget_at: float | None = getattr(_local, "budget_at", None)
+        if budget_at is not None:
+            left = budget_at - time.monotonic()
+            if left <= 0:
+                raise requests.exceptions.ReadTimeout(
+                    "no time left for this request", request=request)
+            limit = left if not isinstance(limit, (int, float)) else min(limit, left)
         if not isinstance(limit, (int, float)) or limit <= 0:
             plain: requests.Response = super().send(  # type: ignore[misc]
                 request, stream, timeout, *args, **kwargs)

@@ -8,6 +8,7 @@ gets it printed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import urllib.parse
 from collections.abc import Mapping
@@ -30,14 +31,32 @@ SECRET_AUTH_KEYS = frozenset({"password", "token", "application_credential_secre
 
 
 class RedactingSession(session.Session):
-    """A Session whose auth headers (tokens fetched at run time) are secrets."""
+    """A Session whose auth headers (tokens fetched at run time) are secrets, and whose
+    logins (discovery, then the token request) share one timeout between them."""
+
+    def _login(self) -> contextlib.AbstractContextManager[None]:
+        timeout = self.timeout
+        seconds = timeout[-1] if isinstance(timeout, tuple) else timeout
+        return _http_deadline.budget(float(seconds or DEFAULT_TIMEOUT))
 
     def get_auth_headers(self, auth: plugin.BaseAuthPlugin | None = None,
                          **kwargs: Any) -> dict[str, str] | None:
-        headers: dict[str, str] | None = super().get_auth_headers(auth, **kwargs)
+        with self._login():
+            headers: dict[str, str] | None = super().get_auth_headers(auth, **kwargs)
         if headers:
             _redact.register(*headers.values())
         return headers
+
+    def get_endpoint(self, auth: plugin.BaseAuthPlugin | None = None,
+                     **kwargs: Any) -> str | None:
+        with self._login():
+            endpoint: str | None = super().get_endpoint(auth, **kwargs)
+        return endpoint
+
+    def get_project_id(self, auth: plugin.BaseAuthPlugin | None = None) -> str | None:
+        with self._login():
+            project: str | None = super().get_project_id(auth)
+        return project
 
 
 def build(auth: plugin.BaseAuthPlugin, *, options: Mapping[str, Any], verify: Any,
