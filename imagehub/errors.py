@@ -102,6 +102,9 @@ class ImageHubError(Exception):
             value = redact(value)
         super().__setattr__(name, value)
 
+    def __repr__(self) -> str:
+        return redact(super().__repr__())
+
     def __str__(self) -> str:
         text = self.message
         if self.server_message and self.server_message not in text:
