@@ -41,7 +41,6 @@ from imagehub.errors import (
     ImageNotFound,
     PermissionDenied,
     QuotaExceeded,
-    TransferError,
 )
 from imagehub.manager import (
     Capability,
@@ -53,7 +52,7 @@ from imagehub.manager import (
     resolve_ref,
 )
 from imagehub.models import Image, Member, MemberStatus, Visibility, parse_datetime
-from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, hashing
+from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, cut_short, hashing
 
 __all__ = ["LocalManager", "StoreReport", "default_path"]
 
@@ -395,8 +394,7 @@ class LocalManager(ImageManager):
                             exc.filename = tmp
                         raise self._os_error(exc, "writing an upload") from exc
                 if part.size is not None and size != part.size:
-                    raise TransferError(f"{part.name}: read {size} of {part.size} bytes; the "
-                                        "source changed or was cut short", backend=self.name)
+                    raise cut_short(part.name, size, part.size, backend=self.name)
                 staged[-1] = (part, tmp, own.hexdigest("sha256"), size)
             if spec.checksum:
                 whole.verify(spec.checksum, spec.name, backend=self.name)

@@ -8,6 +8,7 @@ secret option may be given as ``KEY_env: VARNAME`` so the file holds no secret.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from . import _redact
+from ._redact import excerpt
 from .errors import BackendNotFound, ConfigError, ImageHubError
 from .manager import ImageManager, Option
 from .registry import get_backend
@@ -23,6 +26,47 @@ __all__ = ["CloudConfig", "Config", "default_config_path", "load_config"]
 
 DEFAULT_CLOUD = "local"
 _TOP_KEYS = {"clouds", "default"}
+# Scalars and containers a cloud's options may hold once YAML aliases are expanded; a
+# clouds file is a few dozen. Past this it is an alias bomb, not a configuration.
+_MAX_EXPANDED = 10_000
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *defaults' entries may be overridden by explicit keys
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable: SafeLoader reports it itself
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"duplicate key {excerpt(key)}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(value: Any, memo: dict[int, int] | None = None) -> int:
+    """How many items ``value`` holds with every alias expanded, counted in linear time."""
+    memo = {} if memo is None else memo
+    if id(value) in memo:
+        return memo[id(value)]
+    memo[id(value)] = 1  # a cycle counts once
+    if isinstance(value, dict):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo)
+                       for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        size = 1 + sum(_expanded_size(v, memo) for v in value)
+    else:
+        size = 1
+    memo[id(value)] = size
+    return size
 
 
 def default_config_path() -> Path:
@@ -48,8 +92,7 @@ class CloudConfig:
         out: dict[str, Any] = {}
         for key, value in self.options.items():
             base = key[:-4] if key.endswith("_env") else None
-            if base is not None and base in declared and declared[base].secret \
-                    and f"{base}_env" not in declared:
+            if base is not None and base in declared and declared[base].secret:
                 out[base] = self._from_env(base, key, value)
                 continue
             if key not in declared:
@@ -58,6 +101,11 @@ class CloudConfig:
                                   f"{known})", path=self.path, cloud=self.name, key=key)
             out[key] = self._check(key, value, declared[key])
         for key, opt in declared.items():
+            if opt.env and key not in out and os.environ.get(opt.env):
+                out[key] = os.environ[opt.env]
+            if opt.secret and isinstance(out.get(key), str):
+                # Whatever the backend does with it, it never leaves the process.
+                _redact.register(out[key])
             if opt.required and key not in out:
                 raise ConfigError(f"missing required key for backend {self.backend!r}"
                                   + (f": {opt.help}" if opt.help else ""),
@@ -80,12 +128,16 @@ class CloudConfig:
             value = float(value)
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if not ok:
-            shown = "<hidden>" if opt.secret else repr(value)
+            shown = "<hidden>" if opt.secret else excerpt(value)
             wanted = " or ".join(t.__name__ for t in types)
             raise ConfigError(f"expected {wanted}, got {shown}", path=self.path,
                               cloud=self.name, key=key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"must be a finite number, got {value}", path=self.path,
+                              cloud=self.name, key=key)
         if opt.choices is not None and value not in opt.choices:
-            raise ConfigError(f"must be one of {', '.join(map(str, opt.choices))}",
+            raise ConfigError(f"must be one of {', '.join(map(str, opt.choices))}, got "
+                              f"{'<hidden>' if opt.secret else excerpt(value)}",
                               path=self.path, cloud=self.name, key=key)
         return value
 
@@ -116,6 +168,12 @@ class Config:
         options = cloud.resolved_options(cls)
         try:
             return cls.from_options(options, cloud=cloud.name)
+        except ConfigError as exc:
+            if exc.cloud is not None:
+                raise
+            # A backend's own check (verify, base_url ...) knows the key, not where it is.
+            raise ConfigError(exc.reason, path=exc.path or cloud.path, cloud=cloud.name,
+                              key=exc.key, hint=exc.hint) from exc
         except ImageHubError:
             raise
         except (TypeError, ValueError) as exc:
@@ -138,7 +196,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return Config(clouds={DEFAULT_CLOUD: _local_cloud()})
     where = str(chosen)
     try:
-        data = yaml.safe_load(chosen.read_text(encoding="utf-8"))
+        data = yaml.load(chosen.read_text(encoding="utf-8"), Loader=_Loader)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", path=where) from exc
     except yaml.YAMLError as exc:
@@ -156,14 +214,17 @@ def parse_config(data: Any, where: str | None = None) -> Config:
         raise ConfigError("the top level must be a mapping with a 'clouds' key", path=where)
     for key in data:
         if key not in _TOP_KEYS:
-            raise ConfigError(f"unknown top-level key (known: {', '.join(sorted(_TOP_KEYS))})",
-                              path=where, key=str(key))
+            raise ConfigError(f"unknown top-level key {excerpt(key)} (known: "
+                              f"{', '.join(sorted(_TOP_KEYS))})", path=where)
     raw_clouds = data.get("clouds") or {}
     if not isinstance(raw_clouds, dict):
         raise ConfigError("'clouds' must be a mapping of cloud names", path=where, key="clouds")
     clouds: dict[str, CloudConfig] = {DEFAULT_CLOUD: _local_cloud()}
     for name, body in raw_clouds.items():
-        name = str(name)
+        if not isinstance(name, str):
+            raise ConfigError(f"cloud names must be strings, got {excerpt(name)}",
+                              path=where, key="clouds",
+                              hint="quote the name in the file, e.g. '2024': ...")
         if ":" in name or not name.strip():
             raise ConfigError("cloud names may not be empty or contain ':'", path=where,
                               cloud=name)
@@ -173,10 +234,17 @@ def parse_config(data: Any, where: str | None = None) -> Config:
         if not isinstance(backend, str) or not backend:
             raise ConfigError("missing 'backend' (for example: backend: lxd)", path=where,
                               cloud=name, key="backend")
+        for key, value in body.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"option names must be strings, got {excerpt(key)}",
+                                  path=where, cloud=name)
+            if _expanded_size(value) > _MAX_EXPANDED:
+                raise ConfigError(f"value expands to more than {_MAX_EXPANDED} items "
+                                  "(YAML aliases?)", path=where, cloud=name, key=key)
         options = {str(k): v for k, v in body.items() if k != "backend"}
         clouds[name] = CloudConfig(name=name, backend=backend, options=options, path=where)
     default = data.get("default", DEFAULT_CLOUD)
-    if default not in clouds:
-        raise ConfigError(f"default cloud {default!r} is not defined", path=where,
+    if not isinstance(default, str) or default not in clouds:
+        raise ConfigError(f"default cloud {excerpt(default)} is not defined", path=where,
                           key="default")
     return Config(clouds=clouds, default=str(default), path=where)

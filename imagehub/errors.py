@@ -42,6 +42,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._redact import excerpt, redact
+
 __all__ = [
     "AmbiguousImage",
     "AuthenticationError",
@@ -75,6 +77,9 @@ __all__ = [
 ]
 
 
+_TEXT_FIELDS = frozenset({"message", "server_message", "hint"})
+
+
 class ImageHubError(Exception):
     """Root of every error imagehub raises on purpose.
 
@@ -91,6 +96,7 @@ class ImageHubError(Exception):
         status_code: int | None = None,
         hint: str | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.backend = backend
@@ -103,6 +109,14 @@ class ImageHubError(Exception):
         # instance's attributes so every error survives pickling (multiprocessing,
         # concurrent.futures) with what it carries.
         return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Backends append to these after construction; each assignment is redacted too.
+        if name in _TEXT_FIELDS and isinstance(value, str):
+            value = redact(value)
+        super().__setattr__(name, value)
+
+    def __repr__(self) -> str:
+        return redact(super().__repr__())
 
     def __str__(self) -> str:
         text = self.message
@@ -110,7 +124,8 @@ class ImageHubError(Exception):
             text += f" (server said: {self.server_message})"
         if self.hint:
             text += f"; {self.hint}"
-        return text
+        # Again here: a token received after this error was built, or a field set later.
+        return redact(text)
 
 
 def _rebuild(cls: type[ImageHubError], args: tuple[Any, ...],
@@ -145,11 +160,12 @@ class ConfigError(ImageHubError):
         key: str | None = None,
         hint: str | None = None,
     ) -> None:
-        where = [f"{label} {value!r}" for label, value in
+        where = [f"{label} {excerpt(value, 300)}" for label, value in
                  (("file", path), ("cloud", cloud), ("key", key)) if value]
         full = f"{', '.join(where)}: {message}" if where else message
         super().__init__(full, hint=hint)
         self.path, self.cloud, self.key = path, cloud, key
+        self.reason = message  # without the location, to re-raise with more of it
 
 
 class RegistryError(ImageHubError):

@@ -19,7 +19,7 @@ from .manager import Capability, ImageManager
 from .models import Image, latest
 from .refs import split_ref
 
-__all__ = ["CloudFailure", "Hub", "HubListing"]
+__all__ = ["CloudFailure", "Hub", "HubListing", "IncompleteAnswer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +53,20 @@ class HubListing:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+
+class IncompleteAnswer(ImageHubError):
+    """Some clouds failed, so an answer over all clouds may be wrong (e.g. stale)."""
+
+    def __init__(self, what: str, image: Image | None, failures: Sequence[CloudFailure]
+                 ) -> None:
+        found = (f"the newest image of {what} among the clouds that answered is "
+                 f"{image.cloud}:{image.id} ({image.name})" if image is not None
+                 else f"no image of {what} in the clouds that answered")
+        down = "; ".join(str(f) for f in failures)
+        super().__init__(f"{found}, but {len(failures)} cloud(s) failed, so a newer one may "
+                         f"exist: {down}", hint="fix or leave out the failing clouds")
+        self.image, self.failures = image, list(failures)
 
 
 class Hub:
@@ -117,28 +131,35 @@ class Hub:
             images = _latest_per_cloud(images)
         return HubListing(images, failures)
 
-    def latest(self, family: str, *, architecture: str | None = None,
-               region: str | None = None) -> Image:
-        """The newest image of ``family`` (for an architecture, in a region), wherever it is.
-
-        Raises ImageNotFound when no cloud has one; if some clouds failed, the error says
-        so, since the newest image might live there.
-        """
+    def latest_listing(self, family: str, *, architecture: str | None = None,
+                       region: str | None = None) -> HubListing:
+        """The newest image of ``family`` (zero or one) beside the clouds that failed."""
         filters: dict[str, Any] = {"family": family}
         if architecture:
             filters["architecture"] = architecture
         if region:
             filters["region"] = region
         listing = self.all(**filters)
-        newest = latest(listing.images, keys=())
-        if newest:
-            return newest[0]
-        down = "; ".join(str(f) for f in listing.failures)
-        raise ImageNotFound(
-            f"no image of family {family!r}"
-            + (f" for {architecture}" if architecture else "")
-            + (f" in {region}" if region else "")
-            + f" in clouds {', '.join(self.clouds)}" + (f" (unreachable: {down})" if down else ""))
+        return HubListing(latest(listing.images, keys=())[:1], listing.failures)
+
+    def latest(self, family: str, *, architecture: str | None = None,
+               region: str | None = None) -> Image:
+        """The newest image of ``family`` (for an architecture, in a region), wherever it is.
+
+        Every cloud must answer: if one failed, the newest image might live there, so
+        :class:`IncompleteAnswer` is raised, carrying the best image found (``image``) and
+        the ``failures``. Use :meth:`latest_listing` to take a partial answer knowingly.
+        Raises ImageNotFound when every cloud answered and none has one.
+        """
+        listing = self.latest_listing(family, architecture=architecture, region=region)
+        what = (f"family {family!r}" + (f" for {architecture}" if architecture else "")
+                + (f" in {region}" if region else ""))
+        if listing.failures:
+            raise IncompleteAnswer(what, listing.images[0] if listing.images else None,
+                                   listing.failures)
+        if listing.images:
+            return listing.images[0]
+        raise ImageNotFound(f"no image of {what} in clouds {', '.join(self.clouds)}")
 
     def get(self, ref: str) -> Image:
         """An image by ``CLOUD:REF`` (a bare ref means the default cloud)."""

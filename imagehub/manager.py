@@ -91,6 +91,9 @@ class Option:
     secret: bool = False  # may be given as KEY_env: VARNAME; never echoed
     help: str = ""
     choices: tuple[Any, ...] | None = None
+    # A secret's conventional environment variable, read when neither KEY nor KEY_env is
+    # set (Lambda's LAMBDA_API_KEY); unset there, the backend decides what is missing.
+    env: str | None = None
 
 
 class Page(list[Image]):

@@ -30,10 +30,13 @@ __all__ = [
     "StreamPart",
     "as_file",
     "atomic_write",
+    "cut_short",
     "hashing",
     "open_source",
     "overlap",
     "parse_checksum",
+    "read_chunks",
+    "sized",
 ]
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough for syscalls to vanish, small enough to stay flat
@@ -132,13 +135,42 @@ def _read_chunks(fileobj: IO[bytes], what: str,
     # name the source, as an imagehub error (the CLI prints it as one line).
     done = 0
     try:
-        while chunk := fileobj.read(chunk_size):
+        for chunk in read_chunks(fileobj.read, chunk_size):
             done += len(chunk)
             yield chunk
     except OSError as exc:
         raise TransferError(f"cannot read {what} after {done} bytes: "
                             f"{exc.strerror or exc}",
                             hint="check the disk or the program that feeds the data") from exc
+
+
+def read_chunks(read: Callable[[int], bytes], chunk_size: int = CHUNK_SIZE
+                ) -> Iterator[bytes]:
+    """``read(chunk_size)`` until it returns nothing: a file, a socket or an HTTP body."""
+    while chunk := read(chunk_size):
+        yield chunk
+
+
+def cut_short(name: str, got: int, expected: int, *, backend: str | None,
+              incoming: bool = False) -> TransferError:
+    """The error for a part that moved ``got`` of its ``expected`` bytes."""
+    if incoming:
+        return TransferError(f"{name}: received {got} of {expected} bytes; the transfer was "
+                             "cut short", backend=backend)
+    return TransferError(f"{name}: read {got} of {expected} bytes; the source changed or "
+                         "was cut short", backend=backend)
+
+
+def sized(chunks: Iterable[bytes], size: int | None, name: str, *, backend: str | None,
+          incoming: bool = False) -> Iterator[bytes]:
+    """Pass chunks through; at the end, raise :func:`cut_short` unless exactly ``size``
+    bytes went by (no check when ``size`` is None)."""
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        yield chunk
+    if size is not None and seen != size:
+        raise cut_short(name, seen, size, backend=backend, incoming=incoming)
 
 
 @dataclass
@@ -308,9 +340,8 @@ class ImageStream:
                         ph.update(chunk)
                     yield chunk
                 if part.size is not None and seen != part.size:
-                    raise TransferError(
-                        f"{part.name}: received {seen} of {part.size} bytes; the transfer was "
-                        "cut short", backend=self.backend)
+                    raise cut_short(part.name, seen, part.size, backend=self.backend,
+                                    incoming=True)
                 if ph is not None and part.checksum:
                     ph.verify(part.checksum, part.name, backend=self.backend)
 

@@ -21,10 +21,12 @@ from typing import Any
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading, session
 
+from imagehub._redact import redact
 from imagehub.errors import ConfigError
 
 from . import clouds
 from .cloudkeys import SECRET_KEYS
+from .session import build as build_session
 
 __all__ = ["SDK_OPTION_NAMES", "SECRET_KEYS", "AuthSettings", "describe", "from_inline",
            "from_resolved", "resolve", "resolve_cloud"]
@@ -46,9 +48,9 @@ class AuthSettings:
 
     def __repr__(self) -> str:
         shown = {k: ("<hidden>" if k in SECRET_KEYS else v) for k, v in self.auth.items()}
-        return (f"AuthSettings(auth_type={self.auth_type!r}, auth={shown!r}, "
-                f"region_name={self.region_name!r}, interface={self.interface!r}, "
-                f"endpoint_override={self.endpoint_override!r}, source={self.source!r})")
+        return redact(f"AuthSettings(auth_type={self.auth_type!r}, auth={shown!r}, "
+                      f"region_name={self.region_name!r}, interface={self.interface!r}, "
+                      f"endpoint_override={self.endpoint_override!r}, source={self.source!r})")
 
     __str__ = __repr__
 
@@ -75,8 +77,9 @@ class AuthSettings:
         except ks_exc.OptionError as exc:
             raise ConfigError(f"invalid auth for {self.auth_type!r}: {exc}", key="auth") \
                 from None
-        return session.Session(auth=plugin, verify=self.verify, cert=self.cert,
-                               timeout=self.timeout, user_agent="imagehub")
+        return build_session(plugin, options=self.auth, verify=self.verify, cert=self.cert,
+                             timeout=self.timeout, where=f"Glance ({self.source})",
+                             endpoint=self.endpoint_override)
 
 
 def _verify(verify: Any, cacert: Any) -> bool | str:

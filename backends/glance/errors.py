@@ -16,8 +16,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import requests
 from keystoneauth1 import exceptions as ks_exc
 
+from imagehub._redact import redact
+from imagehub._retry import parse_retry_after
 from imagehub.errors import (
     AuthenticationError,
     BackendError,
@@ -51,7 +54,8 @@ def server_text(body: bytes | str, content_type: str | None = None) -> str:
         body_part = re.search(r"<body>(.*)</body>", text, re.S | re.I)
         text = body_part.group(1) if body_part else text
         text = html.unescape(_TAGS.sub(" ", text))
-    return _SPACES.sub(" ", text).strip()[:2000]
+    # Redacted before it is cut: a cut through a secret would leave its start behind.
+    return redact(_SPACES.sub(" ", text).strip())[:2000]
 
 
 def _json_message(data: Any) -> str | None:
@@ -96,12 +100,7 @@ def error_for_status(
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return parse_retry_after(value)
 
 
 @contextlib.contextmanager
@@ -112,6 +111,13 @@ def mapped(what: str) -> Iterator[None]:
     except ImageHubError:
         raise
     except ks_exc.ConnectTimeout as exc:
+        # keystoneauth1 reports every requests Timeout as ConnectTimeout; the one it
+        # wraps says whether the server was reached at all.
+        if isinstance(exc.__context__, requests.exceptions.ReadTimeout):
+            raise ServerUnreachable(f"{what}: the server accepted the connection but did "
+                                    "not answer in time", backend=BACKEND,
+                                    server_message=_safe(exc),
+                                    hint="raise the cloud's 'timeout', or try later") from exc
         raise ServerUnreachable(f"{what}: timed out connecting", backend=BACKEND,
                                 server_message=_safe(exc)) from exc
     except ks_exc.ConnectFailure as exc:
@@ -156,4 +162,4 @@ def mapped(what: str) -> Iterator[None]:
 def _safe(exc: BaseException) -> str:
     # keystoneauth1 messages carry URLs and server text, never the request body, so
     # they hold no password; tokens appear only as headers, which it never prints.
-    return str(exc)[:2000]
+    return redact(str(exc))[:2000]

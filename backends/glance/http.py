@@ -9,23 +9,33 @@ exponential backoff. Uploads are never retried: their body is a stream.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
-import tenacity
+import urllib3.exceptions
 from keystoneauth1 import adapter as ks_adapter
 
+from imagehub._retry import backoff, retrying
 from imagehub.errors import (
     BackendError,
     ImageHubError,
     ImageNotFound,
     RateLimited,
     ServerUnreachable,
+    TransferError,
 )
 
 from .errors import BACKEND, error_for_status, mapped, retry_after_seconds, server_text
+from .session import DEFAULT_TIMEOUT
+
+# A page of 1000 image records is a few MiB; a body past this is not a listing, and
+# parsing it would cost many times its size in memory.
+MAX_BODY = 32 * 2**20
+ERROR_BODY = 64 * 1024
 
 JSON_PATCH = "application/openstack-images-v2.1-json-patch"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -54,6 +64,8 @@ class GlanceHTTP:
         self.retries = max(0, retries)
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.sleep: Callable[[float], None] = time.sleep  # tests swap in a fake
+        self.max_body = MAX_BODY
         self._root: str | None = None
 
     @property
@@ -97,40 +109,44 @@ class GlanceHTTP:
         may_retry = (method in IDEMPOTENT and data is None) if retry is None else retry
 
         def once() -> requests.Response:
-            with mapped(what):
-                resp: requests.Response = self.adapter.request(
-                    url, method, json=json, data=data, params=params, headers=sent,
-                    stream=stream, raise_exc=False)
+            try:
+                with mapped(what):
+                    resp: requests.Response = self.adapter.request(
+                        url, method, json=json, data=data, params=params, headers=sent,
+                        stream=True, raise_exc=False)
+            except ServerUnreachable as exc:
+                moved = getattr(data, "sent", 0)
+                if not moved:
+                    raise
+                # Bytes went out, so the server was reached: the connection was lost.
+                total = getattr(data, "size", None)
+                of = f" of {total}" if total else ""
+                raise TransferError(f"{what}: the connection was lost after {moved}{of} "
+                                    f"bytes had been sent", backend=BACKEND,
+                                    server_message=exc.server_message,
+                                    hint="try again; nothing half-made is kept") from exc
             if resp.status_code >= 400:
                 self._raise(resp, what, not_found)
+            if not stream:
+                # Read here, bounded: requests would read any size, for any time.
+                resp._content = self._read_bounded(resp, what)
             return resp
 
         if not may_retry or self.retries == 0:
             return once()
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retries + 1),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(_transient),
-            reraise=True,
-        )
-        result: requests.Response = retrying(once)
+        result: requests.Response = retrying(
+            attempts=self.retries + 1, retry_if=_transient, sleep=self.sleep,
+            wait=backoff(self.backoff, self.max_backoff, retry_after_cap=self.max_backoff * 4),
+        )(once)
         return result
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_backoff * 4)
-        return float(min(self.backoff * (2 ** (state.attempt_number - 1)), self.max_backoff))
-
-    @staticmethod
-    def _raise(resp: requests.Response, what: str,
+    def _raise(self, resp: requests.Response, what: str,
                not_found: type[ImageHubError]) -> None:
         try:
-            body = resp.content  # error bodies are small, even on streamed requests
-        except (requests.RequestException, OSError, ValueError):
+            # Only the start of an error body is kept: the rest is not worth waiting for.
+            body = self._read_bounded(resp, what, limit=ERROR_BODY, truncate=True)
+        except ImageHubError:
             body = b""
-        finally:
-            resp.close()
         message = server_text(body or b"", resp.headers.get("Content-Type"))
         raise error_for_status(
             resp.status_code, f"{what}: HTTP {resp.status_code} {resp.reason or ''}".rstrip(),
@@ -138,11 +154,60 @@ class GlanceHTTP:
             not_found=not_found)
 
     def json(self, method: str, path: str, what: str, **kw: Any) -> Any:
-        resp = self.request(method, path, what, **kw)
+        resp = self.request(method, path, what, stream=True, **kw)
+        content = self._read_bounded(resp, what)
         try:
-            return resp.json() if resp.content else None
+            return json.loads(content) if content else None
         except ValueError as exc:
             raise BackendError(f"{what}: the server answered with something that is not "
                                "JSON", backend=BACKEND,
-                               server_message=server_text(resp.content[:2000])) from exc
+                               server_message=server_text(content[:4000])) from exc
+
+    def _read_bounded(self, resp: requests.Response, what: str, *,
+                      limit: int | None = None, truncate: bool = False) -> bytes:
+        """A JSON answer's body: at most ``max_body`` bytes, read within the timeout.
+
+        ``read1`` returns what has arrived, so a server dripping bytes is caught by the
+        deadline check between reads instead of holding one read open forever.
+        """
+        if getattr(resp, "_content_consumed", False):
+            # keystoneauth1's debug logging read it already, to log it.
+            content = resp.content or b""
+            if not truncate and len(content) > (limit or self.max_body):
+                raise BackendError(f"{what}: the answer is larger than "
+                                   f"{(limit or self.max_body) // 2**20} MiB",
+                                   backend=BACKEND)
+            return content[:limit or self.max_body]
+        timeout = getattr(self.adapter.session, "timeout", None)
+        seconds = float((timeout[-1] if isinstance(timeout, tuple) else timeout)
+                        or DEFAULT_TIMEOUT)
+        deadline = time.monotonic() + seconds
+        parts: list[bytes] = []
+        size = 0
+        try:
+            with mapped(what):
+                while True:
+                    try:
+                        chunk = resp.raw.read1(65536, decode_content=True)
+                    except (urllib3.exceptions.HTTPError, OSError) as exc:
+                        raise TransferError(f"{what}: the answer was cut after {size} "
+                                            f"bytes: {exc}", backend=BACKEND) from exc
+                    if not chunk:
+                        return b"".join(parts)
+                    size += len(chunk)
+                    if truncate and size > (limit or self.max_body):
+                        parts.append(chunk)
+                        return b"".join(parts)[:limit or self.max_body]
+                    if size > (limit or self.max_body):
+                        raise BackendError(
+                            f"{what}: the answer is larger than "
+                            f"{self.max_body // 2**20} MiB; not reading it",
+                            backend=BACKEND, hint="ask for smaller pages (page_size)")
+                    if time.monotonic() > deadline:
+                        raise ServerUnreachable(
+                            f"{what}: the answer took longer than {seconds:g}s to arrive",
+                            backend=BACKEND, hint="raise the cloud's 'timeout', or try later")
+                    parts.append(chunk)
+        finally:
+            resp.close()
 

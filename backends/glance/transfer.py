@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 
 import requests
@@ -9,7 +10,7 @@ import urllib3.exceptions
 
 from imagehub.errors import TransferError
 from imagehub.source_errors import guard_source
-from imagehub.streams import CHUNK_SIZE
+from imagehub.streams import cut_short, read_chunks
 
 from .errors import BACKEND
 
@@ -62,20 +63,20 @@ class UploadBody:
                 for start in range(0, len(chunk), HTTP_CHUNK_MAX):
                     yield chunk[start:start + HTTP_CHUNK_MAX]
         if self.size is not None and self.sent != self.size:
-            raise TransferError(f"{self.what}: read {self.sent} of {self.size} bytes; "
-                                "the source shrank or was cut short", backend=BACKEND)
+            raise cut_short(self.what, self.sent, self.size, backend=BACKEND)
 
 
 def response_chunks(resp: requests.Response, what: str) -> Iterator[bytes]:
     """The body of a streamed response in ~1 MiB chunks; a cut stream is a TransferError."""
+    moved = 0
     try:
-        raw = resp.raw
-        while True:
-            chunk = raw.read(CHUNK_SIZE, decode_content=False)
-            if not chunk:
-                return
+        for chunk in read_chunks(functools.partial(resp.raw.read, decode_content=False)):
+            moved += len(chunk)
             yield chunk
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise TransferError(f"{what}: the download was cut: {exc}", backend=BACKEND) from exc
+        total = resp.headers.get("Content-Length")
+        of = f" of {total}" if total and total.isdigit() else ""
+        raise TransferError(f"{what}: the connection was lost after {moved}{of} bytes had "
+                            f"arrived: {exc}", backend=BACKEND) from exc
     finally:
         resp.close()

@@ -21,9 +21,14 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, NoReturn
 
 import httpx
+import tenacity
 
+from imagehub import _redact
+from imagehub._retry import retrying
 from imagehub.errors import BackendError, ConfigError, ImageHubError, RateLimited
 
+from .deadline import deadline, read_capped
+from .deadline import transport as deadline_transport
 from .errors import BACKEND, Failure, map_transport_errors, snippet, status_failure
 
 # The package's name, as before the backend was split into modules, so logging set up
@@ -35,6 +40,11 @@ log = logging.getLogger(__package__)
 # request per 12 seconds, or five requests per minute."
 GENERAL_INTERVAL = 1.0
 LAUNCH_INTERVAL = 12.0
+# Lambda's whole image list is a few hundred KiB; a body past this is not an answer, and
+# parsing it would cost many times its size in memory.
+MAX_BODY = 16 * 2**20
+# Connecting gets its own, shorter limit: a host that does not accept within this is down.
+CONNECT_TIMEOUT = 10.0
 
 
 class Pacer:
@@ -84,6 +94,7 @@ class _BearerAuth(httpx.Auth):
     __slots__ = ("_header",)
 
     def __init__(self, key: str) -> None:
+        _redact.register(key)
         self._header = f"Bearer {key}"
 
     def __repr__(self) -> str:
@@ -125,6 +136,8 @@ class LambdaClient:
         sleep: Callable[[float], None],
         backoff: float,
         max_retry_wait: float,
+        verify: bool | str = True,
+        max_body: int = MAX_BODY,
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
@@ -134,18 +147,20 @@ class LambdaClient:
         self._sleep = sleep
         self._backoff = backoff
         self._max_retry_wait = max_retry_wait
-        # One client: keep-alive across calls, and the key sealed in its auth hook.
+        self._max_body = max_body
+        # One client: keep-alive across calls, and the key sealed in its auth hook. The
+        # deadline transport makes ``timeout`` a bound on the whole request, not per read.
         self._http = httpx.Client(
             base_url=base_url,
             auth=_BearerAuth(key),
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            transport=transport if transport is not None else deadline_transport(verify=verify),
             headers={"Accept": "application/json", "User-Agent": "imagehub-lambda"},
             follow_redirects=False,
         )
 
     def __repr__(self) -> str:
-        return f"<LambdaClient base_url={self.base_url!r}>"
+        return _redact.redact(f"<LambdaClient base_url={self.base_url!r}>")
 
     @property
     def auth(self) -> httpx.Auth | None:
@@ -160,13 +175,34 @@ class LambdaClient:
         """One API call with pacing, bounded retries and error mapping; returns the
         envelope's ``data``."""
         pacers = [self._pacer, self._launch_pacer] if launch else [self._pacer]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._attempt(method, path, body, pacers, idempotent, launch, attempt)
-            except Failure as failure:
-                self._after_failure(failure, attempt, method, path)
+        attempts = 0
+
+        def once() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._attempt(method, path, body, pacers, idempotent, launch, attempts)
+
+        def retry_if(exc: BaseException) -> bool:
+            return isinstance(exc, Failure) and exc.retry and not self._too_long(exc)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(exc, Failure) and exc.wait is not None:
+                return exc.wait
+            return float(min(30.0, self._backoff * 2 ** (state.attempt_number - 1)))
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            error = exc.error if isinstance(exc, Failure) else exc
+            log.debug("%s %s failed (%s); retry %d/%d in %.2fs", method, path,
+                      type(error).__name__, state.attempt_number, self.max_retries,
+                      state.upcoming_sleep)
+
+        try:
+            return retrying(attempts=self.max_retries + 1, retry_if=retry_if, wait=wait,
+                            sleep=self._sleep, before_sleep=before_sleep)(once)
+        except Failure as failure:
+            self._give_up(failure, attempts)
 
     def _attempt(self, method: str, path: str, body: Mapping[str, Any] | None,
                  pacers: list[Pacer], idempotent: bool, launch: bool, attempt: int) -> Any:
@@ -175,7 +211,7 @@ class LambdaClient:
                 stack.enter_context(pacer.slot())
             started = time.monotonic()
             with map_transport_errors(method, path, self.base_url, self.timeout, idempotent):
-                response = self._http.request(method, path, json=body)
+                response = self._request(method, path, body)
             log.debug("%s %s -> HTTP %s in %.3fs (attempt %d)", method, path,
                       response.status_code, time.monotonic() - started, attempt)
         if not response.is_success:
@@ -194,22 +230,37 @@ class LambdaClient:
                 backend=BACKEND, server_message=snippet(response) or None), retry=False)
         return doc["data"]
 
-    def _after_failure(self, failure: Failure, attempt: int, method: str,
-                       path: str) -> None:
-        """Sleep before the next attempt, or raise the mapped error."""
+    def _request(self, method: str, path: str, body: Mapping[str, Any] | None
+                 ) -> httpx.Response:
+        """The response, its body read whole but never past ``max_body`` bytes, all within
+        ``timeout`` seconds."""
+        with deadline(self.timeout), self._http.stream(method, path, json=body) as streamed:
+            content = read_capped(streamed.iter_bytes(), self._max_body)
+            if content is None:
+                raise Failure(BackendError(
+                    f"Lambda Cloud's answer to {method} {path} is larger than "
+                    f"{self._max_body // 2**20} MiB; not reading it",
+                    backend=BACKEND, status_code=streamed.status_code,
+                    hint="check base_url: Lambda's answers are far smaller"), retry=False)
+        # Already decoded: the copy must not claim a content-encoding any more.
+        headers = [(k, v) for k, v in streamed.headers.raw
+                   if k.lower() not in (b"content-encoding", b"content-length",
+                                        b"transfer-encoding")]
+        return httpx.Response(streamed.status_code, headers=headers, content=content,
+                              request=streamed.request)
+
+    def _too_long(self, failure: Failure) -> bool:
+        return failure.wait is not None and failure.wait > self._max_retry_wait
+
+    def _give_up(self, failure: Failure, attempts: int) -> NoReturn:
+        """Raise the mapped error of the last attempt, saying why retrying stopped."""
         error = failure.error
-        too_long = failure.wait is not None and failure.wait > self._max_retry_wait
-        if not failure.retry or attempt > self.max_retries or too_long:
-            if isinstance(error, RateLimited):
-                error.message += (f"; gave up after {attempt} attempt(s)" if not too_long else
-                                  f"; Retry-After {failure.wait:g}s exceeds the "
-                                  f"{self._max_retry_wait:g}s this client waits")
-            self._raise(error, failure.cause)
-        wait = failure.wait if failure.wait is not None else \
-            min(30.0, self._backoff * 2 ** (attempt - 1))
-        log.debug("%s %s failed (%s); retry %d/%d in %.2fs", method, path,
-                  type(error).__name__, attempt, self.max_retries, wait)
-        self._sleep(wait)
+        if isinstance(error, RateLimited):
+            error.message += (f"; Retry-After {failure.wait:g}s exceeds the "
+                              f"{self._max_retry_wait:g}s this client waits"
+                              if self._too_long(failure) else
+                              f"; gave up after {attempts} attempt(s)")
+        self._raise(error, failure.cause)
 
     @staticmethod
     def _raise(error: ImageHubError, cause: BaseException | None) -> NoReturn:

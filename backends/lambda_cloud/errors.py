@@ -9,13 +9,14 @@ to look at an error's type.
 from __future__ import annotations
 
 import contextlib
-import email.utils
+import math
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 
+from imagehub import _redact
+from imagehub._retry import parse_retry_after
 from imagehub.errors import (
     AuthenticationError,
     BackendError,
@@ -90,20 +91,9 @@ class Failure(Exception):
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    # Not clamped here: a wait past the client's max_retry_wait makes it give up at once,
+    # saying so, instead of waiting less than the server asked.
+    return parse_retry_after(response.headers.get("Retry-After"), cap=math.inf)
 
 
 def _error_fields(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
@@ -126,6 +116,8 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None, str
 def snippet(response: httpx.Response) -> str:
     """The start of a body, on one line, for an error's ``server_message``."""
     body = response.text.strip().replace("\n", " ")
+    # Redacted before it is cut: a cut through a secret would leave its start behind.
+    body = _redact.redact(body)
     return body[:200] + ("…" if len(body) > 200 else "")
 
 

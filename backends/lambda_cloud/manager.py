@@ -7,13 +7,16 @@ is one GET whose records are filtered, paged and resolved here.
 from __future__ import annotations
 
 import builtins
+import math
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
+from imagehub import _redact, _tls
 from imagehub.errors import (
     AmbiguousImage,
     BackendError,
@@ -50,13 +53,14 @@ class LambdaManager(ImageManager):
     capabilities = Capability.LIST | Capability.GET | Capability.LAUNCH
     unsupported_reason = _UNSUPPORTED
     options = {
-        "api_key": Option(str, secret=True,
-                          help=f"API key (else read from api_key_env, default "
+        "api_key": Option(str, secret=True, env=DEFAULT_API_KEY_ENV,
+                          help=f"API key (or api_key_env: VARIABLE; else read from "
                                f"{DEFAULT_API_KEY_ENV})"),
-        "api_key_env": Option(str, default=DEFAULT_API_KEY_ENV,
-                              help="environment variable holding the API key"),
         "base_url": Option(str, default=DEFAULT_BASE_URL, help="API root (without /api/v1)"),
-        "timeout": Option(float, default=30.0, help="seconds to wait for each response"),
+        "timeout": Option(float, default=30.0,
+                          help="seconds each request may take in all (connect, wait, read)"),
+        "verify": Option((bool, str), default=True,
+                         help="TLS verification: true, false, or a CA file or directory"),
         "max_retries": Option(int, default=3,
                               help="extra attempts after a throttled or failed request"),
     }
@@ -78,13 +82,19 @@ class LambdaManager(ImageManager):
         sleep: Callable[[float], None] = time.sleep,
         backoff: float = 1.0,
         max_retry_wait: float = 60.0,
+        verify: bool | str = True,
     ) -> None:
         super().__init__(cloud=cloud)
+        _redact.register(api_key, *_userinfo_secrets(base_url))
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got "
-                              f"{base_url!r}", key="base_url")
-        if timeout <= 0:
+                              f"{_redact.excerpt(base_url)}", key="base_url")
+        if not math.isfinite(timeout) or timeout <= 0:
             raise ConfigError("timeout must be a positive number of seconds", key="timeout")
+        checked = _tls.check_verify(verify, cloud=cloud)
+        if checked is False:
+            _tls.warn_insecure(f"cloud {cloud or BACKEND!r}")
+        _tls.warn_cleartext(base_url, "the API key and answers")
         if max_retries < 0:
             raise ConfigError("max_retries must be 0 or more", key="max_retries")
         self.base_url = base_url.rstrip("/")
@@ -101,10 +111,11 @@ class LambdaManager(ImageManager):
             sleep=sleep,
             backoff=backoff,
             max_retry_wait=max_retry_wait,
+            verify=_tls.effective_verify(checked),
         )
 
     def __repr__(self) -> str:
-        return f"<LambdaManager cloud={self.cloud!r} base_url={self.base_url!r}>"
+        return _redact.redact(f"<LambdaManager cloud={self.cloud!r} base_url={self.base_url!r}>")
 
     def close(self) -> None:
         self._client.close()
@@ -201,3 +212,12 @@ class LambdaManager(ImageManager):
                         f"family, pass 'family:NAME' (e.g. family:lambda-stack)")
             raise
         return {"id": found.id}
+
+
+def _userinfo_secrets(url: str) -> tuple[str, ...]:
+    """A base_url's userinfo (``https://user:pass@host``) parts: credentials too."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return ()
+    return tuple(p for p in (parts.password, parts.username) if p)

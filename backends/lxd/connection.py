@@ -21,6 +21,7 @@ import requests
 import yaml
 from pylxd import exceptions as pylxd_exceptions
 
+from imagehub import _http_deadline, _tls
 from imagehub.errors import AuthenticationError, ConfigError
 
 from .errors import BACKEND, TRUST_HINT, from_transport, lxd_errors
@@ -198,12 +199,15 @@ def https_session(url: str, *, client_cert: Path | None, client_key: Path | None
                               key="server_cert")
         verify = str(server_cert)
     else:
-        # No pin: verify against CAs, honouring the usual bundle variables ourselves.
-        verify = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                  or True)
+        # No pin: verify against CAs, honouring the bundle variables every backend
+        # honours (the pinned branch above never reads them).
+        verify = _tls.effective_verify(True)
     cert = (str(client_cert), str(client_key)) if client_cert and client_key else None
     session: requests.Session = pylxd.client.get_session_for_url(url, verify=verify, cert=cert)
     session.trust_env = False
+    # A daemon dripping its answers must still be timed out (exports are streamed, so
+    # their bodies are bounded by inactivity only).
+    _http_deadline.mount(session)
     return session
 
 

@@ -125,6 +125,11 @@ def from_transport(exc: BaseException, *, what: str = "") -> ImageHubError:
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return TransferError(f"{prefix}the transfer was cut short", backend=BACKEND,
                              server_message=text)
+    if "Connection aborted" in text or "Broken pipe" in text:
+        # The server was reached and the connection then dropped: not "cannot reach".
+        return TransferError(f"{prefix}the connection to LXD was lost mid-request",
+                             backend=BACKEND, server_message=text,
+                             hint="try again; check the daemon's log if it keeps happening")
     return ServerUnreachable(f"{prefix}cannot reach the LXD server", backend=BACKEND,
                              server_message=text,
                              hint="check the 'endpoint' option and that LXD is running")

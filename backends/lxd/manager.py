@@ -10,6 +10,7 @@ a unix-socket source and for public images, and errors that keep LXD's own words
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import threading
 import urllib.parse
@@ -18,6 +19,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from imagehub import _redact
 from imagehub.errors import (
     ChecksumMismatch,
     ConfigError,
@@ -51,6 +53,7 @@ from imagehub.streams import (
     hashing,
     overlap,
     parse_checksum,
+    sized,
 )
 
 from . import multipart
@@ -66,6 +69,7 @@ _QCOW2_MAGIC = b"QFI\xfb"
 _TYPES = ("container", "virtual-machine")
 # Who "shares" with everyone: LXD's only form of sharing is the public flag.
 PUBLIC_MEMBERS = ("*", "public")
+DEFAULT_TIMEOUT = 60.0
 _UPDATABLE = frozenset({"name", "description", "properties", "remove_properties",
                         "visibility", "auto_update", "os", "release", "version"})
 _UPDATE_ATTEMPTS = 5
@@ -98,7 +102,8 @@ class LXDManager(ImageManager):
         "remote": Option(str, help="an lxc remote name: address and certificates from "
                                    "the lxc client configuration"),
         "project": Option(str, help="LXD project (default: the server's default)"),
-        "timeout": Option((int, float), help="seconds for each HTTP request"),
+        "timeout": Option((int, float), help="seconds to wait for a connection or for each "
+                                             "read of an answer (default 60)"),
     }
     server_filters = frozenset({"type"})
     updatable = _UPDATABLE
@@ -123,13 +128,19 @@ class LXDManager(ImageManager):
         # LXD checks If-Match and then writes, not atomically: two PUTs that overlap can
         # both pass, and one undoes the other. Updates through one manager take turns.
         self._update_lock = threading.Lock()
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            raise ConfigError("must be a positive number of seconds", key="timeout")
         self.timeout = timeout
         self.endpoint: Endpoint | None = None
         if client is None:
             self.endpoint = endpoint_from_options(
                 endpoint, client_cert=client_cert, client_key=client_key,
                 server_cert=server_cert, remote=remote, project=project)
-            client = connect(self.endpoint, trust_password=trust_password, timeout=timeout)
+            _redact.register(trust_password)
+            # Without a limit a daemon that accepts and never answers hangs every call;
+            # requests applies it per read, so image transfers are cut only when stalled.
+            client = connect(self.endpoint, trust_password=trust_password,
+                             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT)
         self.client = client
 
     @classmethod
@@ -620,13 +631,7 @@ def _sniff_vm(chunks: Iterator[bytes], vm: bool | None) -> tuple[Iterator[bytes]
 
 
 def _sized(source: DataSource) -> Iterator[bytes]:
-    seen = 0
-    for chunk in source.chunks():
-        seen += len(chunk)
-        yield chunk
-    if source.size is not None and seen != source.size:
-        raise TransferError(f"{source.name}: read {seen} of {source.size} bytes; the source "
-                            "changed or was cut short", backend=BACKEND)
+    return sized(source.chunks(), source.size, source.name, backend=BACKEND)
 
 
 def _filename(source: DataSource, default: str) -> str:
@@ -650,10 +655,14 @@ def _disposition_filename(value: str) -> str | None:
 
 
 def _checked(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    moved = 0
     try:
-        yield from chunks
+        for chunk in chunks:
+            moved += len(chunk)
+            yield chunk
     except requests.exceptions.RequestException as exc:
-        raise TransferError("the LXD export was cut short", backend=BACKEND,
+        raise TransferError(f"the LXD export was cut short: the connection was lost after "
+                            f"{moved} bytes had arrived", backend=BACKEND,
                             server_message=str(exc)) from exc
 
 

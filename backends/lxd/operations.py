@@ -9,13 +9,13 @@ final state; ``wait(timeout)`` waits on that thread for at most ``timeout`` seco
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import requests
 from pylxd import exceptions as pylxd_exceptions  # type: ignore[import-untyped]
 
+from imagehub._retry import retrying
 from imagehub.errors import ImageHubError, OperationFailed
 from imagehub.operations import Operation, OperationStatus
 
@@ -70,12 +70,15 @@ class LXDOperation(Operation[T]):
 
     # -- the watcher thread ---------------------------------------------------------------
     def _watch(self) -> None:
-        failures = 0
         try:
             while True:
                 try:
-                    response = self._api.operations[self.id].wait.get(
-                        params={"timeout": _WAIT_SLICE}, timeout=_WAIT_SLICE + 30)
+                    # A dropped long-poll is asked again a few times before it counts.
+                    response = retrying(
+                        attempts=_TRANSPORT_RETRIES,
+                        retry_if=lambda e: isinstance(e, requests.exceptions.RequestException),
+                        wait=lambda state: 0.5 * state.attempt_number,
+                    )(self._wait_slice)
                 except pylxd_exceptions.NotFound:
                     self._watch_error = OperationFailed(
                         f"LXD operation {self.id} vanished before its result was read",
@@ -87,12 +90,8 @@ class LXDOperation(Operation[T]):
                                                   trusted=self._trusted)
                     return
                 except requests.exceptions.RequestException as exc:
-                    failures += 1
-                    if failures >= _TRANSPORT_RETRIES:
-                        self._watch_error = from_transport(exc, what=self._what)
-                        return
-                    time.sleep(0.5 * failures)
-                    continue
+                    self._watch_error = from_transport(exc, what=self._what)
+                    return
                 meta = response.json().get("metadata") or {}
                 self.metadata = meta.get("metadata") or {}
                 if int(meta.get("status_code", 0)) >= _SUCCESS:
@@ -100,6 +99,10 @@ class LXDOperation(Operation[T]):
                     return
         finally:
             self._done.set()
+
+    def _wait_slice(self) -> Any:
+        return self._api.operations[self.id].wait.get(
+            params={"timeout": _WAIT_SLICE}, timeout=_WAIT_SLICE + 30)
 
     # -- Operation hooks ------------------------------------------------------------------
     def _refresh(self) -> None:

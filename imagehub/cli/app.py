@@ -15,10 +15,12 @@ from typing import Any, NoReturn
 import click
 import yaml
 
+from .._redact import redact
 from ..config import Config, load_config
 from ..errors import ImageHubError, InvalidArgument
 from ..manager import ImageManager
 from ..refs import split_ref
+from . import logs
 
 __all__ = ["State", "cli", "main", "pass_state", "printable"]
 
@@ -99,10 +101,7 @@ def cli(ctx: click.Context, config_path: str | None, cloud: str | None, fmt: str
     """Manage machine images across clouds through one interface."""
     global _debug
     _debug = debug
-    if debug:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    logs.setup(debug)
     state = State(config_path, cloud, fmt, debug, quiet)
     ctx.obj = state
     ctx.call_on_close(state.close)
@@ -143,7 +142,7 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
             sys.exit(code)
     except ImageHubError as exc:
         if _debug:
-            traceback.print_exc()
+            click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
         click.echo(f"imagehub: error: {_one_line(str(exc))}", err=True)
         # A bad argument is a usage error, whichever layer noticed it.
         sys.exit(2 if isinstance(exc, InvalidArgument) else 1)
@@ -159,6 +158,13 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one (redacted) line
+        if _debug:
+            click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+        click.echo(f"imagehub: error: unexpected {type(exc).__name__}: "
+                   f"{_one_line(redact(str(exc)))[:500]}; run with --debug for the traceback",
+                   err=True)
         sys.exit(1)
     sys.exit(0)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import ImageNotFound
 from ..filters import sort_images
 from ..hub import CloudFailure, Hub
 from ..manager import Capability, UpdateSpec
@@ -85,7 +86,18 @@ def warn_failures(failures: list[CloudFailure]) -> None:
 def latest_cmd(state: State, family: str, architecture: str | None,
                region: str | None) -> None:
     """The newest image of FAMILY in any configured cloud."""
-    emit(state, Hub(state.config).latest(family, architecture=architecture, region=region))
+    listing = Hub(state.config).latest_listing(family, architecture=architecture,
+                                               region=region)
+    if listing.images:
+        emit(state, listing.images[0])
+    if listing.images or not listing.failures:
+        warn_failures(listing.failures)
+    for failure in listing.failures:  # said before the error line they explain
+        click.echo(f"imagehub: warning: {' '.join(str(failure).split())}", err=True)
+    wanted = (f"family {family!r}" + (f" for {architecture}" if architecture else "")
+              + (f" in {region}" if region else ""))
+    where = "the clouds that answered" if listing.failures else "any configured cloud"
+    raise ImageNotFound(f"no image of {wanted} in {where}")
 
 
 @cli.command()

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .._retry import backoff, retrying
 from ..errors import BackendError, ImageHubError, ImageNotFound, TransferError
 from ..manager import Capability, ImageManager
 from ..models import Image
@@ -29,31 +30,27 @@ def cleanup(p: Plan, token: str, made: list[Image], options: Options,
     dst = p.dst
     if dst is None:
         return
-    deadline = time.monotonic() + options.cleanup_timeout
-    delay = 0.2
-    while True:
-        try:
-            for image in list(made):
-                delete_if_present(dst, image)
-                made.remove(image)
-            if Capability.LIST in type(dst).capabilities:
-                for image in dst.all():
-                    if image.properties.get(PROP_TRANSFER) == token and \
-                            image.status not in GONE:
-                        delete_if_present(dst, image)
-            return
-        except ImageHubError as exc:
-            # A server restarting answers 5xx or not at all for a while: keep asking.
-            if not isinstance(exc, BackendError | TransferError) \
-                    or time.monotonic() + delay > deadline:
-                log.error("migrate: could not clean up after %s on %s (%s); look for "
-                          "images with property %s=%s", type(cause).__name__,
-                          dst.cloud, exc, PROP_TRANSFER, token)
-                _note(cause, f"cleanup failed: images tagged {PROP_TRANSFER}={token} may "
-                             f"remain on {dst.cloud!r}")
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+
+    def sweep_once() -> None:
+        for image in list(made):
+            delete_if_present(dst, image)
+            made.remove(image)
+        if Capability.LIST in type(dst).capabilities:
+            for image in dst.all():
+                if image.properties.get(PROP_TRANSFER) == token and image.status not in GONE:
+                    delete_if_present(dst, image)
+
+    try:
+        # A server restarting answers 5xx or not at all for a while: keep asking.
+        retrying(attempts=None, within=options.cleanup_timeout,
+                 retry_if=lambda exc: isinstance(exc, BackendError | TransferError),
+                 wait=backoff(0.2, 2.0))(sweep_once)
+    except ImageHubError as exc:
+        log.error("migrate: could not clean up after %s on %s (%s); look for "
+                  "images with property %s=%s", type(cause).__name__,
+                  dst.cloud, exc, PROP_TRANSFER, token)
+        _note(cause, f"cleanup failed: images tagged {PROP_TRANSFER}={token} may "
+                     f"remain on {dst.cloud!r}")
 
 
 def delete_if_present(dst: ImageManager, image: Image) -> None:
@@ -69,8 +66,8 @@ def sweep(dst: ImageManager, stale: list[Image], older_than: float) -> None:
         when = image.updated_at or image.created_at
         if when is not None and now - when.timestamp() < older_than:
             continue  # maybe another run's upload in flight
-        log.warning("sync: deleting %s on %s, left half-made by an interrupted run",
-                    image.id, dst.cloud)
+        log.warning("sync: deleting %s (%s) on %s, left half-made by an interrupted run",
+                    image.name or "unnamed", image.id, dst.cloud)
         with contextlib.suppress(ImageHubError):
             delete_if_present(dst, image)
 

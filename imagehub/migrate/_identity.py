@@ -13,6 +13,15 @@ def label(image: Image) -> str:
     return f"{image.cloud}:{image.id}" if image.cloud else image.id
 
 
+def display(image: Image) -> str:
+    """How a person knows the image: its name (or alias) and cloud; the id only when
+    it has neither, since a fingerprint tells a reader nothing."""
+    name = image.name or (image.aliases[0] if image.aliases else None)
+    if not name:
+        return label(image)
+    return f"{name!r} on {image.cloud}" if image.cloud else repr(name)
+
+
 def default_name(image: Image) -> str:
     return image.name or (image.aliases[0] if image.aliases else image.id)
 

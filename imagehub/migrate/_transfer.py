@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-import tenacity
-
+from .._retry import backoff, retrying
 from ..errors import (
     BackendError,
     ChecksumMismatch,
@@ -27,7 +24,7 @@ from ..errors import (
 )
 from ..models import Image
 from ._cleanup import cleanup
-from ._identity import label
+from ._identity import display, label
 from ._native import copy_native
 from ._options import Options
 from ._stream import copy_stream
@@ -90,27 +87,6 @@ def _transient(exc: BaseException) -> bool:
     return False
 
 
-def _wait_for(options: Options) -> Callable[[tenacity.RetryCallState], float]:
-    exponential = tenacity.wait_exponential(multiplier=options.backoff, max=30)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        delay = float(exponential(state))
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, RateLimited) and exc.retry_after:
-            delay = max(delay, float(exc.retry_after))
-        return delay
-
-    return wait
-
-
-def _interruptible_sleep(cancel: threading.Event) -> Callable[[float], None]:
-    def sleep(seconds: float) -> None:
-        cancel.wait(seconds)  # a cancelled sync stops waiting to retry
-
-    return sleep
-
-
 def carry_out(p: Plan, options: Options) -> Transfer:
     if p.action == "present":
         return Transfer(source=p.source, action="present", path="none", image=p.existing,
@@ -129,19 +105,15 @@ def carry_out(p: Plan, options: Options) -> Transfer:
             cleanup(p, token, made, options, exc)
             raise
 
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(_transient),
-        stop=tenacity.stop_after_attempt(max(options.retries, 0) + 1)
-        | tenacity.stop_when_event_set(options.cancel),
-        wait=_wait_for(options),
-        sleep=_interruptible_sleep(options.cancel),
+    retry = retrying(
+        attempts=max(options.retries, 0) + 1, retry_if=_transient,
+        wait=backoff(options.backoff, 30.0), cancel=options.cancel,
         before_sleep=lambda s: log.warning(
-            "migrate %s: attempt %d failed (%s); retrying", label(p.source),
+            "migrate %s: attempt %d failed (%s); retrying", display(p.source),
             s.attempt_number, s.outcome.exception() if s.outcome else "?"),
-        reraise=True,
     )
     try:
-        return retrying(attempt)
+        return retry(attempt)
     except ImageHubError:
         raise
     except Exception as exc:

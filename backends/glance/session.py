@@ -1,0 +1,83 @@
+"""The keystoneauth1 Session every Glance cloud uses: TLS checked, secrets registered,
+a timeout always set.
+
+Tokens are registered for redaction the moment keystoneauth1 hands them out, so a server
+that echoes one back (in an error body, or in its answer to ``--debug`` logging) never
+gets it printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from keystoneauth1 import plugin, session
+
+from imagehub import _http_deadline, _redact, _tls
+from imagehub.errors import ConfigError
+
+# Seconds to wait for a connection, and for each read of an answer. A read waiting this
+# long is a stalled server; data transfers use the same value as an inactivity limit, so
+# large images are never cut for being large.
+CONNECT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 60.0
+
+SECRET_AUTH_KEYS = frozenset({"password", "token", "application_credential_secret",
+                              "secret", "client_secret", "passcode", "access_token"})
+
+
+class RedactingSession(session.Session):
+    """A Session whose auth headers (tokens fetched at run time) are secrets, and whose
+    logins (discovery, then the token request) share one timeout between them."""
+
+    def _login(self) -> contextlib.AbstractContextManager[None]:
+        timeout = self.timeout
+        seconds = timeout[-1] if isinstance(timeout, tuple) else timeout
+        return _http_deadline.budget(float(seconds or DEFAULT_TIMEOUT))
+
+    def get_auth_headers(self, auth: plugin.BaseAuthPlugin | None = None,
+                         **kwargs: Any) -> dict[str, str] | None:
+        with self._login():
+            headers: dict[str, str] | None = super().get_auth_headers(auth, **kwargs)
+        if headers:
+            _redact.register(*headers.values())
+        return headers
+
+    def get_endpoint(self, auth: plugin.BaseAuthPlugin | None = None,
+                     **kwargs: Any) -> str | None:
+        with self._login():
+            endpoint: str | None = super().get_endpoint(auth, **kwargs)
+        return endpoint
+
+    def get_project_id(self, auth: plugin.BaseAuthPlugin | None = None) -> str | None:
+        with self._login():
+            project: str | None = super().get_project_id(auth)
+        return project
+
+
+def build(auth: plugin.BaseAuthPlugin, *, options: Mapping[str, Any], verify: Any,
+          cert: Any, timeout: float | None, where: str,
+          endpoint: str | None = None) -> session.Session:
+    """A session for ``auth``; ``options`` are the plugin's options (secrets registered)."""
+    _redact.register(*(v for k, v in options.items() if k in SECRET_AUTH_KEYS))
+    for url in (options.get("auth_url"), options.get("endpoint"), endpoint):
+        if isinstance(url, str):
+            parts = urllib.parse.urlsplit(url)
+            _redact.register(parts.password, parts.username)
+            _tls.warn_cleartext(url, "passwords and tokens")
+    checked = _tls.check_verify(verify)
+    if checked is False:
+        _tls.warn_insecure(where)
+    made = RedactingSession(auth=auth, verify=_tls.effective_verify(checked), cert=cert,
+                            user_agent="imagehub",
+                            session=_http_deadline.mount(requests.Session()))
+    read = float(timeout) if timeout is not None else DEFAULT_TIMEOUT
+    if not math.isfinite(read) or read <= 0:
+        raise ConfigError("must be a positive number of seconds", key="timeout")
+    # requests takes (connect, read); keystoneauth1 passes the value through untouched.
+    made.timeout = (min(CONNECT_TIMEOUT, read), read)  # type: ignore[assignment]
+    return made
