@@ -12,12 +12,20 @@ import abc
 import builtins
 import dataclasses
 import enum
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
-from .errors import AmbiguousImage, ImageHubError, ImageNotFound, UnsupportedOperation
+from .diskformat import HEAD_SIZE, check_label, split_head
+from .errors import (
+    AmbiguousImage,
+    ImageHubError,
+    ImageNotFound,
+    InvalidImageData,
+    UnsupportedOperation,
+)
 from .models import Image, Member, MemberStatus, Visibility, latest, matches
 from .operations import Operation, completed
 from .streams import DataSource, ImageStream, ProgressCallback, Source, open_source
@@ -154,6 +162,24 @@ class ImageManager(abc.ABC):
     #: why an operation is missing, shown in UnsupportedOperation
     unsupported_reason: ClassVar[str | None] = None
     page_size: int = 200
+
+    # -- abilities migrate uses: declared here, never discovered by trying ----------------
+    #: ``_native_copy`` copies server-side to another manager of the same class
+    native_copy: ClassVar[bool] = False
+    #: ``_export_from(image, offset)`` starts at a byte (resuming a cut download)
+    ranged_export: ClassVar[bool] = False
+    #: how many files one image may have (an LXD split image: metadata + rootfs)
+    max_parts: ClassVar[int] = 1
+    #: the algorithms of the checksum the backend reports on an image it stored
+    checksum_algorithms: ClassVar[frozenset[str]] = frozenset()
+    #: disk formats a virtual-machine image from elsewhere may arrive in; None means
+    #: any (kept as it is)
+    vm_disk_formats: ClassVar[frozenset[str] | None] = None
+    #: a virtual-machine image here is a split image whose metadata imagehub must write
+    #: (LXD); migrate then builds it from the source image's fields
+    vm_needs_metadata: ClassVar[bool] = False
+    #: property prefixes that are the backend's own bookkeeping, never carried elsewhere
+    private_property_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, cloud: str | None = None) -> None:
         self.cloud = cloud or self.name
@@ -300,7 +326,11 @@ class ImageManager(abc.ABC):
             parts.append(open_source(metadata, "metadata"))
             parts.append(open_source(data, "rootfs"))
         else:
-            parts.append(open_source(data, "image"))
+            # One file is a disk image somewhere: label it by its bytes, or refuse a
+            # label they contradict, before anything is sent. (A split image's rootfs
+            # is the backend's own format, not a disk.)
+            format, whole = _label_by_bytes(open_source(data, "image"), format, self.name)
+            parts.append(whole)
         vis = Visibility(visibility) if visibility is not None else (
             Visibility.PUBLIC if public else Visibility.PRIVATE)
         spec = CreateSpec(
@@ -318,11 +348,21 @@ class ImageManager(abc.ABC):
             return op
         return self.bind(op.wait(timeout))
 
-    def export(self, image: Image | str) -> ImageStream:
-        """A streamed export; use it as a context manager, iterate it or ``save()`` it."""
+    def export(self, image: Image | str, *, offset: int = 0) -> ImageStream:
+        """A streamed export; use it as a context manager, iterate it or ``save()`` it.
+
+        ``offset`` starts at that byte, where the backend declares ``ranged_export``; the
+        stream's checksums then cannot be verified (they cover the whole image).
+        """
         self.require(Capability.EXPORT, "export")
         target = self.resolve(image)
-        stream = self._export(target)
+        if offset:
+            if not type(self).ranged_export:
+                raise UnsupportedOperation(self.name or type(self).__name__,
+                                           "export from an offset", "it cannot read a range")
+            stream = self._export_from(target, offset)
+        else:
+            stream = self._export(target)
         stream.image = stream.image or target
         return stream
 
@@ -417,6 +457,19 @@ class ImageManager(abc.ABC):
     def _export(self, image: Image) -> ImageStream:
         raise UnsupportedOperation(self.name, "export", self.unsupported_reason)
 
+    def _export_from(self, image: Image, offset: int) -> ImageStream:
+        """The image's bytes from ``offset`` on (one part); see ``ranged_export``."""
+        raise UnsupportedOperation(self.name, "export from an offset", self.unsupported_reason)
+
+    def _native_copy(self, image: Image, target: ImageManager
+                     ) -> Image | Operation[Image]:
+        """A server-side copy of ``image`` to ``target`` (same class); see native_copy."""
+        raise UnsupportedOperation(self.name, "native copy", self.unsupported_reason)
+
+    def native_copy_mode(self, target: ImageManager) -> str:
+        """How ``_native_copy`` would copy to ``target`` (a label for plans)."""
+        return "copy"
+
     def _delete(self, image: Image) -> None:
         raise UnsupportedOperation(self.name, "delete", self.unsupported_reason)
 
@@ -445,6 +498,37 @@ class ImageManager(abc.ABC):
     def _launch(self, image: Image | str, region: str, instance_type: str, ssh_key: str,
                 name: str | None, extra: Mapping[str, Any]) -> builtins.list[str]:
         raise UnsupportedOperation(self.name, "launch", self.unsupported_reason)
+
+
+def _label_by_bytes(part: DataSource, label: str | None, backend: str
+                    ) -> tuple[str, DataSource]:
+    if part.path is not None:
+        try:
+            with part.path.open("rb") as fh:
+                head = fh.read(HEAD_SIZE)
+        except OSError as exc:
+            raise InvalidImageData(f"cannot read {str(part.path)!r}: {exc.strerror}",
+                                   backend=backend) from exc
+        return check_label(label, head, backend=backend), part
+    # A stream can be read once: what the look took is sent again in front of the rest.
+    chunks = part.chunks()
+    head, taken = split_head(chunks)
+    try:
+        fmt = check_label(label, head, backend=backend)
+    except InvalidImageData:
+        closer = getattr(chunks, "close", None)
+        if callable(closer):
+            closer()
+        raise
+    fresh = [True]
+
+    def reopen() -> Iterator[bytes]:
+        if fresh[0]:
+            fresh[0] = False
+            return itertools.chain(taken, chunks)
+        return part.chunks()  # bytes re-read; a one-shot stream says it cannot
+
+    return fmt, DataSource(name=part.name, size=part.size, _open=reopen)
 
 
 def _check_alias(alias: str) -> None:

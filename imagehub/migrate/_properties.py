@@ -13,6 +13,8 @@ PROP_PART = "imagehub.part."
 PROP_DISK_FORMAT = "imagehub.disk_format"
 PROP_CONTAINER_FORMAT = "imagehub.container_format"
 PROP_FORMAT_BACKEND = "imagehub.format_backend"
+#: the disk format a converted copy was made from (its checksum is PROP_SOURCE_CHECKSUM)
+PROP_SOURCE_DISK_FORMAT = "imagehub.source_disk_format"
 
 # Keys that are record fields somewhere (Glance's schema, imagehub's Image): carried as
 # properties they would clash with the field on the destination.
@@ -25,14 +27,15 @@ RECORD_KEYS = frozenset({
 
 # Properties each migration writes afresh rather than carries over.
 REDONE = frozenset({PROP_PARTS, PROP_TRANSFER, PROP_SOURCE, PROP_SOURCE_CHECKSUM,
-                    PROP_DISK_FORMAT, PROP_CONTAINER_FORMAT, PROP_FORMAT_BACKEND})
+                    PROP_DISK_FORMAT, PROP_CONTAINER_FORMAT, PROP_FORMAT_BACKEND,
+                    PROP_SOURCE_DISK_FORMAT})
 
 
-def carried(image: Image) -> dict[str, str]:
+def carried(image: Image, private: tuple[str, ...] = ()) -> dict[str, str]:
     """The source's properties the copy keeps, plus the model fields a destination would
-    otherwise lose."""
+    otherwise lose. ``private``: the source backend's own bookkeeping prefixes."""
     props = {k: v for k, v in image.properties.items()
-             if k not in RECORD_KEYS and not k.startswith(("os_glance_", PROP_PART))
+             if k not in RECORD_KEYS and not k.startswith((*private, PROP_PART))
              and k not in REDONE}
     for field in ("os", "family", "release", "version"):
         value = getattr(image, field)
