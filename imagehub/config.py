@@ -22,7 +22,7 @@ from .registry import get_backend
 __all__ = ["CloudConfig", "Config", "default_config_path", "load_config"]
 
 DEFAULT_CLOUD = "local"
-_TOP_KEYS = {"clouds", "default"}
+_TOP_KEYS = {"clouds", "default", "staging_dir"}
 
 
 def default_config_path() -> Path:
@@ -95,6 +95,8 @@ class Config:
     clouds: Mapping[str, CloudConfig]
     default: str = DEFAULT_CLOUD
     path: str | None = None
+    #: where migrate stages files it converts (None: TMPDIR)
+    staging_dir: str | None = None
 
     def cloud(self, name: str | None = None) -> CloudConfig:
         wanted = name or self.default
@@ -179,4 +181,9 @@ def parse_config(data: Any, where: str | None = None) -> Config:
     if default not in clouds:
         raise ConfigError(f"default cloud {default!r} is not defined", path=where,
                           key="default")
-    return Config(clouds=clouds, default=str(default), path=where)
+    staging = data.get("staging_dir")
+    if staging is not None and (not isinstance(staging, str) or not staging.strip()):
+        raise ConfigError("staging_dir must be a directory path", path=where,
+                          key="staging_dir")
+    return Config(clouds=clouds, default=str(default), path=where,
+                  staging_dir=os.path.expanduser(staging) if staging else None)

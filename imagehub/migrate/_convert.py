@@ -54,6 +54,7 @@ def check_space(root: Path, needed: int) -> None:
     """StagingSpaceError unless ``root`` has ``needed`` bytes (plus slack) free."""
     want = int(needed * _SLACK) + _MIN_SLACK
     try:
+        root.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(root).free
     except OSError as exc:
         raise MigrationError(f"cannot use staging directory {str(root)!r}: {exc.strerror}",

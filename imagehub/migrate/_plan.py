@@ -19,7 +19,7 @@ from ._formats import ARCHIVES, VM_DISK_FORMATS, kind, sniff
 from ._identity import Index, content_checksum, default_name, is_packed, label
 from ._native import has_native, native_route
 from ._options import Options, ProgressCallback
-from ._properties import PROP_DISK_FORMAT
+from ._properties import PROP_DISK_FORMAT, PROP_SOURCE_DISK_FORMAT
 from ._transfer import Path_, Transfer, carry_out
 from ._vmmeta import vm_architecture
 
@@ -161,20 +161,31 @@ def plan_one(src: ImageManager, image: Image, dst: ImageManager, *, name: str | 
              stream: bool, fmt: str | None, index: Index | None,
              staging_dir: str | None = None) -> Plan:
     _check_image(image, dst, fmt)
-    existing = (index or Index(dst)).find(image)
-    convert, wrap = (None, False) if existing is not None else _shape(src, image, dst, fmt)
-    target = convert[1] if convert else fmt
-    if existing is not None and target and existing.disk_format not in (None, target):
-        existing = None  # a copy in another format is not what was asked for
+    copies = (index or Index(dst)).find_all(image)
+    as_is = [c for c in copies if PROP_SOURCE_DISK_FORMAT not in c.properties]
+    convert: tuple[str, str] | None = None
+    wrap = False
+    if fmt is None and as_is:
+        existing: Image | None = as_is[0]
+    else:
+        # Knowing what this copy would become tells which held copy (if any) it is.
         convert, wrap = _shape(src, image, dst, fmt)
+        existing = _same_copy(copies, as_is, convert[1] if convert else fmt)
     route = None if stream or fmt or wrap else native_route(src, dst)
     path = "none" if existing is not None else (
         "convert" if convert else route or "stream")
     return Plan(source=image, destination=dst.cloud, name=name or default_name(image),
                 action="present" if existing is not None else "copy", path=path,
                 bytes=image.size, checksum=content_checksum(image), existing=existing,
-                format=target, convert=convert, wrap=wrap, staging_dir=staging_dir,
-                src=src, dst=dst)
+                format=convert[1] if convert else fmt, convert=convert, wrap=wrap,
+                staging_dir=staging_dir, src=src, dst=dst)
+
+
+def _same_copy(copies: list[Image], as_is: list[Image], target: str | None) -> Image | None:
+    if target is None:
+        return as_is[0] if as_is else None
+    # A backend that does not label disk formats (LXD) holds one kind of VM disk.
+    return next((c for c in copies if c.disk_format in (None, target)), None)
 
 
 def _staging_dir(config: Any) -> str | None:
