@@ -128,7 +128,13 @@ def _open(p: Plan, options: Options, stack: contextlib.ExitStack) -> _Run:
             "one or two parts", backend=p.src.name)
     make_resumable(p.src, p.source, stream, options.retries)
     meter = Meter(label(p.source), None, options)
-    return _Run(p=p, options=options, stream=stream, parts=stream.iter_parts(), meter=meter)
+    # The stream's own sha256 is the copy's identity, unless a leading part travels
+    # outside it (then the content hasher is); as a check it is needed only against a
+    # promised content checksum. Hashing is the CPU cost of a transfer: skip it if unused.
+    outside = is_packed(p.source) or p.wrap
+    sha256 = not outside or bool(p.wrap and p.checksum and options.verify)
+    return _Run(p=p, options=options, stream=stream, parts=stream.iter_parts(sha256=sha256),
+                meter=meter)
 
 
 def _leading_part(run: _Run, stack: contextlib.ExitStack) -> _Lead | None:
