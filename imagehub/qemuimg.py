@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .errors import ImageHubError, InvalidImageData, MigrationError
+from .errors import InvalidImageData, MigrationError
 
 __all__ = ["CONVERTIBLE", "QemuImgMissing", "convert", "info", "qemu_img"]
 
@@ -75,7 +75,7 @@ def _run(argv: list[str], what: str) -> str:
             raise MigrationError(f"{what}: qemu-img was killed ({sig})",
                                  hint="nothing was kept; run it again")
         message = (err or out).strip().splitlines()
-        raise ImageHubError(f"{what}: qemu-img failed",
+        raise InvalidImageData(f"{what}: qemu-img failed",
                             server_message=message[-1] if message else None,
                             hint="check that the image's disk format is right")
     return out

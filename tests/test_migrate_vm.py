@@ -208,12 +208,14 @@ def test_free_space_is_checked_before_any_byte(src: LocalManager, dst: LocalMana
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # A full disk cannot be made on demand here; disk_usage is what would report it.
     import shutil
+    import types
 
     from imagehub.migrate import _convert
 
     image = src.create(_disk(tmp_path, "qcow2"), name="vm")
-    monkeypatch.setattr(_convert.shutil, "disk_usage",
-                        lambda _p: shutil._ntuple_diskusage(10 * MiB, 10 * MiB, MiB))  # type: ignore[attr-defined]
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda _p: types.SimpleNamespace(total=10 * MiB, used=9 * MiB,
+                                                         free=MiB))
     moved: list[Progress] = []
     with pytest.raises(_convert.StagingSpaceError, match=r"needs \d+ bytes of staging"):
         imagehub.migrate(src, image, dst, disk_format="raw", progress=moved.append)
@@ -294,7 +296,7 @@ def lxd(lxd_daemon: LXDDaemon) -> Iterator[LXDManager]:
 def _root_disk(lxd: LXDManager, image: imagehub.Image, out: Path) -> Path:
     written = lxd.export(image).save(out)
     assert len(written) == 2  # a split image: metadata and the root disk
-    meta, disk = written
+    meta, disk = (Path(p) for p in written)
     assert b"metadata.yaml" in meta.read_bytes()
     return disk
 
