@@ -8,11 +8,14 @@ transfer.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from .errors import InvalidImageData
+from .streams import DataSource
 
-__all__ = ["DISK_FORMATS", "HEAD_SIZE", "check_label", "sniff_disk", "split_head"]
+__all__ = ["DISK_FORMATS", "HEAD_SIZE", "check_label", "label_by_bytes", "sniff_disk",
+           "split_head"]
 
 #: Formats a first-bytes look can tell apart, plus ``raw`` for anything else.
 DISK_FORMATS = ("qcow2", "vmdk", "vhdx", "vhd", "vdi", "iso", "raw")
@@ -77,3 +80,36 @@ def split_head(chunks: Iterator[bytes], size: int = HEAD_SIZE) -> tuple[bytes, l
         taken.append(chunk)
         seen += len(chunk)
     return b"".join(taken)[:size], taken
+
+
+def label_by_bytes(part: DataSource, label: str | None, backend: str | None
+                   ) -> tuple[str, DataSource]:
+    """The disk format to record for a one-file upload (see ``check_label``), and the
+    source to send: a stream's first chunks, read for the look, go out in front again."""
+    if part.path is not None:
+        try:
+            with part.path.open("rb") as fh:
+                head = fh.read(HEAD_SIZE)
+        except OSError as exc:
+            raise InvalidImageData(f"cannot read {str(part.path)!r}: {exc.strerror}",
+                                   backend=backend) from exc
+        return check_label(label, head, backend=backend), part
+    # A stream can be read once: what the look took is sent again in front of the rest.
+    chunks = part.chunks()
+    head, taken = split_head(chunks)
+    try:
+        fmt = check_label(label, head, backend=backend)
+    except InvalidImageData:
+        closer = getattr(chunks, "close", None)
+        if callable(closer):
+            closer()
+        raise
+    fresh = [True]
+
+    def reopen() -> Iterator[bytes]:
+        if fresh[0]:
+            fresh[0] = False
+            return itertools.chain(taken, chunks)
+        return part.chunks()  # bytes re-read; a one-shot stream says it cannot
+
+    return fmt, DataSource(name=part.name, size=part.size, _open=reopen)

@@ -12,18 +12,16 @@ import abc
 import builtins
 import dataclasses
 import enum
-import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
-from .diskformat import HEAD_SIZE, check_label, split_head
+from .diskformat import label_by_bytes
 from .errors import (
     AmbiguousImage,
     ImageHubError,
     ImageNotFound,
-    InvalidImageData,
     UnsupportedOperation,
 )
 from .models import Image, Member, MemberStatus, Visibility, latest, matches
@@ -329,7 +327,7 @@ class ImageManager(abc.ABC):
             # One file is a disk image somewhere: label it by its bytes, or refuse a
             # label they contradict, before anything is sent. (A split image's rootfs
             # is the backend's own format, not a disk.)
-            format, whole = _label_by_bytes(open_source(data, "image"), format, self.name)
+            format, whole = label_by_bytes(open_source(data, "image"), format, self.name)
             parts.append(whole)
         vis = Visibility(visibility) if visibility is not None else (
             Visibility.PUBLIC if public else Visibility.PRIVATE)
@@ -498,37 +496,6 @@ class ImageManager(abc.ABC):
     def _launch(self, image: Image | str, region: str, instance_type: str, ssh_key: str,
                 name: str | None, extra: Mapping[str, Any]) -> builtins.list[str]:
         raise UnsupportedOperation(self.name, "launch", self.unsupported_reason)
-
-
-def _label_by_bytes(part: DataSource, label: str | None, backend: str
-                    ) -> tuple[str, DataSource]:
-    if part.path is not None:
-        try:
-            with part.path.open("rb") as fh:
-                head = fh.read(HEAD_SIZE)
-        except OSError as exc:
-            raise InvalidImageData(f"cannot read {str(part.path)!r}: {exc.strerror}",
-                                   backend=backend) from exc
-        return check_label(label, head, backend=backend), part
-    # A stream can be read once: what the look took is sent again in front of the rest.
-    chunks = part.chunks()
-    head, taken = split_head(chunks)
-    try:
-        fmt = check_label(label, head, backend=backend)
-    except InvalidImageData:
-        closer = getattr(chunks, "close", None)
-        if callable(closer):
-            closer()
-        raise
-    fresh = [True]
-
-    def reopen() -> Iterator[bytes]:
-        if fresh[0]:
-            fresh[0] = False
-            return itertools.chain(taken, chunks)
-        return part.chunks()  # bytes re-read; a one-shot stream says it cannot
-
-    return fmt, DataSource(name=part.name, size=part.size, _open=reopen)
 
 
 def _check_alias(alias: str) -> None:

@@ -53,7 +53,9 @@ def convert(source: Path, source_format: str, target: Path, target_format: str) 
             raise InvalidImageData(
                 f"imagehub converts between {', '.join(sorted(CONVERTIBLE))}, not {fmt}",
                 hint="pick one of those disk formats")
-    _run([qemu_img(), "convert", "-f", _QEMU_NAMES.get(source_format, source_format),
+    # -W: the output is a new file nobody reads yet, so qemu-img may write out of order
+    # and keep several requests in flight.
+    _run([qemu_img(), "convert", "-W", "-f", _QEMU_NAMES.get(source_format, source_format),
           "-O", _QEMU_NAMES.get(target_format, target_format), str(source), str(target)],
          f"converting {source_format} to {target_format}")
 

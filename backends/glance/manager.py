@@ -14,6 +14,7 @@ from typing import IO, Any
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import session as ks_session
 
+from imagehub.diskformat import label_by_bytes
 from imagehub.errors import (
     BackendError,
     ChecksumMismatch,
@@ -385,7 +386,7 @@ class GlanceManager(ImageManager):
                       stores: Sequence[str] = (), **extra: Any) -> ImportOperation:
         """Stage the bytes (``PUT /stage``), then import them (``glance-direct``)."""
         self.require(Capability.CREATE, "glance_direct")
-        source = open_source(data)
+        disk_format, source = label_by_bytes(open_source(data), disk_format, BACKEND)
         record = self._new_record(name, disk_format=disk_format,
                                   container_format=container_format, visibility=visibility,
                                   properties=properties or {}, tags=tags, extra=extra)
