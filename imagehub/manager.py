@@ -178,6 +178,8 @@ class ImageManager(abc.ABC):
     vm_needs_metadata: ClassVar[bool] = False
     #: property prefixes that are the backend's own bookkeeping, never carried elsewhere
     private_property_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: names the backend's records use for fields: never sent to it as properties
+    reserved_properties: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, cloud: str | None = None) -> None:
         self.cloud = cloud or self.name

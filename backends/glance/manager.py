@@ -43,7 +43,7 @@ from . import auth as auth_mod
 from .errors import BACKEND
 from .http import JSON_PATCH, GlanceHTTP
 from .operations import ImageStatusOperation, ImportOperation, TaskOperation
-from .records import to_image, to_member, update_patch
+from .records import CORE_FIELDS, to_image, to_member, update_patch
 from .transfer import UploadBody, response_chunks
 
 __all__ = ["GlanceManager"]
@@ -82,6 +82,7 @@ class GlanceManager(ImageManager):
     ranged_export = True
     checksum_algorithms = frozenset({"sha512"})
     private_property_prefixes = ("os_glance_",)
+    reserved_properties = CORE_FIELDS
     options = {
         "cloud": Option(str, help="a clouds.yaml cloud (default: $OS_CLOUD, else OS_* vars)"),
         "auth_type": Option(str, help="keystoneauth1 plugin: password, "

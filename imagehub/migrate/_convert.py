@@ -128,7 +128,7 @@ def _upload(p: Plan, options: Options, token: str, disk: Path, dst_fmt: str,
     metadata = metadata_tarball(source, dst.cloud) if p.wrap else None
     if metadata is not None:
         hasher.update(metadata)  # a split image's identity covers both parts
-    props = carried(source, type(p.src).private_property_prefixes)
+    props = carried(source, p.src, dst)
     props[PROP_TRANSFER] = token
     props[PROP_SOURCE] = label(source)
     props[PROP_SOURCE_DISK_FORMAT] = p.convert[0] if p.convert else ""

@@ -225,7 +225,7 @@ def _send(run: _Run, token: str, last: StreamPart, blob: Iterator[bytes],
     """Create the image: one file, two parts, or (a one-file store) the lead packed into
     properties. Which one is known from what the destination declares, before a byte."""
     p, source, lead = run.p, run.p.source, run.lead
-    props = carried(source, type(run.src).private_property_prefixes)
+    props = carried(source, run.src, run.dst)
     props[PROP_TRANSFER] = token
     props[PROP_SOURCE] = label(source)
     if run.options.verify and p.checksum and not p.wrap:
