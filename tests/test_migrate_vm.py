@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import stat
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -372,3 +375,45 @@ def test_a_cut_download_resumes_from_the_last_byte(
     assert done.image is not None and done.image.checksum == \
         "sha256:" + hashlib.sha256(data).hexdigest()
     assert size <= fetched < 1.05 * size
+
+
+def _gone(pid: int) -> bool:
+    # The machine's init may reap a dead child late: a zombie counts as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def test_cli_ctrl_c_during_conversion_kills_qemu_img_and_leaves_nothing(
+        tmp_path: Path) -> None:
+    staging = tmp_path / "stage"
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"staging_dir: {staging}\nclouds:\n"
+                      f"  a: {{backend: local, path: {tmp_path / 'a'}}}\n"
+                      f"  b: {{backend: local, path: {tmp_path / 'b'}}}\n")
+    image = LocalManager(path=tmp_path / "a").create(_disk(tmp_path, "qcow2"), name="vm")
+    mark = tmp_path / "converting"
+    # qemu-img that says it started, then takes its time, as a large conversion does.
+    bindir = _fake_qemu_img(tmp_path, f"echo $$ > {mark}; exec sleep 60")
+    script = ("import signal, sys\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+              "from imagehub.cli import main\n"
+              "main(sys.argv[1:])\n")
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, "--config", str(config), "migrate",
+         f"a:{image.id}", "b", "--disk-format", "raw"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not (mark.exists() and mark.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.05)
+    child = int(mark.read_text())
+    proc.send_signal(signal.SIGINT)  # to imagehub alone: it must stop qemu-img itself
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert _gone(child)
+    assert list(staging.iterdir()) == []
+    assert list(LocalManager(path=tmp_path / "b").all()) == []
