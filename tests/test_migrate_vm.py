@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import imagehub
+import imagehub.registry
 from imagehub import IncompatibleFormat, InvalidImageData, Progress
 from imagehub.backends.local import LocalManager
 from imagehub.qemuimg import QemuImgMissing
@@ -109,6 +110,21 @@ def test_create_refuses_a_label_its_bytes_contradict(fmt: str, label: str, src: 
     with pytest.raises(InvalidImageData, match=f"labelled {label}, but its bytes are {fmt}"):
         src.create(_disk(tmp_path, fmt), name="liar", format=label)
     assert list(src.all()) == [] and list((src.root / "tmp").iterdir()) == []
+
+
+# -- declared abilities ---------------------------------------------------------------------
+@pytest.mark.parametrize("info", [i for i in imagehub.registry.available_backends()
+                                  if i.available], ids=lambda i: i.name)
+def test_declared_abilities_match_the_hooks(info: imagehub.registry.BackendInfo) -> None:
+    from imagehub.manager import ImageManager
+
+    cls = imagehub.registry.get_backend(info.name)
+    for flag, hook in (("ranged_export", "_export_from"), ("native_copy", "_native_copy")):
+        overridden = getattr(cls, hook) is not getattr(ImageManager, hook)
+        assert getattr(cls, flag) == overridden, f"{info.name}: {flag} vs {hook}"
+    assert cls.max_parts >= 1
+    if cls.vm_needs_metadata:
+        assert cls.max_parts >= 2 and cls.vm_disk_formats
 
 
 # -- conversion -----------------------------------------------------------------------------
