@@ -19,7 +19,7 @@ from .errors import InvalidImageData, MigrationError
 __all__ = ["CONVERTIBLE", "QemuImgMissing", "convert", "info", "qemu_img"]
 
 #: Formats qemu-img converts between for migrate/sync ``--disk-format``.
-CONVERTIBLE = frozenset({"raw", "qcow2", "vmdk", "vhdx", "vdi"})
+CONVERTIBLE = frozenset({"raw", "qcow2", "vmdk", "vhdx", "vdi", "vhd"})
 # qemu-img's own names where they differ from the disk-format vocabulary.
 _QEMU_NAMES = {"vhd": "vpc"}
 
@@ -49,7 +49,7 @@ def convert(source: Path, source_format: str, target: Path, target_format: str) 
     """Write ``source`` converted to ``target_format`` at ``target`` (which must not exist
     beyond this call if it fails: the caller's staging directory removes it)."""
     for fmt in (source_format, target_format):
-        if fmt not in CONVERTIBLE and fmt not in _QEMU_NAMES:
+        if fmt not in CONVERTIBLE:
             raise InvalidImageData(
                 f"imagehub converts between {', '.join(sorted(CONVERTIBLE))}, not {fmt}",
                 hint="pick one of those disk formats")
