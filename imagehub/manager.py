@@ -18,12 +18,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
 from .diskformat import label_by_bytes
-from .errors import (
-    AmbiguousImage,
-    ImageHubError,
-    ImageNotFound,
-    UnsupportedOperation,
-)
+from .errors import AmbiguousImage, ImageHubError, ImageNotFound, UnsupportedOperation
 from .models import Image, Member, MemberStatus, Visibility, latest, matches
 from .operations import Operation, completed
 from .streams import DataSource, ImageStream, ProgressCallback, Source, open_source
@@ -355,6 +350,8 @@ class ImageManager(abc.ABC):
         stream's checksums then cannot be verified (they cover the whole image).
         """
         self.require(Capability.EXPORT, "export")
+        if offset < 0:
+            raise ImageHubError(f"export offset must be 0 or more, got {offset}")
         target = self.resolve(image)
         if offset:
             if not type(self).ranged_export:
