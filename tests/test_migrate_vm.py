@@ -377,7 +377,9 @@ def test_refusals_leave_nothing_on_lxd(glance_tidy: GlanceManager, lxd: LXDManag
 def test_a_cut_download_resumes_from_the_last_byte(
         openstack_cloud: OpenStackCloud, glance_tidy: GlanceManager, dst: LocalManager,
         tmp_path: Path) -> None:
-    size = 24 * MiB + 5
+    # What the socket buffers held when the link was reset is lost and fetched again (a
+    # few MiB, whatever the image size); at 128 MiB that stays well inside the 5 %.
+    size = 128 * MiB + 5
     data = os.urandom(size)
     stored = glance_tidy.create(data, name="resume")
     with FaultProxy(openstack_cloud.glance_server.port) as proxy:
@@ -392,7 +394,7 @@ def test_a_cut_download_resumes_from_the_last_byte(
     assert done.attempts == 1  # resumed inside the one attempt, not restarted
     assert done.image is not None and done.image.checksum == \
         "sha256:" + hashlib.sha256(data).hexdigest()
-    assert size <= fetched < 1.05 * size
+    assert size <= fetched < 1.05 * size, f"fetched {fetched / size:.3f}x the image size"
 
 
 def _gone(pid: int) -> bool:
