@@ -118,6 +118,9 @@ class LocalManager(ImageManager):
 
     name = "local"
     capabilities = Capability.ALL_IMAGE_OPS
+    ranged_export = True
+    max_parts = 2
+    checksum_algorithms = frozenset({"sha256"})
     options = {
         "path": Option(str, help="store directory (default: $XDG_DATA_HOME/imagehub/local)"),
         "project": Option(str, default="local",
@@ -512,6 +515,23 @@ class LocalManager(ImageManager):
         return ImageStream(parts, checksum=image.checksum, size=image.size,
                            format=image.disk_format, image=image, backend=self.name,
                            on_close=close_all)
+
+    def _export_from(self, image: Image, offset: int) -> ImageStream:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM parts WHERE image_id = ? ORDER BY idx",
+                              (image.id,)).fetchall()
+        if len(rows) != 1:
+            raise ImageHubError(f"image {image.id} has {len(rows)} parts; only a one-file "
+                                "image can be read from an offset", backend=self.name)
+        try:
+            fh = self._blob(rows[0]["digest"]).open("rb")
+        except FileNotFoundError as exc:
+            raise ImageHubError(f"blob missing for image {image.id}", backend=self.name,
+                                hint="the store was modified outside imagehub") from exc
+        fh.seek(offset)
+        size = max(int(rows[0]["size"]) - offset, 0)
+        return ImageStream([StreamPart(name=rows[0]["name"], chunks=_chunks(fh), size=size)],
+                           size=size, image=image, backend=self.name, on_close=fh.close)
 
     # -- changes --------------------------------------------------------------------------
     def _delete(self, image: Image) -> None:

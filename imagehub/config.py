@@ -25,7 +25,7 @@ from .registry import get_backend
 __all__ = ["CloudConfig", "Config", "default_config_path", "load_config"]
 
 DEFAULT_CLOUD = "local"
-_TOP_KEYS = {"clouds", "default"}
+_TOP_KEYS = {"clouds", "default", "staging_dir"}
 # Scalars and containers a cloud's options may hold once YAML aliases are expanded; a
 # clouds file is a few dozen. Past this it is an alias bomb, not a configuration.
 _MAX_EXPANDED = 10_000
@@ -147,6 +147,8 @@ class Config:
     clouds: Mapping[str, CloudConfig]
     default: str = DEFAULT_CLOUD
     path: str | None = None
+    #: where migrate stages files it converts (None: TMPDIR)
+    staging_dir: str | None = None
 
     def cloud(self, name: str | None = None) -> CloudConfig:
         wanted = name or self.default
@@ -247,4 +249,9 @@ def parse_config(data: Any, where: str | None = None) -> Config:
     if not isinstance(default, str) or default not in clouds:
         raise ConfigError(f"default cloud {excerpt(default)} is not defined", path=where,
                           key="default")
-    return Config(clouds=clouds, default=str(default), path=where)
+    staging = data.get("staging_dir")
+    if staging is not None and (not isinstance(staging, str) or not staging.strip()):
+        raise ConfigError("staging_dir must be a directory path", path=where,
+                          key="staging_dir")
+    return Config(clouds=clouds, default=str(default), path=where,
+                  staging_dir=os.path.expanduser(staging) if staging else None)

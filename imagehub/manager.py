@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
+from .diskformat import label_by_bytes
 from .errors import (
     AmbiguousImage,
     ImageNotFound,
@@ -272,6 +273,26 @@ class ImageManager(abc.ABC):
     unsupported_reason: ClassVar[str | None] = None
     page_size: int = 200
 
+    # -- abilities migrate uses: declared here, never discovered by trying ----------------
+    #: ``_native_copy`` copies server-side to another manager of the same class
+    native_copy: ClassVar[bool] = False
+    #: ``_export_from(image, offset)`` starts at a byte (resuming a cut download)
+    ranged_export: ClassVar[bool] = False
+    #: how many files one image may have (an LXD split image: metadata + rootfs)
+    max_parts: ClassVar[int] = 1
+    #: the algorithms of the checksum the backend reports on an image it stored
+    checksum_algorithms: ClassVar[frozenset[str]] = frozenset()
+    #: disk formats a virtual-machine image from elsewhere may arrive in; None means
+    #: any (kept as it is)
+    vm_disk_formats: ClassVar[frozenset[str] | None] = None
+    #: a virtual-machine image here is a split image whose metadata imagehub must write
+    #: (LXD); migrate then builds it from the source image's fields
+    vm_needs_metadata: ClassVar[bool] = False
+    #: property prefixes that are the backend's own bookkeeping, never carried elsewhere
+    private_property_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: names the backend's records use for fields: never sent to it as properties
+    reserved_properties: ClassVar[frozenset[str]] = frozenset()
+
     def __init__(self, *, cloud: str | None = None) -> None:
         self.cloud = cloud or self.name
 
@@ -466,7 +487,11 @@ class ImageManager(abc.ABC):
             parts.append(open_source(metadata, "metadata"))
             parts.append(open_source(data, "rootfs"))
         else:
-            parts.append(open_source(data, "image"))
+            # One file is a disk image somewhere: label it by its bytes, or refuse a
+            # label they contradict, before anything is sent. (A split image's rootfs
+            # is the backend's own format, not a disk.)
+            format, whole = label_by_bytes(open_source(data, "image"), format, self.name)
+            parts.append(whole)
         spec = CreateSpec(
             name=name, description=description,
             properties={str(k): str(v) for k, v in (properties or {}).items()},
@@ -482,11 +507,23 @@ class ImageManager(abc.ABC):
             return op
         return self.bind(op.wait(timeout))
 
-    def export(self, image: Image | str) -> ImageStream:
-        """A streamed export; use it as a context manager, iterate it or ``save()`` it."""
+    def export(self, image: Image | str, *, offset: int = 0) -> ImageStream:
+        """A streamed export; use it as a context manager, iterate it or ``save()`` it.
+
+        ``offset`` starts at that byte, where the backend declares ``ranged_export``; the
+        stream's checksums then cannot be verified (they cover the whole image).
+        """
         self.require(Capability.EXPORT, "export")
+        if offset < 0:
+            raise InvalidArgument(f"export offset must be 0 or more, got {offset}")
         target = self.resolve(image)
-        stream = self._export(target)
+        if offset:
+            if not type(self).ranged_export:
+                raise UnsupportedOperation(self.name or type(self).__name__,
+                                           "export from an offset", "it cannot read a range")
+            stream = self._export_from(target, offset)
+        else:
+            stream = self._export(target)
         stream.image = stream.image or target
         return stream
 
@@ -665,6 +702,19 @@ class ImageManager(abc.ABC):
         ``ImageHubError``.
         """
         raise UnsupportedOperation(self.name, "export", self.unsupported_reason)
+
+    def _export_from(self, image: Image, offset: int) -> ImageStream:
+        """The image's bytes from ``offset`` on (one part); see ``ranged_export``."""
+        raise UnsupportedOperation(self.name, "export from an offset", self.unsupported_reason)
+
+    def _native_copy(self, image: Image, target: ImageManager
+                     ) -> Image | Operation[Image]:
+        """A server-side copy of ``image`` to ``target`` (same class); see native_copy."""
+        raise UnsupportedOperation(self.name, "native copy", self.unsupported_reason)
+
+    def native_copy_mode(self, target: ImageManager) -> str:
+        """How ``_native_copy`` would copy to ``target`` (a label for plans)."""
+        return "copy"
 
     def _delete(self, image: Image) -> None:
         """Remove ``image`` and everything stored for it.

@@ -49,7 +49,7 @@ from imagehub.backends.glance.operations import ImportOperation, TaskOperation
 from imagehub.config import parse_config
 from imagehub.manager import CreateSpec
 from imagehub.models import Image, parse_datetime
-from imagehub.streams import DataSource
+from imagehub.streams import DataSource, open_source
 from imagehub.testing import FilterCase, ImageManagerConformance, ShareTarget
 from tests.servers.openstack import OpenStackCloud, ProjectUser, password_session
 
@@ -436,8 +436,13 @@ def test_checksum_promise_mismatch_leaves_nothing(alpha: GlanceManager) -> None:
 
 def test_format_that_does_not_match_the_data_is_refused(alpha: GlanceManager) -> None:
     name = unique("fmt")
-    with pytest.raises(InvalidImageData) as info:
+    # imagehub looks at the bytes first and refuses before anything is sent ...
+    with pytest.raises(InvalidImageData, match="labelled qcow2, but its bytes are raw") as info:
         alpha.create(payload(4096), name=name, format="qcow2")
+    assert info.value.status_code is None
+    # ... and Glance's own inspection, reached past that look, is mapped the same way.
+    with pytest.raises(InvalidImageData) as info:
+        alpha._create([open_source(payload(4096))], CreateSpec(name=name, disk_format="qcow2"))
     assert info.value.status_code == 415 and "does not match" in str(info.value.server_message)
     assert list(alpha.all(name=name)) == []
 

@@ -34,7 +34,7 @@ from imagehub import (
 from imagehub.backends.local import LocalManager
 from imagehub.cli import main
 from imagehub.manager import CreateSpec
-from imagehub.streams import DataSource
+from imagehub.streams import DataSource, open_source
 from tests.servers.faultproxy import FaultProxy
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ class OneFileStore(LocalManager):
     before reading a byte, so migrate must carry the metadata part in properties."""
 
     name = "onefile"
+    max_parts = 1
 
     def _create(self, parts: list[DataSource], spec: CreateSpec) -> imagehub.Image:
         if len(parts) != 1:
@@ -303,10 +304,16 @@ def test_container_rootfs_never_becomes_a_vm_disk(src: LocalManager, dst: LocalM
     moved: list[Progress] = []
     with pytest.raises(IncompatibleFormat, match="container rootfs"):
         imagehub.migrate(src, rootfs, dst, format="qcow2", progress=moved.append)
-    disk = src.create(b"QFI\xfb" + os.urandom(5000), name="disk", format="qcow2")
-    with pytest.raises(IncompatibleFormat, match="not supported"):
-        imagehub.migrate(src, disk, dst, format="vmdk", progress=moved.append)
-    lying = src.create(os.urandom(5000), name="lying", format="qcow2")
+    iso = src.create(os.urandom(0x8001) + b"CD001" + os.urandom(4000), name="cd")
+    assert iso.disk_format == "iso"
+    with pytest.raises(IncompatibleFormat, match="converts between"):
+        imagehub.migrate(src, iso, dst, disk_format="qcow2", progress=moved.append)
+    # A label the bytes contradict is refused before anything is stored ...
+    with pytest.raises(InvalidImageData, match="labelled qcow2, but its bytes are raw"):
+        src.create(os.urandom(5000), name="lying", format="qcow2")
+    # ... and one that got past (made before that check) is not carried elsewhere.
+    lying = src.get(src._create([open_source(os.urandom(5000))],
+                                CreateSpec(name="lying", disk_format="qcow2")).id)
     with pytest.raises(IncompatibleFormat, match="says it is qcow2"):
         imagehub.migrate(src, lying, OneFileStore(path=dst.root.parent / "one"),
                          progress=moved.append)

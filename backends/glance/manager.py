@@ -15,6 +15,7 @@ from typing import IO, Any
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import session as ks_session
 
+from imagehub.diskformat import label_by_bytes
 from imagehub.errors import (
     BackendError,
     ChecksumMismatch,
@@ -25,6 +26,7 @@ from imagehub.errors import (
     InvalidArgumentType,
     InvalidImageData,
     PermissionDenied,
+    TransferError,
 )
 from imagehub.manager import (
     Capability,
@@ -53,7 +55,7 @@ from . import auth as auth_mod
 from .errors import BACKEND
 from .http import JSON_PATCH, GlanceHTTP
 from .operations import ImageStatusOperation, ImportOperation, TaskOperation
-from .records import UPDATABLE, to_image, to_member, update_patch
+from .records import CORE_FIELDS, UPDATABLE, to_image, to_member, update_patch
 from .transfer import UploadBody, response_chunks
 
 __all__ = ["GlanceManager"]
@@ -101,6 +103,10 @@ class GlanceManager(ImageManager):
     unsupported_reason = "Glance has no image aliases; use names or tags"
     server_filters = _LIST_KEYS
     updatable = UPDATABLE
+    ranged_export = True
+    checksum_algorithms = frozenset({"sha512"})
+    private_property_prefixes = ("os_glance_",)
+    reserved_properties = CORE_FIELDS
     options = {
         "cloud": Option(str, help="a clouds.yaml cloud (default: $OS_CLOUD, else OS_* vars)"),
         "auth_type": Option(str, help="keystoneauth1 plugin: password, "
@@ -413,7 +419,7 @@ class GlanceManager(ImageManager):
                       stores: Sequence[str] = (), **extra: Any) -> ImportOperation:
         """Stage the bytes (``PUT /stage``), then import them (``glance-direct``)."""
         self.require(Capability.CREATE, "glance_direct")
-        source = open_source(data)
+        disk_format, source = label_by_bytes(open_source(data), disk_format, BACKEND)
         record = self._new_record(name, disk_format=disk_format,
                                   container_format=container_format, visibility=visibility,
                                   properties=properties or {}, tags=tags, extra=extra)
@@ -523,6 +529,24 @@ class GlanceManager(ImageManager):
                            expected=promises[1:], size=size, format=record.get("disk_format"),
                            image=image, backend=BACKEND, on_close=resp.close,
                            hash_threads=self.hash_threads)
+
+    def _export_from(self, image: Image, offset: int) -> ImageStream:
+        # Glance answers a Range with 206; the rest of the image, unverified here (the
+        # promises cover the whole), for a caller that carries its own hash state.
+        resp = self.http.request("GET", f"images/{image.id}/file",
+                                 f"download image {image.id} from byte {offset}",
+                                 stream=True, headers={"Accept": "application/octet-stream",
+                                                       "Range": f"bytes={offset}-"})
+        if resp.status_code != 206:
+            resp.close()
+            raise TransferError(f"download of {image.id}: Glance ignored the range "
+                                f"(answered {resp.status_code}); cannot resume",
+                                backend=BACKEND)
+        size = image.size - offset if image.size is not None else None
+        part = StreamPart(name="image", chunks=response_chunks(resp, f"download of {image.id}"),
+                          size=size)
+        return ImageStream([part], size=size, image=image, backend=BACKEND,
+                           on_close=resp.close)
 
     # -- changes --------------------------------------------------------------------------
     def _delete(self, image: Image) -> None:

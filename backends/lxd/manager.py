@@ -107,6 +107,13 @@ class LXDManager(ImageManager):
     }
     server_filters = frozenset({"type"})
     updatable = _UPDATABLE
+    native_copy = True
+    max_parts = 2
+    checksum_algorithms = frozenset({"sha256"})
+    # A VM image is metadata.yaml + a qcow2 root disk: imagehub writes the metadata for
+    # a disk from elsewhere, which must arrive as (or be converted to) qcow2.
+    vm_disk_formats = frozenset({"qcow2"})
+    vm_needs_metadata = True
     # LXD has no paging: one recursive request returns every image, so one page holds all.
     page_size = 1 << 30
 
@@ -565,6 +572,14 @@ class LXDManager(ImageManager):
             raise ImageHubError("the LXD server did not show its certificate",
                                 backend=self.name, hint="the client must be trusted")
         return str(cert)
+
+    def native_copy_mode(self, target: ImageManager) -> str:
+        return self.plan_copy(target) if isinstance(target, LXDManager) else "copy"
+
+    def _native_copy(self, image: Image, target: ImageManager) -> Image:
+        if not isinstance(target, LXDManager):
+            raise UnsupportedOperation(self.name, f"native copy to {target.name}")
+        return self.copy_to(image, target, aliases=True)
 
     def plan_copy(self, target: LXDManager) -> str:
         """The copy mode ``copy_to(..., mode="auto")`` picks: pull, push or relay."""

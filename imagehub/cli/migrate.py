@@ -8,6 +8,7 @@ import click
 
 from ..errors import MigrationError
 from ..migrate import Progress, SyncSummary, plan, sync
+from ..qemuimg import CONVERTIBLE
 from .app import State, cli, emit, parse_pairs, pass_state
 
 SYNC_COLUMNS = ("source_id", "action", "path", "image_id", "bytes", "seconds", "error")
@@ -33,7 +34,9 @@ def _bar(state: State, total: int | None, label: str) -> Callable[[Progress], No
 @click.option("--dry-run", is_flag=True, help="print the plan: what, how many bytes, which path")
 @click.option("--stream", is_flag=True, help="force the client-side stream even where a "
               "native server-side path exists")
-@click.option("--disk-format", help="destination disk format (no conversion is done)")
+@click.option("--disk-format", type=click.Choice(sorted(CONVERTIBLE)),
+              help="convert the disk to this format with qemu-img (staged in the config's "
+                   "staging_dir, else TMPDIR)")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="retries of a transfer after a transient error")
 @pass_state
@@ -45,11 +48,12 @@ def migrate_cmd(state: State, source: str, destination: str, name: str | None,
     """
     src, ref = state.target(source)
     dst = state.manager(destination)
-    chosen = plan(src, ref, dst, name=name, stream=stream, format=disk_format)
+    chosen = plan(src, ref, dst, name=name, stream=stream, disk_format=disk_format)
     if dry_run:
         emit(state, chosen)
         return
-    done = chosen.execute(progress=_bar(state, chosen.bytes, chosen.name), retries=retries)
+    done = chosen.execute(progress=_bar(state, chosen.bytes, chosen.name), retries=retries,
+                          staging_dir=state.config.staging_dir)
     emit(state, done)
 
 
@@ -64,10 +68,13 @@ def migrate_cmd(state: State, source: str, destination: str, name: str | None,
               help="transfers at once")
 @click.option("--dry-run", is_flag=True, help="print what would be copied, copy nothing")
 @click.option("--stream", is_flag=True, help="force the client-side stream path")
+@click.option("--disk-format", type=click.Choice(sorted(CONVERTIBLE)),
+              help="convert each copy to this disk format with qemu-img")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True)
 @pass_state
 def sync_cmd(state: State, source: str, destination: str, filters: tuple[str, ...],
-             latest: bool, jobs: int, dry_run: bool, stream: bool, retries: int) -> None:
+             latest: bool, jobs: int, dry_run: bool, stream: bool, disk_format: str | None,
+             retries: int) -> None:
     """Copy every image SRC_CLOUD has and DST_CLOUD lacks (by content, not by name).
 
     Safe to re-run: what was copied is found by its checksum and skipped, and a run cut
@@ -75,7 +82,8 @@ def sync_cmd(state: State, source: str, destination: str, filters: tuple[str, ..
     """
     summary = sync(state.manager(source), state.manager(destination),
                    filters=parse_pairs(filters, "--filter"), latest=latest, jobs=jobs,
-                   dry_run=dry_run, stream=stream, retries=retries,
+                   dry_run=dry_run, stream=stream, retries=retries, disk_format=disk_format,
+                   staging_dir=state.config.staging_dir,
                    progress=None if dry_run else _bar(state, None, "sync"))
     if state.format == "table":
         emit(state, [t.to_dict() for t in summary.items], columns=SYNC_COLUMNS)

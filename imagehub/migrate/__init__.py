@@ -4,22 +4,20 @@ This module knows backends only through ``ImageManager``: it never imports one.
 
 Paths
     ``native:<kind>``
-        A server-side copy a backend offers (optional methods, below); no image byte
+        A server-side copy a backend declares (``native_copy``); no image byte
         passes through this process. Used by default when available.
     ``stream``
         ``export`` → a bounded queue (``streams.overlap``) → ``create``: the reader and
         the writer run at once, so a migration costs about its slower side, and memory
-        stays flat whatever the size.
+        stays flat whatever the size. A cut download from a source that can read a
+        range resumes from its last byte (``_resume``).
+    ``convert``
+        ``--disk-format`` (or a VM disk LXD must hold as qcow2): the source is staged on
+        disk, converted with qemu-img, and uploaded; the staging files go on every exit.
 
-Optional methods a backend may provide for the native path (duck-typed, all optional):
-    ``src.copy_to(image, dst, *, aliases=True) -> Image | None``
-        a server-to-server copy, tried when ``dst`` is the same kind of manager;
-        ``src.plan_copy(dst) -> str`` may name the mode it would use (for the plan).
-    ``dst.native_copy_from(src, image, *, name, properties) -> Image | None``
-        the destination fetches the image itself (e.g. Glance web-download from a URL
-        the source serves); ``dst.native_copy_kind`` names it.
-    Either may return None (or raise UnsupportedOperation) when it does not apply; the
-    stream path is then taken.
+What a backend can do for these paths it declares on ``ImageManager`` (``native_copy``,
+``ranged_export``, ``max_parts``, ``checksum_algorithms``, ``vm_disk_formats``,
+``vm_needs_metadata``, ``private_property_prefixes``); nothing is found out by trying.
 
 Identity and idempotency
     An image's identity is the sha256 of its content: for an image of several parts

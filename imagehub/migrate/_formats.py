@@ -31,6 +31,9 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (257, b"ustar", "tar"),
 )
 
+# What a one-file container image (LXD unified tarball, squashfs) starts as: not a disk.
+ARCHIVES = frozenset({"squashfs", "gzip", "xz", "zstd", "bzip2", "tar"})
+
 # Formats whose files always start with their magic: a mismatch means a mislabelled image.
 _SELF_DESCRIBING = frozenset({"qcow2", "vhdx"})
 
@@ -44,8 +47,7 @@ def sniff(head: bytes) -> str | None:
 
 def kind(image: Image) -> str | None:
     """``container`` or ``virtual-machine`` where the image says so, else None."""
-    for value in (image.properties.get(PROP_CONTAINER_FORMAT), image.container_format,
-                  image.properties.get("type"), image.raw.get("type")):
+    for value in (image.properties.get(PROP_CONTAINER_FORMAT), image.container_format):
         if value in ("container", "virtual-machine"):
             return str(value)
     disk = image.properties.get(PROP_DISK_FORMAT) or image.disk_format

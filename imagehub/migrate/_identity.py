@@ -69,7 +69,7 @@ class Index:
     """The destination's images by identity, so sync asks the destination once."""
 
     def __init__(self, dst: ImageManager) -> None:
-        self.by_key: dict[str, Image] = {}
+        self.by_key: dict[str, list[Image]] = {}
         self.stale: list[Image] = []
         if Capability.LIST not in type(dst).capabilities:
             return
@@ -79,13 +79,19 @@ class Index:
                     self.stale.append(image)
                 continue
             for key in identities(image):
-                self.by_key.setdefault(key, image)
+                self.by_key.setdefault(key, []).append(image)
 
     def find(self, image: Image) -> Image | None:
+        found = self.find_all(image)
+        return found[0] if found else None
+
+    def find_all(self, image: Image) -> list[Image]:
+        """Every copy of ``image``'s content (as is, or converted from it)."""
+        out: dict[str, Image] = {}
         for key in sorted(identities(image)):
-            if key in self.by_key:
-                return self.by_key[key]
-        return None
+            for held in self.by_key.get(key, ()):
+                out.setdefault(held.id, held)
+        return list(out.values())
 
 
 def recorded_identity(source: Image, content: str | None) -> dict[str, str]:

@@ -1,17 +1,16 @@
 """Native paths: a server-side copy a backend offers, no image byte through this process.
 
-Backends offer them by duck typing (see the package docstring), so migrate never imports
-one: ``src.copy_to`` between managers of one kind, else ``dst.native_copy_from``.
+A backend declares one with ``native_copy`` and implements ``_native_copy`` (see
+``ImageManager``), between managers of its own class; migrate never imports a backend.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ChecksumMismatch, ImageHubError, UnsupportedOperation
+from ..errors import ChecksumMismatch, ImageHubError
 from ..manager import Capability, ImageManager
 from ..models import Image
 from ..operations import Operation
@@ -26,28 +25,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("imagehub.migrate")
 
 
-def native_route(src: ImageManager, image: Image | None, dst: ImageManager,
-                 name: str | None) -> tuple[str, Callable[[], Any]] | None:
-    """The native path's name and a call that takes it, or None if neither side offers
-    one. ``image`` may be None to ask only whether a route exists."""
-    copy_to = getattr(src, "copy_to", None)
-    if callable(copy_to) and isinstance(dst, type(src)) and dst is not src:
-        kind = f"{src.name}-copy"
-        planner = getattr(src, "plan_copy", None)
-        if callable(planner):
-            # The mode only labels the plan; not knowing it must not stop the copy.
-            with contextlib.suppress(Exception):
-                kind = f"{kind}/{planner(dst)}"
-        return f"native:{kind}", lambda: copy_to(image, dst, aliases=True)
-    copy_from = getattr(dst, "native_copy_from", None)
-    if callable(copy_from):
-        kind = str(getattr(dst, "native_copy_kind", f"{dst.name}-import"))
-        return f"native:{kind}", lambda: copy_from(src, image, name=name, properties={})
-    return None
+def native_route(src: ImageManager, dst: ImageManager) -> str | None:
+    """The native path's name, or None if the source declares none to this destination."""
+    if not type(src).native_copy or type(dst) is not type(src) or dst is src:
+        return None
+    kind = f"{src.name}-copy"
+    # The mode only labels the plan; not knowing it must not stop the copy.
+    with contextlib.suppress(ImageHubError):
+        kind = f"{kind}/{src.native_copy_mode(dst)}"
+    return f"native:{kind}"
 
 
 def has_native(src: ImageManager, dst: ImageManager) -> bool:
-    return native_route(src, None, dst, None) is not None
+    return native_route(src, dst) is not None
 
 
 def copy_native(p: Plan, options: Options, made: list[Image]
@@ -55,14 +45,10 @@ def copy_native(p: Plan, options: Options, made: list[Image]
     """Take the plan's native path; None when it turns out not to apply, so the caller
     streams instead."""
     assert p.src is not None and p.dst is not None
-    route = native_route(p.src, p.source, p.dst, p.name)
+    route = native_route(p.src, p.dst)
     if route is None:
         return None
-    try:
-        result = route[1]()
-    except UnsupportedOperation as exc:
-        log.info("native path %s does not apply (%s); streaming instead", route[0], exc)
-        return None
+    result: Image | Operation[Image] = p.src._native_copy(p.source, p.dst)
     if isinstance(result, Operation):
         result = result.wait()
     if result is None:
@@ -73,7 +59,7 @@ def copy_native(p: Plan, options: Options, made: list[Image]
     promised, got = p.checksum, content_checksum(image)
     if options.verify and promised and got:
         if promised != got:
-            raise ChecksumMismatch(f"image {image.id} after {route[0]}", promised, got,
+            raise ChecksumMismatch(f"image {image.id} after {route}", promised, got,
                                    backend=p.dst.name)
         checks.append("destination:" + got.split(":", 1)[0])
     if Capability.UPDATE in type(p.dst).capabilities:

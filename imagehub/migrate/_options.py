@@ -20,5 +20,7 @@ class Options:
     retries: int = 3
     backoff: float = 1.0
     cleanup_timeout: float = 60.0
+    #: where a conversion stages its files (None: TMPDIR)
+    staging_dir: str | None = None
     # One event for a whole sync, so Ctrl-C reaches every transfer in flight.
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)

@@ -10,15 +10,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, overload
 
+from ..diskformat import DISK_FORMATS, HEAD_SIZE, sniff_disk
 from ..errors import IncompatibleFormat
 from ..manager import Capability, ImageManager
 from ..models import Image
-from ._formats import PORTABLE_DISK_FORMATS, VM_DISK_FORMATS, kind
-from ._identity import Index, content_checksum, default_name, label
+from ..qemuimg import CONVERTIBLE
+from ._formats import ARCHIVES, VM_DISK_FORMATS, kind, sniff
+from ._identity import Index, content_checksum, default_name, is_packed, label
 from ._native import has_native, native_route
 from ._options import Options, ProgressCallback
-from ._properties import PROP_DISK_FORMAT
+from ._properties import PROP_DISK_FORMAT, PROP_SOURCE_DISK_FORMAT
 from ._transfer import Path_, Transfer, carry_out
+from ._vmmeta import vm_architecture
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Plan:
     checksum: str | None
     existing: Image | None = None
     format: str | None = None
+    #: (from, to) disk formats when the copy is converted with qemu-img
+    convert: tuple[str, str] | None = None
+    #: the copy becomes a split VM image whose metadata migrate writes (LXD)
+    wrap: bool = False
+    staging_dir: str | None = None
     src: ImageManager | None = dataclasses.field(default=None, repr=False, compare=False)
     dst: ImageManager | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -53,14 +61,17 @@ class Plan:
             "checksum": self.checksum,
             "existing": self.existing.id if self.existing is not None else None,
             "format": self.format,
+            "convert": "->".join(self.convert) if self.convert else None,
+            "vm_metadata": self.wrap,
         }
 
     def execute(self, *, verify: bool = True, progress: ProgressCallback | None = None,
                 retries: int = 3, backoff: float = 1.0,
-                cleanup_timeout: float = 60.0) -> Transfer:
+                cleanup_timeout: float = 60.0, staging_dir: str | None = None) -> Transfer:
         """Carry the plan out; raises on failure after cleaning up (see the module doc)."""
         options = Options(verify=verify, progress=progress, retries=retries,
-                          backoff=backoff, cleanup_timeout=cleanup_timeout)
+                          backoff=backoff, cleanup_timeout=cleanup_timeout,
+                          staging_dir=staging_dir or self.staging_dir)
         return carry_out(self, options)
 
 
@@ -88,32 +99,103 @@ def check_pair(src: ImageManager, dst: ImageManager) -> None:
 def _check_image(image: Image, dst: ImageManager, fmt: str | None) -> None:
     if fmt is None:
         return
-    if kind(image) == "container" and fmt in VM_DISK_FORMATS:
+    if kind(image) == "container" and fmt in VM_DISK_FORMATS | {"raw"}:
         raise IncompatibleFormat(
             f"image {image.id} is a container rootfs; it cannot become a {fmt} virtual "
             "machine disk", backend=dst.name, hint="migrate it without a disk format")
-    current = image.properties.get(PROP_DISK_FORMAT) or image.disk_format
-    if current in PORTABLE_DISK_FORMATS and current != fmt:
-        raise IncompatibleFormat(
-            f"image {image.id} is {current}; converting it to {fmt} is not supported",
-            backend=dst.name, hint="convert it with qemu-img first, or keep its format")
+
+
+def _peek(src: ImageManager, image: Image) -> bytes:
+    """The source's first bytes, read before anything is sent anywhere."""
+    with src.export(image) as stream:
+        head = b""
+        for chunk in stream.parts[-1].chunks:
+            head += chunk
+            if len(head) >= HEAD_SIZE:
+                break
+    return head[:HEAD_SIZE]
+
+
+def _shape(src: ImageManager, image: Image, dst: ImageManager, fmt: str | None
+           ) -> tuple[tuple[str, str] | None, bool]:
+    """Whether the copy converts (from, to) and whether it becomes a split VM image whose
+    metadata migrate writes; IncompatibleFormat for what cannot be done."""
+    needs_meta = type(dst).vm_needs_metadata
+    label_fmt = image.properties.get(PROP_DISK_FORMAT) or image.disk_format
+    candidate = (label_fmt in DISK_FORMATS and kind(image) != "container"
+                 and not is_packed(image) and Capability.EXPORT in type(src).capabilities)
+    if not candidate or not (needs_meta or fmt):
+        return None, False
+    head = _peek(src, image)
+    if sniff(head) in ARCHIVES:
+        # An archive labelled raw (a container image kept as one file): not a disk.
+        if fmt is not None:
+            raise IncompatibleFormat(
+                f"image {image.id} is a {sniff(head)} archive, not a disk; it cannot "
+                f"become a {fmt} disk", backend=dst.name,
+                hint="migrate it without a disk format")
+        return None, False
+    have = sniff_disk(head)
+    allowed = type(dst).vm_disk_formats
+    if needs_meta:
+        vm_architecture(image, dst.cloud)  # refused here, before a byte, when unknown
+        if fmt is not None and allowed is not None and fmt not in allowed:
+            raise IncompatibleFormat(
+                f"image {image.id} is a virtual-machine disk; {dst.cloud!r} ({dst.name}) "
+                f"keeps VM disks as {', '.join(sorted(allowed))}, not {fmt}",
+                backend=dst.name, hint="leave --disk-format out, or pick one of those "
+                                       "(a VM disk never becomes a container rootfs)")
+    want = fmt or (have if allowed is None or have in allowed else sorted(allowed)[0])
+    if want == have:
+        return None, needs_meta
+    for end in (have, want):
+        if end not in CONVERTIBLE:
+            raise IncompatibleFormat(
+                f"image {image.id} is {have}; imagehub converts between "
+                f"{', '.join(sorted(CONVERTIBLE))} only, so it cannot become {want}",
+                backend=dst.name, hint="pick another --disk-format, or convert it first")
+    return (have, want), needs_meta
 
 
 def plan_one(src: ImageManager, image: Image, dst: ImageManager, *, name: str | None,
-             stream: bool, fmt: str | None, index: Index | None) -> Plan:
+             stream: bool, fmt: str | None, index: Index | None,
+             staging_dir: str | None = None) -> Plan:
     _check_image(image, dst, fmt)
-    existing = (index or Index(dst)).find(image)
-    route = None if stream or fmt else native_route(src, image, dst, name)
-    path = "none" if existing is not None else (route[0] if route else "stream")
+    copies = (index or Index(dst)).find_all(image)
+    as_is = [c for c in copies if PROP_SOURCE_DISK_FORMAT not in c.properties]
+    convert: tuple[str, str] | None = None
+    wrap = False
+    if fmt is None and as_is:
+        existing: Image | None = as_is[0]
+    else:
+        # Knowing what this copy would become tells which held copy (if any) it is.
+        convert, wrap = _shape(src, image, dst, fmt)
+        existing = _same_copy(copies, as_is, convert[1] if convert else fmt)
+    route = None if stream or fmt or wrap else native_route(src, dst)
+    path = "none" if existing is not None else (
+        "convert" if convert else route or "stream")
     return Plan(source=image, destination=dst.cloud, name=name or default_name(image),
                 action="present" if existing is not None else "copy", path=path,
                 bytes=image.size, checksum=content_checksum(image), existing=existing,
-                format=fmt, src=src, dst=dst)
+                format=convert[1] if convert else fmt, convert=convert, wrap=wrap,
+                staging_dir=staging_dir, src=src, dst=dst)
+
+
+def _same_copy(copies: list[Image], as_is: list[Image], target: str | None) -> Image | None:
+    if target is None:
+        return as_is[0] if as_is else None
+    # A backend that does not label disk formats (LXD) holds one kind of VM disk.
+    return next((c for c in copies if c.disk_format in (None, target)), None)
+
+
+def _staging_dir(config: Any) -> str | None:
+    value = getattr(config, "staging_dir", None)
+    return str(value) if value else None
 
 
 def plan(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
          name: str | None = None, stream: bool = False, format: str | None = None,
-         config: Any = None) -> Plan:
+         config: Any = None, disk_format: str | None = None) -> Plan:
     """Decide how ``ref`` would move from ``src`` to ``dst``, moving nothing.
 
     Raises IncompatibleFormat for a move that cannot work (a destination that cannot
@@ -122,38 +204,47 @@ def plan(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
     src_m, dst_m = manager(src, config), manager(dst, config)
     check_pair(src_m, dst_m)
     image = src_m.resolve(ref)
-    return plan_one(src_m, image, dst_m, name=name, stream=stream, fmt=format, index=None)
+    return plan_one(src_m, image, dst_m, name=name, stream=stream,
+                    fmt=disk_format or format, index=None, staging_dir=_staging_dir(config))
 
 
 @overload
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = ..., verify: bool = ..., progress: ProgressCallback | None = ...,
             dry_run: Literal[False] = ..., stream: bool = ..., format: str | None = ...,
-            retries: int = ..., config: Any = ...) -> Image: ...
+            retries: int = ..., config: Any = ..., disk_format: str | None = ...,
+            staging_dir: str | None = ...) -> Image: ...
 
 
 @overload
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = ..., verify: bool = ..., progress: ProgressCallback | None = ...,
             dry_run: Literal[True], stream: bool = ..., format: str | None = ...,
-            retries: int = ..., config: Any = ...) -> Plan: ...
+            retries: int = ..., config: Any = ..., disk_format: str | None = ...,
+            staging_dir: str | None = ...) -> Plan: ...
 
 
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = None, verify: bool = True,
             progress: ProgressCallback | None = None, dry_run: bool = False,
             stream: bool = False, format: str | None = None, retries: int = 3,
-            config: Any = None) -> Image | Plan:
+            config: Any = None, disk_format: str | None = None,
+            staging_dir: str | None = None) -> Image | Plan:
     """Copy image ``ref`` from ``src`` to ``dst`` and return the new (or already present)
     destination image. ``src``/``dst`` are managers or cloud names.
 
     ``stream`` forces the client-side path even where a native one exists; ``dry_run``
-    returns the Plan instead, moving nothing; ``format`` asks for a destination disk
-    format (no conversion is done: an impossible one raises IncompatibleFormat).
+    returns the Plan instead, moving nothing; ``disk_format`` (``format``, the older
+    spelling) asks for a destination disk format: raw, qcow2, vmdk, vhdx and vdi are
+    converted with qemu-img, staged in ``staging_dir`` (the config's, else TMPDIR); an
+    impossible one raises IncompatibleFormat before any byte moves. A VM disk going to
+    LXD becomes a split virtual-machine image with a qcow2 root disk.
     """
-    chosen = plan(src, ref, dst, name=name, stream=stream, format=format, config=config)
+    chosen = plan(src, ref, dst, name=name, stream=stream, format=disk_format or format,
+                  config=config)
     if dry_run:
         return chosen
-    done = chosen.execute(verify=verify, progress=progress, retries=retries)
+    done = chosen.execute(verify=verify, progress=progress, retries=retries,
+                          staging_dir=staging_dir)
     assert done.image is not None
     return done.image

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from ..manager import ImageManager
 from ..models import Image
 
 PROP_SHA256 = "imagehub.sha256"
@@ -13,27 +16,32 @@ PROP_PART = "imagehub.part."
 PROP_DISK_FORMAT = "imagehub.disk_format"
 PROP_CONTAINER_FORMAT = "imagehub.container_format"
 PROP_FORMAT_BACKEND = "imagehub.format_backend"
+#: the disk format a converted copy was made from (its checksum is PROP_SOURCE_CHECKSUM)
+PROP_SOURCE_DISK_FORMAT = "imagehub.source_disk_format"
 
-# Keys that are record fields somewhere (Glance's schema, imagehub's Image): carried as
-# properties they would clash with the field on the destination.
-RECORD_KEYS = frozenset({
-    "id", "name", "status", "visibility", "owner", "size", "virtual_size", "checksum",
-    "os_hash_algo", "os_hash_value", "os_hidden", "protected", "min_disk", "min_ram",
-    "tags", "disk_format", "container_format", "stores", "created_at", "updated_at",
-    "self", "file", "schema", "locations", "direct_url",
-})
+# imagehub's own record fields: as properties they would clash with the field. A backend
+# adds its own (Glance's schema) in ``reserved_properties``.
+# The descriptive ones (os, release, description ...) are properties on some backends
+# (LXD, local) and travel as such.
+_DESCRIPTIVE = frozenset({"description", "family", "version", "os", "release", "region",
+                          "architecture"})
+RECORD_KEYS = frozenset(f.name for f in dataclasses.fields(Image)
+                        if not f.name.startswith("_")) - _DESCRIPTIVE
 
 # Properties each migration writes afresh rather than carries over.
 REDONE = frozenset({PROP_PARTS, PROP_TRANSFER, PROP_SOURCE, PROP_SOURCE_CHECKSUM,
-                    PROP_DISK_FORMAT, PROP_CONTAINER_FORMAT, PROP_FORMAT_BACKEND})
+                    PROP_DISK_FORMAT, PROP_CONTAINER_FORMAT, PROP_FORMAT_BACKEND,
+                    PROP_SOURCE_DISK_FORMAT})
 
 
-def carried(image: Image) -> dict[str, str]:
+def carried(image: Image, src: ImageManager, dst: ImageManager) -> dict[str, str]:
     """The source's properties the copy keeps, plus the model fields a destination would
-    otherwise lose."""
+    otherwise lose. Each backend names its own keys: the source's bookkeeping prefixes
+    stay behind, and the destination's record fields are never sent as properties."""
+    reserved = RECORD_KEYS | type(dst).reserved_properties
+    private = (*type(src).private_property_prefixes, PROP_PART)
     props = {k: v for k, v in image.properties.items()
-             if k not in RECORD_KEYS and not k.startswith(("os_glance_", PROP_PART))
-             and k not in REDONE}
+             if k not in reserved and not k.startswith(private) and k not in REDONE}
     for field in ("os", "family", "release", "version"):
         value = getattr(image, field)
         if value and field not in props:

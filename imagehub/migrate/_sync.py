@@ -14,7 +14,7 @@ from ..models import Image
 from ._cleanup import sweep
 from ._identity import Index, identities
 from ._options import Options, ProgressCallback
-from ._plan import Plan, check_pair, manager, plan_one
+from ._plan import Plan, _staging_dir, check_pair, manager, plan_one
 from ._transfer import Transfer, carry_out
 
 
@@ -75,14 +75,16 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
          filters: Mapping[str, Any] | None = None, latest: bool = False, jobs: int = 1,
          dry_run: bool = False, progress: ProgressCallback | None = None,
          stream: bool = False, verify: bool = True, retries: int = 3,
-         stale_after: float = 3600.0, config: Any = None) -> SyncSummary:
+         stale_after: float = 3600.0, config: Any = None, disk_format: str | None = None,
+         staging_dir: str | None = None) -> SyncSummary:
     """Copy every image of ``src`` (matching ``filters``) that ``dst`` lacks.
 
     Keyed on content: an image whose content the destination already holds is
     ``present``, whatever its name. Failures are reported per image, not raised; check
     ``summary.ok``. Half-made images a killed run left behind (tagged, not active, older
     than ``stale_after`` seconds) are deleted. Ctrl-C cancels the running transfers,
-    cleans them up, and re-raises.
+    cleans them up, and re-raises. ``disk_format`` converts each copy as ``migrate``
+    does (qemu-img, staged in ``staging_dir``, else the config's, else TMPDIR).
     """
     started = time.monotonic()
     src_m, dst_m = manager(src, config), manager(dst, config)
@@ -99,7 +101,8 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
     claimed: dict[str, Image] = {}
     for i, image in enumerate(images):
         try:
-            p = plan_one(src_m, image, dst_m, name=None, stream=stream, fmt=None, index=index)
+            p = plan_one(src_m, image, dst_m, name=None, stream=stream, fmt=disk_format,
+                         index=index, staging_dir=staging_dir or _staging_dir(config))
         except ImageHubError as exc:
             items[i] = Transfer(source=image, action="failed", path="none", error=str(exc))
             continue
@@ -116,7 +119,8 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
         else:
             todo.append((i, p))
 
-    options = Options(verify=verify, progress=progress, retries=retries)
+    options = Options(verify=verify, progress=progress, retries=retries,
+                      staging_dir=staging_dir or _staging_dir(config))
     if todo:
         _run_all(todo, items, options, max(1, jobs))
     return SyncSummary(source=src_m.cloud, destination=dst_m.cloud, dry_run=dry_run,

@@ -24,6 +24,7 @@ from ..errors import (
 )
 from ..models import Image
 from ._cleanup import cleanup
+from ._convert import copy_converted
 from ._identity import display, label
 from ._native import copy_native
 from ._options import Options
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 # The package's logger under the name it had as one module, which logging setups name.
 log = logging.getLogger("imagehub.migrate")
 
-Path_ = str  # "native:<kind>" | "stream" | "none"
+Path_ = str  # "native:<kind>" | "stream" | "convert" | "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +133,12 @@ def _attempt(p: Plan, options: Options, token: str, made: list[Image], started: 
             return Transfer(source=p.source, action="copied", path=p.path, image=image,
                             bytes=0, seconds=time.monotonic() - started,
                             checksum=p.checksum, checks=checks, attempts=attempts)
-    image, moved, checksum, checks = copy_stream(p, options, token, made)
-    return Transfer(source=p.source, action="copied", path="stream", image=image,
+    if p.convert is not None:
+        image, moved, checksum, checks = copy_converted(p, options, token, made)
+    else:
+        image, moved, checksum, checks = copy_stream(p, options, token, made)
+    return Transfer(source=p.source, action="copied", path=p.path if p.convert else "stream",
+                    image=image,
                     bytes=moved, seconds=time.monotonic() - started, checksum=checksum,
                     checks=checks, attempts=attempts)
 

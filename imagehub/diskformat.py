@@ -1,0 +1,115 @@
+"""What a disk image's first bytes say it is: qcow2, vmdk, vhdx, vhd, vdi, iso, else raw.
+
+``create`` labels an upload by its bytes when no disk format is given, and refuses a
+label the bytes contradict before anything is sent: a qcow2 stored as ``raw`` boots
+garbage, and a destination that inspects uploads (Glance) fails only after the whole
+transfer.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from .errors import InvalidImageData
+from .streams import DataSource
+
+__all__ = ["DISK_FORMATS", "HEAD_SIZE", "check_label", "label_by_bytes", "sniff_disk",
+           "split_head"]
+
+#: Formats a first-bytes look can tell apart, plus ``raw`` for anything else.
+DISK_FORMATS = ("qcow2", "vmdk", "vhdx", "vhd", "vdi", "iso", "raw")
+
+# ISO 9660 puts its volume descriptor at 32 KiB + 1: the head must reach past it.
+HEAD_SIZE = 64 * 1024
+
+_VDI_MAGIC = b"\x7f\x10\xda\xbe"  # 0xbeda107f little-endian, at offset 0x40
+
+
+def sniff_disk(head: bytes) -> str:
+    """The disk format ``head`` (the first ``HEAD_SIZE`` bytes or fewer) starts like."""
+    if head.startswith(b"QFI\xfb"):
+        return "qcow2"
+    if head.startswith(b"KDMV") or head.startswith(b"# Disk DescriptorFile"):
+        return "vmdk"
+    if head.startswith(b"vhdxfile"):
+        return "vhdx"
+    if head.startswith(b"conectix"):
+        # A dynamic VHD copies its footer to the front; a fixed one has it only at the
+        # end, and reads as raw here (which is what its data is).
+        return "vhd"
+    if head[0x40:0x44] == _VDI_MAGIC:
+        return "vdi"
+    if head[0x8001:0x8006] == b"CD001":
+        return "iso"
+    return "raw"
+
+
+# Labels a look at the head can disprove: each of these formats always starts with its
+# magic. ``vhd`` is not one (a fixed VHD's only footer is at the end).
+_PROVABLE = frozenset({"qcow2", "vmdk", "vhdx", "vdi", "iso"})
+
+
+def check_label(label: str | None, head: bytes, *, backend: str | None = None) -> str:
+    """The disk format to record: ``label`` if the bytes agree, the sniffed one if there
+    is no label; InvalidImageData if they disagree."""
+    found = sniff_disk(head)
+    if label is None:
+        return found
+    wanted = label.lower()
+    contradicts = (wanted in _PROVABLE and found != wanted) or (
+        wanted == "raw" and found != "raw") or (
+        wanted == "vhd" and found not in ("vhd", "raw"))
+    if contradicts:
+        raise InvalidImageData(
+            f"the image is labelled {label}, but its bytes are {found}", backend=backend,
+            hint=f"pass --disk-format {found} (disk_format={found!r}), or leave it out "
+                 "to label the image by its bytes")
+    return label
+
+
+def split_head(chunks: Iterator[bytes], size: int = HEAD_SIZE) -> tuple[bytes, list[bytes]]:
+    """Read chunks until ``size`` bytes are seen (or the end): the head, and the chunks
+    read, to be sent again in front of the rest."""
+    taken: list[bytes] = []
+    seen = 0
+    while seen < size:
+        chunk = next(chunks, None)
+        if chunk is None:
+            break
+        taken.append(chunk)
+        seen += len(chunk)
+    return b"".join(taken)[:size], taken
+
+
+def label_by_bytes(part: DataSource, label: str | None, backend: str | None
+                   ) -> tuple[str, DataSource]:
+    """The disk format to record for a one-file upload (see ``check_label``), and the
+    source to send: a stream's first chunks, read for the look, go out in front again."""
+    if part.path is not None:
+        try:
+            with part.path.open("rb") as fh:
+                head = fh.read(HEAD_SIZE)
+        except OSError as exc:
+            raise InvalidImageData(f"cannot read {str(part.path)!r}: {exc.strerror}",
+                                   backend=backend) from exc
+        return check_label(label, head, backend=backend), part
+    # A stream can be read once: what the look took is sent again in front of the rest.
+    chunks = part.chunks()
+    head, taken = split_head(chunks)
+    try:
+        fmt = check_label(label, head, backend=backend)
+    except InvalidImageData:
+        closer = getattr(chunks, "close", None)
+        if callable(closer):
+            closer()
+        raise
+    fresh = [True]
+
+    def reopen() -> Iterator[bytes]:
+        if fresh[0]:
+            fresh[0] = False
+            return itertools.chain(taken, chunks)
+        return part.chunks()  # bytes re-read; a one-shot stream says it cannot
+
+    return fmt, DataSource(name=part.name, size=part.size, _open=reopen)
