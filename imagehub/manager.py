@@ -159,6 +159,15 @@ class ImageManager(abc.ABC):
         self.cloud = cloud or self.name
 
     @classmethod
+    def not_viable(cls) -> str | None:
+        """Why this backend cannot work on this machine, or None when it can.
+
+        keyring's ``viable``, with the reason kept: ``imagehub backends`` shows it. Called
+        without an instance, so it must be cheap and must not touch the network.
+        """
+        return None
+
+    @classmethod
     def from_options(cls, options: Mapping[str, Any], *, cloud: str) -> ImageManager:
         """Build from validated config options (secrets already resolved)."""
         return cls(cloud=cloud, **options)
