@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import imagehub
-from imagehub import BackendNotFound, BackendUnavailable, InvalidBackend
-from imagehub import registry
+from imagehub import BackendNotFound, BackendUnavailable, InvalidBackend, registry
 from imagehub.registry import INSTALL_HINTS, available_backends, get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
