@@ -674,7 +674,8 @@ def test_import_task_uses_tasks_api_for_admin_and_falls_back_for_members(
         image = admin_op.wait(timeout=90)
     finally:
         admin_op.reload()
-        if admin_op.status is OperationStatus.SUCCESS:
+        # mypy keeps the narrowing from the assert above across reload()
+        if admin_op.status is OperationStatus.SUCCESS:  # type: ignore[comparison-overlap]
             cleanup.append(admin_op.result.id)
     assert image.size == len(data)
 

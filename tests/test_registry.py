@@ -5,7 +5,9 @@ from __future__ import annotations
 import configparser
 import textwrap
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,13 +151,13 @@ def test_backends_command_shows_why_not_viable(fake_plugins: Path) -> None:
 def test_entry_points_are_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
     registry.refresh()
     calls: list[str] = []
-    real = registry.metadata.entry_points
+    real = metadata.entry_points
 
-    def counting(**kwargs: str) -> object:
+    def counting(**kwargs: str) -> Any:
         calls.append(kwargs.get("group", ""))
         return real(**kwargs)
 
-    monkeypatch.setattr(registry.metadata, "entry_points", counting)
+    monkeypatch.setattr(metadata, "entry_points", counting)
     available_backends()
     get_backend("local")
     with pytest.raises(BackendNotFound):
