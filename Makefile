@@ -5,15 +5,17 @@ PY      = $(VENV)/bin/python
 
 .PHONY: demo test lint type docs bench clean
 
-# tox runs the suite on every Python setup.cfg promises (3.10, 3.11, 3.13) and finds them
-# as python3.10 ... on PATH. Under pyenv those are shims that answer only for versions
-# PYENV_VERSION names, so name the newest installed of each (3.11 first: it stays the
-# default python3). A PYENV_VERSION set by the caller wins.
-ifeq ($(origin PYENV_VERSION),undefined)
-ifneq ($(shell command -v pyenv 2>/dev/null),)
-PYENV_VERSION := $(shell for v in 3.11 3.10 3.13; do pyenv versions --bare 2>/dev/null | \
-	grep -E "^$$v\.[0-9]+$$" | sort -V | tail -n 1; done | paste -sd: -)
-export PYENV_VERSION
+# tox runs the suite on every Python setup.cfg promises (3.10, 3.11, 3.13) and looks for
+# python3.10 ... on PATH. pyenv's shims are not enough (tox's interpreter discovery passes
+# over them), so put the bin directory of the newest installed pyenv version of each on
+# PATH, after what is there already.
+PYENV_ROOT_DIR := $(shell pyenv root 2>/dev/null)
+ifneq ($(PYENV_ROOT_DIR),)
+PYENV_BINS := $(shell for v in 3.10 3.11 3.13; do pyenv versions --bare 2>/dev/null | \
+	grep -E "^$$v\.[0-9]+$$" | sort -V | tail -n 1; done | \
+	sed "s|.*|$(PYENV_ROOT_DIR)/versions/&/bin|" | paste -sd: -)
+ifneq ($(PYENV_BINS),)
+export PATH := $(PATH):$(PYENV_BINS)
 endif
 endif
 
