@@ -29,7 +29,8 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
     failures: list[CloudFailure] = []
     columns: tuple[str, ...] = IMAGE_COLUMNS
     if all_clouds:
-        listing = Hub(state.config).all(latest=latest, **wanted)
+        with Hub(state.config) as hub:
+            listing = hub.all(latest=latest, **wanted)
         images, failures = listing.images, listing.failures
         columns = ("cloud", *IMAGE_COLUMNS)
     else:
@@ -58,7 +59,9 @@ def warn_failures(failures: list[CloudFailure]) -> None:
 def latest_cmd(state: State, family: str, architecture: str | None,
                region: str | None) -> None:
     """The newest image of FAMILY in any configured cloud."""
-    emit(state, Hub(state.config).latest(family, architecture=architecture, region=region))
+    with Hub(state.config) as hub:
+        newest = hub.latest(family, architecture=architecture, region=region)
+    emit(state, newest)
 
 
 @cli.command()
