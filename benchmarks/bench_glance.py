@@ -60,7 +60,7 @@ def _child(task: str, args: dict[str, Any]) -> dict[str, Any]:
         manager.list(limit=1)  # log in before the clock starts
         start = time.perf_counter()
         if task == "imagehub-upload":
-            image = manager.create(args["path"], name=args["name"], format="raw")
+            image = manager.create(args["path"], name=args["name"], disk_format="raw")
             out: dict[str, Any] = {"id": image.id}
         elif task == "imagehub-download":
             manager.export(args["id"]).save(args["path"])

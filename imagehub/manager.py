@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
-from .errors import AmbiguousImage, ImageHubError, ImageNotFound, UnsupportedOperation
+from .compat import ManagerSpellings, accepts_seed_keywords
+from .errors import (
+    AmbiguousImage,
+    ImageHubError,
+    ImageLookupError,
+    ImageNotFound,
+    UnsupportedOperation,
+)
 from .models import Image, Member, MemberStatus, Visibility, latest, matches
 from .operations import Operation, completed
 from .streams import DataSource, ImageStream, ProgressCallback, Source, open_source
@@ -143,7 +150,7 @@ def resolve_ref(candidates: Iterable[Image], ref: str, *, backend: str = "") -> 
                         hint="run 'imagehub list' to see what exists")
 
 
-class ImageManager(abc.ABC):
+class ImageManager(ManagerSpellings, abc.ABC):
     """Base class of every backend. Subclass it, set ``name``/``capabilities``, fill hooks."""
 
     name: ClassVar[str] = ""
@@ -151,6 +158,9 @@ class ImageManager(abc.ABC):
     options: ClassVar[Mapping[str, Option]] = {}
     #: filters the backend applies itself in ``_list``; the rest are applied client-side
     server_filters: ClassVar[frozenset[str]] = frozenset()
+    #: ref prefixes ``launch`` hands to ``_launch`` as written, because the provider
+    #: resolves them itself, each with a line of help (Lambda: ``family:NAME``)
+    launch_refs: ClassVar[Mapping[str, str]] = {}
     #: why an operation is missing, shown in UnsupportedOperation
     unsupported_reason: ClassVar[str | None] = None
     page_size: int = 200
@@ -176,8 +186,8 @@ class ImageManager(abc.ABC):
         # Never options: they may hold secrets.
         return f"<{type(self).__name__} cloud={self.cloud!r}>"
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
-        """Release connections. Safe to call twice."""
+    def close(self) -> None:
+        """Release connections. Safe to call twice. (Most backends hold none.)"""
 
     def __enter__(self) -> ImageManager:
         return self
@@ -223,8 +233,6 @@ class ImageManager(abc.ABC):
         if latest:
             return iter(_latest(images))
         return images
-
-    list_all = all
 
     def _iter_all(self, filters: Mapping[str, Any]) -> Iterator[Image]:
         server, client = self._split_filters(filters)
@@ -274,6 +282,7 @@ class ImageManager(abc.ABC):
     def create(self, data: Source, *, name: str, wait: Literal[False],
                **kwargs: Any) -> Operation[Image]: ...
 
+    @accepts_seed_keywords("visibility", "disk_format")
     def create(
         self,
         data: Source,
@@ -282,11 +291,10 @@ class ImageManager(abc.ABC):
         metadata: Source | None = None,
         description: str | None = None,
         properties: Mapping[str, Any] | None = None,
-        public: bool = False,
         visibility: Visibility | str | None = None,
         aliases: Sequence[str] = (),
         tags: Sequence[str] = (),
-        format: str | None = None,
+        disk_format: str | None = None,
         container_format: str | None = None,
         architecture: str | None = None,
         checksum: str | None = None,
@@ -310,12 +318,11 @@ class ImageManager(abc.ABC):
             parts.append(open_source(data, "rootfs"))
         else:
             parts.append(open_source(data, "image"))
-        vis = Visibility(visibility) if visibility is not None else (
-            Visibility.PUBLIC if public else Visibility.PRIVATE)
+        vis = Visibility(visibility) if visibility is not None else Visibility.PRIVATE
         spec = CreateSpec(
             name=name, description=description,
             properties={str(k): str(v) for k, v in (properties or {}).items()},
-            visibility=vis, aliases=tuple(aliases), tags=tuple(tags), disk_format=format,
+            visibility=vis, aliases=tuple(aliases), tags=tuple(tags), disk_format=disk_format,
             container_format=container_format, architecture=architecture,
             checksum=checksum, timeout=timeout, progress=progress, extra=dict(extra),
         )
@@ -406,7 +413,32 @@ class ImageManager(abc.ABC):
                name: str | None = None, **extra: Any) -> builtins.list[str]:
         """Start instances from an image where the provider can; returns instance ids."""
         self.require(Capability.LAUNCH, "launch")
-        return self._launch(image, region, instance_type, ssh_key, name, extra)
+        _check_text("region", region)
+        target: Image | str
+        if isinstance(image, str) and image.startswith(tuple(type(self).launch_refs)):
+            target = image  # the provider resolves this kind of ref itself
+        else:
+            target = self._resolve_in_region(image, region)
+        return self._launch(target, region, instance_type, ssh_key, name, extra)
+
+    def _resolve_in_region(self, image: Image | str, region: str) -> Image:
+        # Like resolve(), but a name that exists in several regions means the one in
+        # ``region``; an image that has no region at all is valid in any.
+        if isinstance(image, Image):
+            return self.resolve(image)
+        try:
+            return self.get(image, region=region)
+        except ImageNotFound as exc:
+            try:
+                found = self.get(image)
+            except ImageLookupError:
+                found = None
+            if found is not None and found.region is None:
+                return found
+            helps = list(type(self).launch_refs.values())
+            exc.hint = "; ".join([f"no image {image!r} in {region}", *helps]) if helps else (
+                exc.hint)
+            raise
 
     # -- hooks for backends ---------------------------------------------------------------
     @abc.abstractmethod

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .compat import ImageSpellings
 from .errors import ImageHubError
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class UnboundImageError(ImageHubError):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Image:
+class Image(ImageSpellings):
     """One machine image, as any backend describes it.
 
     An Image returned by a manager is *bound* to it: ``image.delete()`` and friends
@@ -220,8 +221,6 @@ class Image:
     def members(self) -> list[Member]:
         return self.manager.members(self)
 
-    add_member = share  # pyrax spelling
-    delete_member = unshare
 
 
 def _jsonable(value: Any) -> Any:

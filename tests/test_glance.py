@@ -399,7 +399,7 @@ def test_checksum_promise_mismatch_leaves_nothing(alpha: GlanceManager) -> None:
 def test_format_that_does_not_match_the_data_is_refused(alpha: GlanceManager) -> None:
     name = unique("fmt")
     with pytest.raises(InvalidImageData) as info:
-        alpha.create(payload(4096), name=name, format="qcow2")
+        alpha.create(payload(4096), name=name, disk_format="qcow2")
     assert info.value.status_code == 415 and "does not match" in str(info.value.server_message)
     assert list(alpha.all(name=name)) == []
 
@@ -407,7 +407,7 @@ def test_format_that_does_not_match_the_data_is_refused(alpha: GlanceManager) ->
 def test_member_cannot_create_public_image(alpha: GlanceManager) -> None:
     name = unique("public")
     with pytest.raises(PermissionDenied) as info:
-        alpha.create(payload(10), name=name, public=True)
+        alpha.create(payload(10), name=name, visibility="public")
     assert info.value.status_code == 403 and info.value.server_message
     assert list(alpha.all(name=name)) == []
 

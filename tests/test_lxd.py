@@ -300,7 +300,7 @@ def test_filters(lxd: LXDManager, built: Path, cleanup: list[str]) -> None:
     alpha = create(lxd, unified_image(built, properties={"os": "alpha", "release": "1"}),
                    cleanup, aliases=["filters-alpha"])
     beta = create(lxd, split_container_image(built, properties={"os": "beta"}), cleanup,
-                  public=True)
+                  visibility="public")
     vm = create(lxd, split_vm_image(built, properties={"os": "beta"}), cleanup)
     mine = set(cleanup)
 
@@ -735,7 +735,7 @@ def test_copy_from_a_socket_source(lxd: LXDManager, lxd2: LXDManager, built: Pat
 @pytest.mark.parametrize("mode", ["pull", "push", "relay"])
 def test_copy_public_image(lxd: LXDManager, lxd2: LXDManager, built: Path,
                            cleanup: list[str], mode: str) -> None:
-    made = create(lxd, unified_image(built), cleanup, public=True)
+    made = create(lxd, unified_image(built), cleanup, visibility="public")
     copied = lxd.copy_to(made, lxd2, mode=mode)
     assert copied.id == made.id and copied.visibility is Visibility.PUBLIC
 

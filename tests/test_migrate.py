@@ -293,11 +293,11 @@ def test_container_rootfs_never_becomes_a_vm_disk(src: LocalManager, dst: LocalM
                         name="ct", container_format="container")
     moved: list[Progress] = []
     with pytest.raises(IncompatibleFormat, match="container rootfs"):
-        imagehub.migrate(src, rootfs, dst, format="qcow2", progress=moved.append)
-    disk = src.create(b"QFI\xfb" + os.urandom(5000), name="disk", format="qcow2")
+        imagehub.migrate(src, rootfs, dst, disk_format="qcow2", progress=moved.append)
+    disk = src.create(b"QFI\xfb" + os.urandom(5000), name="disk", disk_format="qcow2")
     with pytest.raises(IncompatibleFormat, match="not supported"):
-        imagehub.migrate(src, disk, dst, format="vmdk", progress=moved.append)
-    lying = src.create(os.urandom(5000), name="lying", format="qcow2")
+        imagehub.migrate(src, disk, dst, disk_format="vmdk", progress=moved.append)
+    lying = src.create(os.urandom(5000), name="lying", disk_format="qcow2")
     with pytest.raises(IncompatibleFormat, match="says it is qcow2"):
         imagehub.migrate(src, lying, OneFileStore(path=dst.root.parent / "one"),
                          progress=moved.append)

@@ -521,8 +521,6 @@ class GlanceManager(ImageManager):
     def rename(self, image: Image | str, name: str) -> Image:
         return self.update(image, name=name)
 
-    change_image_name = rename  # pyrax spelling
-
     def add_tag(self, image: Image | str, tag: str) -> Image:
         self.require(Capability.UPDATE, "add_tag")
         target = self.resolve(image)
@@ -587,13 +585,3 @@ class GlanceManager(ImageManager):
                               f"set membership of {member} in image {image.id}",
                               json={"status": status.value})
         return to_member(body)
-
-    # pyrax spellings
-    def add_image_member(self, image: Image | str, project_id: str) -> Member:
-        return self.share(image, project_id)
-
-    def delete_image_member(self, image: Image | str, project_id: str) -> None:
-        self.unshare(image, project_id)
-
-    def list_image_members(self, image: Image | str) -> list[Member]:
-        return self.members(image)

@@ -9,6 +9,7 @@ import click
 
 from ..hub import CloudFailure, Hub
 from ..manager import Capability
+from ..models import Visibility
 from ..models import latest as latest_images
 from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, sort_images
 
@@ -94,9 +95,10 @@ def create(state: State, files: tuple[str, ...], name: str, description: str | N
     total = sum(Path(f).stat().st_size for f in files if Path(f).is_file())
     data, metadata = (files[1], files[0]) if len(files) == 2 else (files[0], None)
     image = manager.create(
-        data, name=name, metadata=metadata, description=description, public=public,
+        data, name=name, metadata=metadata, description=description,
+        visibility=Visibility.PUBLIC if public else None,
         properties=parse_pairs(properties, "--property"), aliases=aliases, tags=tags,
-        format=disk_format, progress=state.progress(total, "upload"))
+        disk_format=disk_format, progress=state.progress(total, "upload"))
     emit(state, image)
 
 

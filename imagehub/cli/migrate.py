@@ -45,7 +45,7 @@ def migrate_cmd(state: State, source: str, destination: str, name: str | None,
     """
     src, ref = state.target(source)
     dst = state.manager(destination)
-    chosen = plan(src, ref, dst, name=name, stream=stream, format=disk_format)
+    chosen = plan(src, ref, dst, name=name, stream=stream, disk_format=disk_format)
     if dry_run:
         emit(state, chosen)
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, overload
 
+from ..compat import accepts_seed_keywords
 from ..errors import IncompatibleFormat
 from ..manager import Capability, ImageManager
 from ..models import Image
@@ -37,7 +38,8 @@ class Plan:
     bytes: int | None
     checksum: str | None
     existing: Image | None = None
-    format: str | None = None
+    #: the destination disk format asked for (None: keep the source's)
+    disk_format: str | None = None
     src: ImageManager | None = dataclasses.field(default=None, repr=False, compare=False)
     dst: ImageManager | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -52,7 +54,7 @@ class Plan:
             "bytes": self.bytes,
             "checksum": self.checksum,
             "existing": self.existing.id if self.existing is not None else None,
-            "format": self.format,
+            "disk_format": self.disk_format,
         }
 
     def execute(self, *, verify: bool = True, progress: ProgressCallback | None = None,
@@ -108,11 +110,12 @@ def plan_one(src: ImageManager, image: Image, dst: ImageManager, *, name: str | 
     return Plan(source=image, destination=dst.cloud, name=name or default_name(image),
                 action="present" if existing is not None else "copy", path=path,
                 bytes=image.size, checksum=content_checksum(image), existing=existing,
-                format=fmt, src=src, dst=dst)
+                disk_format=fmt, src=src, dst=dst)
 
 
+@accepts_seed_keywords("disk_format")
 def plan(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
-         name: str | None = None, stream: bool = False, format: str | None = None,
+         name: str | None = None, stream: bool = False, disk_format: str | None = None,
          config: Any = None) -> Plan:
     """Decide how ``ref`` would move from ``src`` to ``dst``, moving nothing.
 
@@ -122,36 +125,38 @@ def plan(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
     src_m, dst_m = manager(src, config), manager(dst, config)
     check_pair(src_m, dst_m)
     image = src_m.resolve(ref)
-    return plan_one(src_m, image, dst_m, name=name, stream=stream, fmt=format, index=None)
+    return plan_one(src_m, image, dst_m, name=name, stream=stream, fmt=disk_format, index=None)
 
 
 @overload
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = ..., verify: bool = ..., progress: ProgressCallback | None = ...,
-            dry_run: Literal[False] = ..., stream: bool = ..., format: str | None = ...,
+            dry_run: Literal[False] = ..., stream: bool = ..., disk_format: str | None = ...,
             retries: int = ..., config: Any = ...) -> Image: ...
 
 
 @overload
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = ..., verify: bool = ..., progress: ProgressCallback | None = ...,
-            dry_run: Literal[True], stream: bool = ..., format: str | None = ...,
+            dry_run: Literal[True], stream: bool = ..., disk_format: str | None = ...,
             retries: int = ..., config: Any = ...) -> Plan: ...
 
 
+@accepts_seed_keywords("disk_format")
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = None, verify: bool = True,
             progress: ProgressCallback | None = None, dry_run: bool = False,
-            stream: bool = False, format: str | None = None, retries: int = 3,
+            stream: bool = False, disk_format: str | None = None, retries: int = 3,
             config: Any = None) -> Image | Plan:
     """Copy image ``ref`` from ``src`` to ``dst`` and return the new (or already present)
     destination image. ``src``/``dst`` are managers or cloud names.
 
     ``stream`` forces the client-side path even where a native one exists; ``dry_run``
-    returns the Plan instead, moving nothing; ``format`` asks for a destination disk
+    returns the Plan instead, moving nothing; ``disk_format`` asks for a destination disk
     format (no conversion is done: an impossible one raises IncompatibleFormat).
     """
-    chosen = plan(src, ref, dst, name=name, stream=stream, format=format, config=config)
+    chosen = plan(src, ref, dst, name=name, stream=stream, disk_format=disk_format,
+                  config=config)
     if dry_run:
         return chosen
     done = chosen.execute(verify=verify, progress=progress, retries=retries)

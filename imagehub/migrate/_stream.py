@@ -162,7 +162,7 @@ def copy_stream(p: Plan, options: Options, token: str, made: list[Image]
             return dst.create(
                 _Sized(body(), blob_size), metadata=metadata, name=p.name,
                 description=source.description, architecture=source.architecture,
-                properties={**properties, **memo}, format=disk, container_format=container,
+                properties={**properties, **memo}, disk_format=disk, container_format=container,
                 checksum=promise if options.verify else None)
 
         packed = False
