@@ -18,11 +18,11 @@ from pathlib import Path
 from .openstack_procs import Daemon, ServerError, run, wait_http
 from .openstack_venvs import (
     KEYSTONE_VERSION,
-    PY_TAG,
     cache_lock,
     cache_root,
     is_ready,
     mark_ready,
+    py_tag,
 )
 
 ADMIN_PASSWORD = "keystone-admin-secret"  # test-only, like every credential here
@@ -50,7 +50,7 @@ WRAPPER = textwrap.dedent(
 
 
 def template_dir() -> Path:
-    return cache_root() / f"keystone-{KEYSTONE_VERSION}-{PY_TAG}-state"
+    return cache_root() / f"keystone-{KEYSTONE_VERSION}-{py_tag()}-state"
 
 
 def write_conf(state: Path, conf: Path) -> None:
