@@ -48,3 +48,24 @@ def test_backends_package_is_not_top_level(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=tmp_path)
     assert out.stdout.split() == ["True", "imagehub.backends"]
+
+
+@pytest.mark.parametrize(("module", "name"), [
+    ("imagehub.streams", "CHUNK_SIZE"), ("imagehub.streams", "Hasher"),
+    ("imagehub.streams", "StreamPart"), ("imagehub.operations", "FunctionOperation"),
+    ("imagehub.manager", "CreateSpec"), ("imagehub.manager", "resolve_ref"),
+    ("imagehub.models", "parse_datetime"), ("imagehub.models", "normalize_architecture"),
+    ("imagehub.config", "CloudConfig"),
+])
+def test_plumbing_lives_in_its_module_not_the_top_level(module: str, name: str) -> None:
+    import importlib
+
+    assert hasattr(importlib.import_module(module), name)
+    assert name not in imagehub.__all__ and not hasattr(imagehub, name)
+
+
+def test_version_has_one_source() -> None:
+    from importlib import metadata
+
+    assert metadata.version("imagehub") == imagehub.__version__
+    assert "version = attr: imagehub.__version__" in (ROOT / "setup.cfg").read_text()

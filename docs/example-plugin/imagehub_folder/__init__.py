@@ -12,17 +12,15 @@ from typing import Any
 
 from imagehub import (
     Capability,
-    CreateSpec,
-    Hasher,
     Image,
     ImageManager,
     ImageNotFound,
     ImageStream,
     Option,
     Page,
-    StreamPart,
 )
-from imagehub.streams import DataSource, atomic_write, hashing
+from imagehub.manager import CreateSpec
+from imagehub.streams import DataSource, Hasher, StreamPart, atomic_write, hashing
 
 __all__ = ["FolderManager"]
 
