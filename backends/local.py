@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from imagehub.errors import (
     ImageConflict,
@@ -79,6 +79,9 @@ class LocalManager(ImageManager):
     """Images in a local directory; every capability, no server."""
 
     name = "local"
+    #: the disk_format of a split image (metadata + rootfs parts) created without one:
+    #: the store's own word for its layout, not the name of a backend that uses it
+    split_disk_format: ClassVar[str] = "split"
     capabilities = Capability.ALL_IMAGE_OPS
     options = {
         "path": Option(str, help="store directory (default: $XDG_DATA_HOME/imagehub/local)"),
@@ -253,7 +256,7 @@ class LocalManager(ImageManager):
                 (image_id, spec.name, fields["description"], fields["family"],
                  fields["version"], fields["os"], fields["release"], fields["architecture"],
                  now, now, whole.bytes, whole.checksum("sha256"),
-                 spec.disk_format or ("lxd" if len(staged) > 1 else "raw"),
+                 spec.disk_format or (self.split_disk_format if len(staged) > 1 else "raw"),
                  spec.container_format or "bare", spec.visibility.value, "active",
                  self.project, json.dumps(props), json.dumps(list(spec.tags))))
             for idx, (part, tmp, digest, size) in enumerate(staged):

@@ -158,6 +158,11 @@ class ImageManager(ManagerSpellings, abc.ABC):
     options: ClassVar[Mapping[str, Option]] = {}
     #: filters the backend applies itself in ``_list``; the rest are applied client-side
     server_filters: ClassVar[frozenset[str]] = frozenset()
+    #: property keys this backend cannot store as properties (its own record fields) ...
+    reserved_properties: ClassVar[frozenset[str]] = frozenset()
+    #: ... and prefixes of the ones it writes itself; migrate drops both from what it
+    #: carries to an image of this backend
+    reserved_property_prefixes: ClassVar[tuple[str, ...]] = ()
     #: ref prefixes ``launch`` hands to ``_launch`` as written, because the provider
     #: resolves them itself, each with a line of help (Lambda: ``family:NAME``)
     launch_refs: ClassVar[Mapping[str, str]] = {}
@@ -167,6 +172,12 @@ class ImageManager(ManagerSpellings, abc.ABC):
 
     def __init__(self, *, cloud: str | None = None) -> None:
         self.cloud = cloud or self.name
+
+    @classmethod
+    def image_kind(cls, image: Image) -> str | None:
+        """``container`` or ``virtual-machine`` where this backend's record says so in its
+        own words (beyond ``container_format``); None when it cannot tell."""
+        return None
 
     @classmethod
     def not_viable(cls) -> str | None:

@@ -69,3 +69,25 @@ def test_version_has_one_source() -> None:
 
     assert metadata.version("imagehub") == imagehub.__version__
     assert "version = attr: imagehub.__version__" in (ROOT / "setup.cfg").read_text()
+
+
+def test_the_core_names_no_backend_private_keys() -> None:
+    """Backend-specific record keys and vocabulary are the backend's declaration
+    (reserved_properties, image_kind, split_disk_format ...), never the core's. Only the
+    registry's install-hint table names built-in backends."""
+    import ast
+
+    backend_words = {"lxd", "glance", "openstack", "lambda", "type", "fingerprint"}
+    found = []
+    for path in (ROOT / "imagehub").rglob("*.py"):
+        if path.name == "registry.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "os_glance_" in text or ".raw.get(" in text or ".raw[" in text:
+            found.append(f"{path.relative_to(ROOT)}: reads a backend's raw record")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Compare) and any(
+                    isinstance(c, ast.Constant) and c.value in backend_words
+                    for c in node.comparators):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []

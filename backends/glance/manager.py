@@ -41,7 +41,7 @@ from . import auth as auth_mod
 from .errors import BACKEND
 from .http import JSON_PATCH, GlanceHTTP
 from .operations import ImageStatusOperation, ImportOperation, TaskOperation
-from .records import to_image, to_member, update_patch
+from .records import CORE_FIELDS, INTERNAL_PREFIX, to_image, to_member, update_patch
 from .transfer import UploadBody, response_chunks
 
 __all__ = ["GlanceManager"]
@@ -77,6 +77,10 @@ class GlanceManager(ImageManager):
                     | Capability.MEMBERS)
     unsupported_reason = "Glance has no image aliases; use names or tags"
     server_filters = _LIST_KEYS
+    # Record fields of the image schema clash with properties of the same name, and
+    # Glance writes os_glance_* itself.
+    reserved_properties = CORE_FIELDS
+    reserved_property_prefixes = (INTERNAL_PREFIX,)
     options = {
         "cloud": Option(str, help="a clouds.yaml cloud (default: $OS_CLOUD, else OS_* vars)"),
         "auth_type": Option(str, help="keystoneauth1 plugin: password, "

@@ -92,6 +92,13 @@ class LXDManager(ImageManager):
     # LXD has no paging: one recursive request returns every image, so one page holds all.
     page_size = 1 << 30
 
+    @classmethod
+    def image_kind(cls, image: Image) -> str | None:
+        # LXD's record says container / virtual-machine in "type"; an image description
+        # may repeat it as a property.
+        value = image.raw.get("type") or image.properties.get("type")
+        return str(value) if value in ("container", "virtual-machine") else None
+
     def __init__(
         self,
         *,

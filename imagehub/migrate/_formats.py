@@ -44,8 +44,8 @@ def sniff(head: bytes) -> str | None:
 
 def kind(image: Image) -> str | None:
     """``container`` or ``virtual-machine`` where the image says so, else None."""
-    for value in (image.properties.get(PROP_CONTAINER_FORMAT), image.container_format,
-                  image.properties.get("type"), image.raw.get("type")):
+    own = type(image.manager).image_kind(image) if image.bound else None
+    for value in (image.properties.get(PROP_CONTAINER_FORMAT), image.container_format, own):
         if value in ("container", "virtual-machine"):
             return str(value)
     disk = image.properties.get(PROP_DISK_FORMAT) or image.disk_format

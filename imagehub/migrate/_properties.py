@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..models import Image
+
+if TYPE_CHECKING:
+    from ..manager import ImageManager
 
 PROP_SHA256 = "imagehub.sha256"
 PROP_SOURCE = "imagehub.source"
@@ -14,13 +19,12 @@ PROP_DISK_FORMAT = "imagehub.disk_format"
 PROP_CONTAINER_FORMAT = "imagehub.container_format"
 PROP_FORMAT_BACKEND = "imagehub.format_backend"
 
-# Keys that are record fields somewhere (Glance's schema, imagehub's Image): carried as
-# properties they would clash with the field on the destination.
+# imagehub's own record fields: carried as properties they would clash with the field.
+# A backend's own record fields and bookkeeping are its declaration (reserved_properties,
+# reserved_property_prefixes), never listed here.
 RECORD_KEYS = frozenset({
-    "id", "name", "status", "visibility", "owner", "size", "virtual_size", "checksum",
-    "os_hash_algo", "os_hash_value", "os_hidden", "protected", "min_disk", "min_ram",
-    "tags", "disk_format", "container_format", "stores", "created_at", "updated_at",
-    "self", "file", "schema", "locations", "direct_url",
+    "id", "name", "status", "visibility", "owner", "size", "checksum", "tags",
+    "disk_format", "container_format", "created_at", "updated_at",
 })
 
 # Properties each migration writes afresh rather than carries over.
@@ -28,12 +32,13 @@ REDONE = frozenset({PROP_PARTS, PROP_TRANSFER, PROP_SOURCE, PROP_SOURCE_CHECKSUM
                     PROP_DISK_FORMAT, PROP_CONTAINER_FORMAT, PROP_FORMAT_BACKEND})
 
 
-def carried(image: Image) -> dict[str, str]:
-    """The source's properties the copy keeps, plus the model fields a destination would
-    otherwise lose."""
+def carried(image: Image, dst: ImageManager) -> dict[str, str]:
+    """The source's properties the copy to ``dst`` keeps, plus the model fields a
+    destination would otherwise lose."""
+    reserved = RECORD_KEYS | REDONE | type(dst).reserved_properties
+    prefixes = (PROP_PART, *type(dst).reserved_property_prefixes)
     props = {k: v for k, v in image.properties.items()
-             if k not in RECORD_KEYS and not k.startswith(("os_glance_", PROP_PART))
-             and k not in REDONE}
+             if k not in reserved and not k.startswith(prefixes)}
     for field in ("os", "family", "release", "version"):
         value = getattr(image, field)
         if value and field not in props:

@@ -142,7 +142,7 @@ def copy_stream(p: Plan, options: Options, token: str, made: list[Image]
                 raise ChecksumMismatch(f"image {source_label}", p.checksum, content,
                                        backend=src.name)
 
-        props = carried(source)
+        props = carried(source, dst)
         props[PROP_TRANSFER] = token
         props[PROP_SOURCE] = source_label
         if options.verify and p.checksum:
