@@ -30,6 +30,7 @@ from imagehub.errors import (
 )
 from imagehub.manager import Capability, CreateSpec, ImageManager, Option, Page, resolve_ref
 from imagehub.models import Image, Member, MemberStatus, Visibility, parse_datetime
+from imagehub.paths import data_home
 from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, hashing
 
 __all__ = ["LocalManager", "default_path"]
@@ -66,9 +67,7 @@ _UPDATABLE = {"name", "description", "family", "version", "os", "release", "arch
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"),
-                                                            ".local", "share")
-    return Path(base) / "imagehub" / "local"
+    return data_home() / "imagehub" / "local"
 
 
 def _now() -> str:

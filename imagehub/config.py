@@ -17,6 +17,7 @@ import yaml
 
 from .errors import BackendNotFound, ConfigError, ImageHubError
 from .manager import ImageManager, Option
+from .paths import config_home
 from .registry import get_backend
 
 __all__ = ["CloudConfig", "Config", "default_config_path", "load_config"]
@@ -26,8 +27,7 @@ _TOP_KEYS = {"clouds", "default"}
 
 
 def default_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "imagehub" / "clouds.yaml"
+    return config_home() / "imagehub" / "clouds.yaml"
 
 
 @dataclasses.dataclass(frozen=True)

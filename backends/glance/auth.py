@@ -25,6 +25,7 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading, session
 
 from imagehub.errors import ConfigError
+from imagehub.paths import config_home
 
 SECRET_KEYS = frozenset({"password", "token", "application_credential_secret", "secret",
                          "client_secret", "passcode", "access_token"})
@@ -129,8 +130,7 @@ def from_inline(options: Mapping[str, Any]) -> AuthSettings:
 
 def config_dirs() -> list[Path]:
     """openstacksdk's search order: current directory, user config, system config."""
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return [Path.cwd(), Path(xdg) / "openstack", Path("/etc/openstack")]
+    return [Path.cwd(), config_home() / "openstack", Path("/etc/openstack")]
 
 
 def _find(env_var: str, names: tuple[str, ...]) -> Path | None:

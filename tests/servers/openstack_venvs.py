@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from imagehub.paths import cache_home
+
 from .openstack_procs import ServerError, run
 
 # Test servers, not imagehub dependencies: pinned so the suite is reproducible.
@@ -68,8 +70,7 @@ def cache_root() -> Path:
     explicit = os.environ.get("IMAGEHUB_SERVER_CACHE")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "imagehub" / "servers"
+    return cache_home() / "imagehub" / "servers"
 
 
 def glance_venv() -> Path:
