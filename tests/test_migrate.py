@@ -52,7 +52,8 @@ def _store(tmp_path: Path, name: str) -> LocalManager:
 
 def _leftovers(store: LocalManager) -> list[Path]:
     """Files a failed create could leave: staged uploads, or blobs no image points at."""
-    with sqlite3.connect(store.root / "catalog.sqlite") as db:
+    # sqlite3's own context manager commits but does not close (3.13 warns).
+    with contextlib.closing(sqlite3.connect(store.root / "catalog.sqlite")) as db:
         used = {r[0] for r in db.execute("SELECT digest FROM parts")}
     blobs = [p for p in (store.root / "blobs" / "sha256").iterdir() if p.name not in used]
     return list((store.root / "tmp").iterdir()) + blobs
