@@ -14,7 +14,8 @@ from importlib import metadata
 from .errors import BackendNotFound, BackendUnavailable, InvalidBackend
 from .manager import Capability, ImageManager
 
-__all__ = ["INSTALL_HINTS", "NAMESPACE", "BackendInfo", "available_backends", "get_backend"]
+__all__ = ["INSTALL_HINTS", "NAMESPACE", "BackendInfo", "available_backends", "get_backend",
+           "refresh"]
 
 NAMESPACE = "imagehub.backends"
 
@@ -118,9 +119,14 @@ def get_backend(name: str) -> type[ImageManager]:
 def _not_viable(cls: type[ImageManager]) -> str | None:
     # A plugin's own check must not take the listing down with it.
     try:
-        return cls.not_viable()
+        reason = cls.not_viable()
     except Exception as exc:  # noqa: BLE001 - any failure of the check means "cannot tell"
         return f"its viability check failed: {type(exc).__name__}: {exc}"
+    if reason is None or isinstance(reason, str):
+        return reason or None
+    # keyring's viable is a bool; a plugin that mixes the two up must not read as viable.
+    return (f"its not_viable() returned {reason!r}, not a reason or None; "
+            "report this to the plugin's authors")
 
 
 def available_backends() -> list[BackendInfo]:

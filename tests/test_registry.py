@@ -33,6 +33,7 @@ def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         fake-missing-module = fakeplug_absent:Gone
         fake-not-here = fakeplug_good:NotHere
         fake-check-crashes = fakeplug_good:CheckCrashes
+        fake-check-bool = fakeplug_good:CheckBool
         """))
     (tmp_path / "fakeplug_good.py").write_text(textwrap.dedent("""\
         from imagehub import ImageManager, Capability, Page
@@ -48,6 +49,11 @@ def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
             @classmethod
             def not_viable(cls):
                 return "needs /dev/fake, which this machine lacks"
+        class CheckBool(Good):
+            name = "fake-check-bool"
+            @classmethod
+            def not_viable(cls):
+                return True
         class CheckCrashes(Good):
             name = "fake-check-crashes"
             @classmethod
@@ -130,6 +136,8 @@ def test_a_plugin_may_say_it_cannot_work_here(fake_plugins: Path) -> None:
     assert infos["fake-not-here"].not_viable == "needs /dev/fake, which this machine lacks"
     assert not infos["fake-check-crashes"].viable
     assert "probe failed" in (infos["fake-check-crashes"].not_viable or "")
+    assert not infos["fake-check-bool"].viable
+    assert "returned True" in (infos["fake-check-bool"].not_viable or "")
     assert infos["fake-good"].viable and infos["local"].viable
 
 
