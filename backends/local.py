@@ -294,7 +294,7 @@ class LocalManager(ImageManager):
                 fh.close()
 
         return ImageStream(parts, checksum=image.checksum, size=image.size,
-                           format=image.disk_format, image=image, backend=self.name,
+                           disk_format=image.disk_format, image=image, backend=self.name,
                            on_close=close_all)
 
     # -- changes --------------------------------------------------------------------------

@@ -8,7 +8,8 @@ may add a second name.
 
 - :data:`SEED_KEYWORDS` - keyword arguments renamed on the way into a core call;
 - :class:`ManagerSpellings` - method names on every ImageManager;
-- :class:`ImageSpellings` - method names on every Image.
+- :class:`ImageSpellings` - method names on every Image;
+- :class:`StreamSpellings` - attribute names on every ImageStream.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 
     from .models import Image, Member
 
-__all__ = ["SEED_KEYWORDS", "ImageSpellings", "ManagerSpellings", "accepts_seed_keywords"]
+__all__ = ["SEED_KEYWORDS", "ImageSpellings", "ManagerSpellings", "StreamSpellings",
+           "accepts_seed_keywords"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,3 +119,14 @@ class ImageSpellings:
     def delete_member(self, project: str) -> None:
         """``unshare()`` (pyrax)."""
         self.unshare(project)
+
+
+class StreamSpellings:
+    """Second names on every ImageStream (imagehub 0.1)."""
+
+    disk_format: str | None
+
+    @property
+    def format(self) -> str | None:
+        """``disk_format``."""
+        return self.disk_format

@@ -132,3 +132,10 @@ def test_launch_resolves_its_image_like_every_other_method(tmp_path: Path) -> No
     assert a.launched[-1] == "family:web"
     with pytest.raises(ImageNotFound, match="family:NAME"):
         a.launch("nothing-like-it", "r1", "small", "key")
+
+
+def test_stream_disk_format_has_one_name_and_a_seed_alias(store: LocalManager) -> None:
+    image = store.create(b"QFI\xfb" + b"\0" * 100, name="disk", disk_format="qcow2")
+    with store.export(image) as stream:
+        assert stream.disk_format == stream.format == "qcow2"
+    assert "format" not in inspect.signature(imagehub.ImageStream).parameters

@@ -188,7 +188,7 @@ def test_split_round_trip_parses_multipart(lxd: LXDManager, built: Path, cleanup
     assert made.id == image.fingerprint  # sha256(metadata || rootfs)
     assert made.container_format == image.kind
     with lxd.export(made) as stream:
-        assert stream.format == "lxd-split"
+        assert stream.disk_format == "lxd-split"
         got = {part.name: b"".join(chunks) for part, chunks in stream.iter_parts()}
         rootfs_name = "rootfs.img" if image.kind == "virtual-machine" else "rootfs"
         assert got == {"metadata": image.metadata.read_bytes(),

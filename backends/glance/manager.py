@@ -497,7 +497,7 @@ class GlanceManager(ImageManager):
         part = StreamPart(name="image", chunks=response_chunks(resp, f"download of {image.id}"),
                           size=size, filename=f"{image.id}.{record.get('disk_format') or 'img'}")
         return ImageStream([part], checksum=promises[0] if promises else None,
-                           expected=promises[1:], size=size, format=record.get("disk_format"),
+                           expected=promises[1:], size=size, disk_format=record.get("disk_format"),
                            image=image, backend=BACKEND, on_close=resp.close,
                            hash_threads=self.hash_threads)
 

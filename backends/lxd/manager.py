@@ -437,7 +437,7 @@ class LXDManager(ImageManager):
             parts = [StreamPart(name="image", chunks=_checked(chunks), filename=filename,
                                 size=int(length) if length and length.isdigit() else None)]
             fmt = "lxd-unified"
-        return ImageStream(parts, checksum=f"sha256:{image.id}", size=image.size, format=fmt,
+        return ImageStream(parts, checksum=f"sha256:{image.id}", size=image.size, disk_format=fmt,
                            image=image, on_close=response.close, backend=self.name)
 
     # -- changes --------------------------------------------------------------------------
