@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from .errors import BackendNotFound, ConfigError, ImageHubError
+from .errors import BackendNotFound, BackendUnavailable, ConfigError, ImageHubError
 from .manager import ImageManager, Option
 from .paths import config_home
-from .registry import get_backend
+from .registry import get_backend, why_not_viable
 
 __all__ = ["CloudConfig", "Config", "default_config_path", "load_config"]
 
@@ -113,6 +113,12 @@ class Config:
         except BackendNotFound as exc:
             raise ConfigError(exc.message, path=cloud.path, cloud=cloud.name,
                               key="backend") from exc
+        problem = why_not_viable(cls)
+        if problem:
+            raise BackendUnavailable(
+                f"cloud {cloud.name!r}: backend {cloud.backend!r} cannot work on this "
+                f"machine: {problem}", backend=cloud.backend,
+                hint="'imagehub backends' shows which backends can")
         options = cloud.resolved_options(cls)
         try:
             return cls.from_options(options, cloud=cloud.name)

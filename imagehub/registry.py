@@ -15,7 +15,7 @@ from .errors import BackendNotFound, BackendUnavailable, InvalidBackend
 from .manager import Capability, ImageManager
 
 __all__ = ["INSTALL_HINTS", "NAMESPACE", "BackendInfo", "available_backends", "get_backend",
-           "refresh"]
+           "refresh", "why_not_viable"]
 
 NAMESPACE = "imagehub.backends"
 
@@ -116,7 +116,8 @@ def get_backend(name: str) -> type[ImageManager]:
     return cls
 
 
-def _not_viable(cls: type[ImageManager]) -> str | None:
+def why_not_viable(cls: type[ImageManager]) -> str | None:
+    """The backend's own reason it cannot work here, or None; never raises."""
     # A plugin's own check must not take the listing down with it.
     try:
         reason = cls.not_viable()
@@ -140,5 +141,5 @@ def available_backends() -> list[BackendInfo]:
             infos.append(BackendInfo(name, ep.value, dist, None, str(exc)))
         else:
             infos.append(BackendInfo(name, ep.value, dist, cls.capabilities, None,
-                                     _not_viable(cls)))
+                                     why_not_viable(cls)))
     return infos

@@ -185,3 +185,12 @@ def test_nothing_is_loaded_at_import() -> None:
                          check=True)
     assert out.stdout.strip() == "False"
     assert imagehub.get_backend("local")
+
+
+def test_connecting_to_a_backend_that_cannot_work_here_says_why(
+        fake_plugins: Path, tmp_path: Path) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text("clouds:\n  here: {backend: fake-not-here}\n")
+    with pytest.raises(BackendUnavailable, match="needs /dev/fake") as info:
+        imagehub.connect("here", config)
+    assert "imagehub backends" in str(info.value)
