@@ -32,7 +32,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from imagehub.errors import (
     BackendError,
@@ -52,6 +52,7 @@ from imagehub.manager import (
     resolve_ref,
 )
 from imagehub.models import Image, Member, MemberStatus, Visibility, parse_datetime
+from imagehub.paths import data_home
 from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, cut_short, hashing
 
 __all__ = ["LocalManager", "StoreReport", "default_path"]
@@ -90,9 +91,7 @@ _UPDATABLE = frozenset({"name", "description", "family", "version", "os", "relea
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"),
-                                                            ".local", "share")
-    return Path(base) / "imagehub" / "local"
+    return data_home() / "imagehub" / "local"
 
 
 def _now() -> str:
@@ -117,6 +116,9 @@ class LocalManager(ImageManager):
     """Images in a local directory; every capability, no server."""
 
     name = "local"
+    #: the disk_format of a split image (metadata + rootfs parts) created without one:
+    #: the store's own word for its layout, not the name of a backend that uses it
+    split_disk_format: ClassVar[str] = "split"
     capabilities = Capability.ALL_IMAGE_OPS
     ranged_export = True
     max_parts = 2
@@ -445,7 +447,7 @@ class LocalManager(ImageManager):
                 (image_id, spec.name, fields["description"], fields["family"],
                  fields["version"], fields["os"], fields["release"], fields["architecture"],
                  now, now, whole.bytes, whole.checksum("sha256"),
-                 spec.disk_format or ("lxd" if len(staged) > 1 else "raw"),
+                 spec.disk_format or (self.split_disk_format if len(staged) > 1 else "raw"),
                  spec.container_format or "bare", spec.visibility.value, "active",
                  self.project, json.dumps(props), json.dumps(list(spec.tags))))
             for idx, (part, _tmp, digest, size) in enumerate(staged):
@@ -513,7 +515,7 @@ class LocalManager(ImageManager):
                 fh.close()
 
         return ImageStream(parts, checksum=image.checksum, size=image.size,
-                           format=image.disk_format, image=image, backend=self.name,
+                           disk_format=image.disk_format, image=image, backend=self.name,
                            on_close=close_all)
 
     def _export_from(self, image: Image, offset: int) -> ImageStream:

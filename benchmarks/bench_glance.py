@@ -60,7 +60,7 @@ def _child(task: str, args: dict[str, Any]) -> dict[str, Any]:
         manager.list(limit=1)  # log in before the clock starts
         start = time.perf_counter()
         if task == "imagehub-upload":
-            image = manager.create(args["path"], name=args["name"], format="raw")
+            image = manager.create(args["path"], name=args["name"], disk_format="raw")
             out: dict[str, Any] = {"id": image.id}
         elif task == "imagehub-download":
             manager.export(args["id"]).save(args["path"])
@@ -167,9 +167,9 @@ def _random_file(path: Path, size_mib: int) -> str:
 
 
 def _sdk_python() -> str:
-    from tests.servers.openstack_venvs import PY_TAG, build_venv, cache_root
+    from tests.servers.openstack_venvs import build_venv, cache_root, py_tag
 
-    venv = build_venv(cache_root() / f"bench-openstacksdk-{SDK_VERSION}-{PY_TAG}",
+    venv = build_venv(cache_root() / f"bench-openstacksdk-{SDK_VERSION}-{py_tag()}",
                       (f"openstacksdk=={SDK_VERSION}",))
     return str(venv / "bin" / "python")
 

@@ -68,7 +68,7 @@ def _child(task: str, args: dict[str, Any]) -> dict[str, Any]:
                 "checks": list(done.checks), "bytes": done.bytes}
     if task == "upload":
         start = time.perf_counter()
-        image = glance.create(args["path"], name="bench-upload", format="raw")
+        image = glance.create(args["path"], name="bench-upload", disk_format="raw")
         return {"seconds": time.perf_counter() - start, "id": image.id}
     if task == "download":
         start = time.perf_counter()

@@ -6,7 +6,7 @@
 ['ALIASES', 'ALL_IMAGE_OPS', 'CREATE']
 """
 
-from .config import CloudConfig, Config, load_config
+from .config import Config, load_config
 from .connect import connect
 from .errors import (
     AmbiguousImage,
@@ -40,15 +40,7 @@ from .errors import (
     UnsupportedOperation,
 )
 from .hub import CloudFailure, Hub, HubListing
-from .manager import (
-    Capability,
-    CreateSpec,
-    ImageManager,
-    Option,
-    Page,
-    UpdateSpec,
-    resolve_ref,
-)
+from .manager import Capability, ImageManager, Option, Page, UpdateSpec
 from .migrate import Plan, Progress, SyncSummary, Transfer, migrate, plan, sync
 from .models import (
     Image,
@@ -56,17 +48,19 @@ from .models import (
     MemberStatus,
     Visibility,
     latest,
-    normalize_architecture,
-    parse_datetime,
 )
-from .operations import FunctionOperation, Operation, OperationStatus
+from .operations import Operation, OperationStatus
 from .registry import BackendInfo, available_backends, get_backend
-from .streams import CHUNK_SIZE, Hasher, ImageStream, StreamPart
+from .streams import ImageStream
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version source: setup.cfg reads it
+
+# What users of the API and CLI need, and what plugin authors subclass. Plumbing
+# (CreateSpec, StreamPart, Hasher, CHUNK_SIZE, FunctionOperation, resolve_ref,
+# parse_datetime, ...) stays importable from its module: imagehub.manager,
+# imagehub.streams, imagehub.operations, imagehub.models, imagehub.config.
 
 __all__ = [
-    "CHUNK_SIZE",
     "AmbiguousImage",
     "AuthenticationError",
     "BackendError",
@@ -75,13 +69,9 @@ __all__ = [
     "BackendUnavailable",
     "Capability",
     "ChecksumMismatch",
-    "CloudConfig",
     "CloudFailure",
     "Config",
     "ConfigError",
-    "CreateSpec",
-    "FunctionOperation",
-    "Hasher",
     "Hub",
     "HubListing",
     "Image",
@@ -114,7 +104,6 @@ __all__ = [
     "RateLimited",
     "RegistryError",
     "ServerUnreachable",
-    "StreamPart",
     "SyncSummary",
     "Transfer",
     "TransferError",
@@ -128,9 +117,6 @@ __all__ = [
     "latest",
     "load_config",
     "migrate",
-    "normalize_architecture",
-    "parse_datetime",
     "plan",
-    "resolve_ref",
     "sync",
 ]

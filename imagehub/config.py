@@ -18,9 +18,10 @@ import yaml
 
 from . import _redact
 from ._redact import excerpt
-from .errors import BackendNotFound, ConfigError, ImageHubError
+from .errors import BackendNotFound, BackendUnavailable, ConfigError, ImageHubError
 from .manager import ImageManager, Option
-from .registry import get_backend
+from .paths import config_home
+from .registry import get_backend, why_not_viable
 
 __all__ = ["CloudConfig", "Config", "default_config_path", "load_config"]
 
@@ -70,8 +71,7 @@ def _expanded_size(value: Any, memo: dict[int, int] | None = None) -> int:
 
 
 def default_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "imagehub" / "clouds.yaml"
+    return config_home() / "imagehub" / "clouds.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +167,12 @@ class Config:
         except BackendNotFound as exc:
             raise ConfigError(exc.message, path=cloud.path, cloud=cloud.name,
                               key="backend") from exc
+        problem = why_not_viable(cls)
+        if problem:
+            raise BackendUnavailable(
+                f"cloud {cloud.name!r}: backend {cloud.backend!r} cannot work on this "
+                f"machine: {problem}", backend=cloud.backend,
+                hint="'imagehub backends' shows which backends can")
         options = cloud.resolved_options(cls)
         try:
             return cls.from_options(options, cloud=cloud.name)

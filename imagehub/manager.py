@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
+from .compat import ManagerSpellings, accepts_seed_keywords
 from .diskformat import label_by_bytes
 from .errors import (
     AmbiguousImage,
+    ImageLookupError,
     ImageNotFound,
     InvalidArgument,
     InvalidArgumentType,
@@ -258,7 +260,7 @@ def resolve_ref(candidates: Iterable[Image], ref: str, *, backend: str = "") -> 
                         hint="run 'imagehub list' to see what exists")
 
 
-class ImageManager(abc.ABC):
+class ImageManager(ManagerSpellings, abc.ABC):
     """Base class of every backend. Subclass it, set ``name``/``capabilities``, fill hooks."""
 
     name: ClassVar[str] = ""
@@ -269,6 +271,15 @@ class ImageManager(abc.ABC):
     #: the ``UpdateSpec`` fields (and backend keys in its ``extra``) ``_update`` honours;
     #: ``update`` refuses any other key before I/O, and the conformance kit exercises each
     updatable: ClassVar[frozenset[str]] = frozenset()
+    #: property keys this backend cannot store as properties (its own record fields) ...
+    reserved_properties: ClassVar[frozenset[str]] = frozenset()
+    #: ... and prefixes of the ones it writes itself (its bookkeeping); migrate drops both
+    #: from what it carries to an image of this backend, and never carries the prefixed
+    #: ones away from it
+    reserved_property_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: ref prefixes ``launch`` hands to ``_launch`` as written, because the provider
+    #: resolves them itself, each with a line of help (Lambda: ``family:NAME``)
+    launch_refs: ClassVar[Mapping[str, str]] = {}
     #: why an operation is missing, shown in UnsupportedOperation
     unsupported_reason: ClassVar[str | None] = None
     page_size: int = 200
@@ -288,13 +299,24 @@ class ImageManager(abc.ABC):
     #: a virtual-machine image here is a split image whose metadata imagehub must write
     #: (LXD); migrate then builds it from the source image's fields
     vm_needs_metadata: ClassVar[bool] = False
-    #: property prefixes that are the backend's own bookkeeping, never carried elsewhere
-    private_property_prefixes: ClassVar[tuple[str, ...]] = ()
-    #: names the backend's records use for fields: never sent to it as properties
-    reserved_properties: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, cloud: str | None = None) -> None:
         self.cloud = cloud or self.name
+
+    @classmethod
+    def image_kind(cls, image: Image) -> str | None:
+        """``container`` or ``virtual-machine`` where this backend's record says so in its
+        own words (beyond ``container_format``); None when it cannot tell."""
+        return None
+
+    @classmethod
+    def not_viable(cls) -> str | None:
+        """Why this backend cannot work on this machine, or None when it can.
+
+        keyring's ``viable``, with the reason kept: ``imagehub backends`` shows it. Called
+        without an instance, so it must be cheap and must not touch the network.
+        """
+        return None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, cloud: str) -> ImageManager:
@@ -305,8 +327,8 @@ class ImageManager(abc.ABC):
         # Never options: they may hold secrets.
         return f"<{type(self).__name__} cloud={self.cloud!r}>"
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
-        """Release connections. Safe to call twice."""
+    def close(self) -> None:
+        """Release connections. Safe to call twice. (Most backends hold none.)"""
 
     def __enter__(self) -> ImageManager:
         return self
@@ -367,8 +389,6 @@ class ImageManager(abc.ABC):
         if plan.sort_key:
             return iter(sort_images(images, plan.sort_key, plan.reverse))
         return images
-
-    list_all = all
 
     def _iter_all(self, filters: Mapping[str, Any], plan: Filters | None = None
                   ) -> Iterator[Image]:
@@ -433,6 +453,7 @@ class ImageManager(abc.ABC):
     def create(self, data: Source, *, name: str, wait: Literal[False],
                **kwargs: Any) -> Operation[Image]: ...
 
+    @accepts_seed_keywords("visibility", "disk_format")
     def create(
         self,
         data: Source,
@@ -441,11 +462,10 @@ class ImageManager(abc.ABC):
         metadata: Source | None = None,
         description: str | None = None,
         properties: Mapping[str, Any] | None = None,
-        public: bool = False,
         visibility: Visibility | str | None = None,
         aliases: Sequence[str] = (),
         tags: Sequence[str] = (),
-        format: str | None = None,
+        disk_format: str | None = None,
         container_format: str | None = None,
         architecture: str | None = None,
         checksum: str | None = None,
@@ -465,7 +485,7 @@ class ImageManager(abc.ABC):
         tags = _strings("tags", tags)
         for alias in aliases:
             _check_alias(alias)
-        for kind, value in (("description", description), ("format", format),
+        for kind, value in (("description", description), ("disk_format", disk_format),
                             ("container_format", container_format),
                             ("architecture", architecture), ("checksum", checksum)):
             if value is not None and not isinstance(value, str):
@@ -474,14 +494,12 @@ class ImageManager(abc.ABC):
         if properties is not None and not isinstance(properties, Mapping):
             raise InvalidArgumentType(
                 f"properties must be a mapping, got {type(properties).__name__}")
-        if not isinstance(public, bool):
-            raise InvalidArgumentType(f"public must be True or False, got {public!r}")
         if timeout is not None and (isinstance(timeout, bool)
                                     or not isinstance(timeout, int | float)):
             raise InvalidArgumentType(f"timeout must be a number, got {timeout!r}")
         if checksum is not None:
             _check_checksum(checksum)
-        vis = _visibility(visibility, public)
+        vis = _visibility(visibility)
         parts: builtins.list[DataSource] = []
         if metadata is not None:
             parts.append(open_source(metadata, "metadata"))
@@ -490,12 +508,13 @@ class ImageManager(abc.ABC):
             # One file is a disk image somewhere: label it by its bytes, or refuse a
             # label they contradict, before anything is sent. (A split image's rootfs
             # is the backend's own format, not a disk.)
-            format, whole = label_by_bytes(open_source(data, "image"), format, self.name)
+            disk_format, whole = label_by_bytes(open_source(data, "image"), disk_format,
+                                                self.name)
             parts.append(whole)
         spec = CreateSpec(
             name=name, description=description,
             properties={str(k): str(v) for k, v in (properties or {}).items()},
-            visibility=vis, aliases=aliases, tags=tags, disk_format=format,
+            visibility=vis, aliases=aliases, tags=tags, disk_format=disk_format,
             container_format=container_format, architecture=architecture,
             checksum=checksum, timeout=timeout, progress=progress, extra=dict(extra),
         )
@@ -628,7 +647,32 @@ class ImageManager(abc.ABC):
                name: str | None = None, **extra: Any) -> builtins.list[str]:
         """Start instances from an image where the provider can; returns instance ids."""
         self.require(Capability.LAUNCH, "launch")
-        return self._launch(image, region, instance_type, ssh_key, name, extra)
+        _check_text("region", region)
+        target: Image | str
+        if isinstance(image, str) and image.startswith(tuple(type(self).launch_refs)):
+            target = image  # the provider resolves this kind of ref itself
+        else:
+            target = self._resolve_in_region(image, region)
+        return self._launch(target, region, instance_type, ssh_key, name, extra)
+
+    def _resolve_in_region(self, image: Image | str, region: str) -> Image:
+        # Like resolve(), but a name that exists in several regions means the one in
+        # ``region``; an image that has no region at all is valid in any.
+        if isinstance(image, Image):
+            return self.resolve(image)
+        try:
+            return self.get(image, region=region)
+        except ImageNotFound as exc:
+            try:
+                found = self.get(image)
+            except ImageLookupError:
+                found = None
+            if found is not None and found.region is None:
+                return found
+            helps = list(type(self).launch_refs.values())
+            exc.hint = "; ".join([f"no image {image!r} in {region}", *helps]) if helps else (
+                exc.hint)
+            raise
 
     # -- hooks for backends ---------------------------------------------------------------
     # Each docstring keeps the fields "Returns:", "Raises:" and "Threads:"; the hook table
@@ -843,9 +887,9 @@ def _strings(kind: str, values: Any) -> tuple[str, ...]:
     return items
 
 
-def _visibility(value: Any, public: bool) -> Visibility:
+def _visibility(value: Any) -> Visibility:
     if value is None:
-        return Visibility.PUBLIC if public else Visibility.PRIVATE
+        return Visibility.PRIVATE
     if not isinstance(value, str):
         raise InvalidArgumentType(f"visibility must be a string, got {type(value).__name__}")
     try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .compat import ImageSpellings
 from .errors import InvalidArgument, InvalidArgumentType, UnboundImageError
 
 if TYPE_CHECKING:
@@ -63,6 +65,19 @@ def normalize_architecture(value: str | None) -> str | None:
     return _ARCH_ALIASES.get(key, key)
 
 
+# Python 3.10's fromisoformat takes only what isoformat() writes: no "Z", no "+0000", and
+# a fraction of exactly 3 or 6 digits. LXD writes nanoseconds, so rewrite those forms.
+_ISO_FRACTION = re.compile(r"(T\d{2}:\d{2}:\d{2})\.(\d+)")
+_ISO_OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
+
+
+def _iso_for_fromisoformat(text: str) -> str:
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    text = _ISO_OFFSET.sub(r"\1:\2", text) if "T" in text or " " in text else text
+    return _ISO_FRACTION.sub(lambda m: f"{m[1]}.{m[2][:6].ljust(6, '0')}", text, count=1)
+
+
 def parse_datetime(value: str | int | float | _dt.datetime | None) -> _dt.datetime | None:
     """Parse ISO 8601 text or a Unix time into an aware datetime (naive means UTC)."""
     if value is None or value == "":
@@ -72,17 +87,14 @@ def parse_datetime(value: str | int | float | _dt.datetime | None) -> _dt.dateti
     elif isinstance(value, int | float):
         return _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
     else:
-        text = value.strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        parsed = _dt.datetime.fromisoformat(text)
+        parsed = _dt.datetime.fromisoformat(_iso_for_fromisoformat(value.strip()))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_dt.timezone.utc)
     return parsed
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Image:
+class Image(ImageSpellings):
     """One machine image, as any backend describes it.
 
     An Image returned by a manager is *bound* to it: ``image.delete()`` and friends
@@ -217,8 +229,6 @@ class Image:
     def members(self) -> list[Member]:
         return self.manager.members(self)
 
-    add_member = share  # pyrax spelling
-    delete_member = unshare
 
 
 _E = TypeVar("_E", bound=enum.Enum)

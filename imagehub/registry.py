@@ -1,7 +1,8 @@
-"""Finding and loading backend plugins (stevedore, entry-point group ``imagehub.backends``).
+"""Finding and loading backend plugins (entry-point group ``imagehub.backends``).
 
-Nothing is imported or scanned at import time: entry points are read when a backend is
-asked for, and only the one asked for is loaded, so a broken plugin hurts only its users.
+Entry points are read with ``importlib.metadata`` alone, once per process, and only when
+a backend is first asked for; only the one asked for is imported, so a broken plugin
+hurts only its users. Nothing is scanned at import and nothing is cached on disk.
 """
 
 from __future__ import annotations
@@ -9,17 +10,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 from importlib import metadata
-from typing import Any
-
-import stevedore
-import stevedore.exception
 
 from .errors import BackendNotFound, BackendUnavailable, InvalidBackend
 from .manager import Capability, ImageManager
 
-__all__ = ["NAMESPACE", "BackendInfo", "available_backends", "get_backend"]
+__all__ = ["INSTALL_HINTS", "NAMESPACE", "BackendInfo", "available_backends", "get_backend",
+           "refresh", "why_not_viable"]
 
 NAMESPACE = "imagehub.backends"
+
+#: What to install when a backend's own SDK is missing. Kept here, not read from
+#: entry-point extras: the entry-points specification lets consumers ignore those.
+INSTALL_HINTS: dict[str, str] = {
+    "lxd": "pip install 'imagehub[lxd]'",
+    "glance": "pip install 'imagehub[openstack]'",
+    "openstack": "pip install 'imagehub[openstack]'",
+    "lambda": "pip install 'imagehub[lambda]'",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,27 +37,48 @@ class BackendInfo:
     target: str
     distribution: str | None
     capabilities: Capability | None
+    #: why the plugin cannot be loaded (None when it loads)
     error: str | None
+    #: why the plugin loads but cannot work on this machine (None when it can)
+    not_viable: str | None = None
 
     @property
     def available(self) -> bool:
         return self.error is None
 
+    @property
+    def viable(self) -> bool:
+        return self.error is None and self.not_viable is None
 
+
+@functools.cache
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    # Scanned once: installing a plugin mid-process is not supported (restart instead),
+    # and tests that fake one call refresh().
     found: dict[str, metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=NAMESPACE):
         found.setdefault(ep.name, ep)
     return found
 
 
-def _install_hint(ep: metadata.EntryPoint, missing: str | None) -> str:
-    dist = ep.dist.name if ep.dist is not None else None
-    if ep.extras and dist:
-        return f"pip install '{dist}[{','.join(ep.extras)}]'"
+def refresh() -> None:
+    """Forget what was scanned and loaded, so plugins installed since are seen."""
+    _entry_points.cache_clear()
+    get_backend.cache_clear()
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else None
+
+
+def _install_hint(name: str, ep: metadata.EntryPoint, missing: str | None) -> str:
+    if name in INSTALL_HINTS:
+        return INSTALL_HINTS[name]
+    dist = _dist_name(ep) or "the plugin"
     if missing:
-        return f"pip install the package that provides {missing!r}"
-    return f"reinstall {dist or 'the plugin'}"
+        return f"pip install the package that provides {missing!r} (needed by {dist})"
+    return f"reinstall {dist}"
 
 
 @functools.cache
@@ -59,27 +87,21 @@ def get_backend(name: str) -> type[ImageManager]:
     eps = _entry_points()
     ep = eps.get(name)
     if ep is None:
-        raise BackendNotFound(name, list(eps))
+        raise BackendNotFound(name, sorted(eps))
     try:
-        # DriverManager loads just this one plugin and lets its exceptions through.
-        driver: Any = stevedore.DriverManager(
-            NAMESPACE, name, invoke_on_load=False, on_load_failure_callback=_reraise,
-        )
-        cls = driver.driver
-    except stevedore.exception.NoMatches:
-        raise BackendNotFound(name, list(eps)) from None
+        cls = ep.load()
     except ImportError as exc:
         missing = getattr(exc, "name", None)
-        module = ep.value.split(":", 1)[0]
+        module = ep.module
         if missing and (module == missing or module.startswith(missing + ".")):
             # The plugin's own module is absent: a broken install, not a missing extra.
             raise InvalidBackend(
                 f"backend {name!r} points at module {module!r}, which is not installed",
-                backend=name, hint=f"reinstall {ep.dist.name if ep.dist else 'the plugin'}",
+                backend=name, hint=f"reinstall {_dist_name(ep) or 'the plugin'}",
             ) from exc
         raise BackendUnavailable(
             f"backend {name!r} cannot load: {exc}",
-            backend=name, hint=_install_hint(ep, missing),
+            backend=name, hint=_install_hint(name, ep, missing),
         ) from exc
     except Exception as exc:
         raise InvalidBackend(
@@ -94,19 +116,30 @@ def get_backend(name: str) -> type[ImageManager]:
     return cls
 
 
-def _reraise(manager: Any, entrypoint: Any, exc: BaseException) -> None:
-    raise exc
+def why_not_viable(cls: type[ImageManager]) -> str | None:
+    """The backend's own reason it cannot work here, or None; never raises."""
+    # A plugin's own check must not take the listing down with it.
+    try:
+        reason = cls.not_viable()
+    except Exception as exc:  # noqa: BLE001 - any failure of the check means "cannot tell"
+        return f"its viability check failed: {type(exc).__name__}: {exc}"
+    if reason is None or isinstance(reason, str):
+        return reason or None
+    # keyring's viable is a bool; a plugin that mixes the two up must not read as viable.
+    return (f"its not_viable() returned {reason!r}, not a reason or None; "
+            "report this to the plugin's authors")
 
 
 def available_backends() -> list[BackendInfo]:
     """Every registered plugin, each loaded on its own so one failure hides no other."""
     infos = []
     for name, ep in sorted(_entry_points().items()):
-        dist = ep.dist.name if ep.dist is not None else None
+        dist = _dist_name(ep)
         try:
             cls = get_backend(name)
         except (BackendUnavailable, InvalidBackend, BackendNotFound) as exc:
             infos.append(BackendInfo(name, ep.value, dist, None, str(exc)))
         else:
-            infos.append(BackendInfo(name, ep.value, dist, cls.capabilities, None))
+            infos.append(BackendInfo(name, ep.value, dist, cls.capabilities, None,
+                                     why_not_viable(cls)))
     return infos

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, BinaryIO
 
+from .compat import StreamSpellings, accepts_seed_keywords
 from .errors import ChecksumMismatch, InvalidImageData, TransferError
 from .writes import atomic_write, check_target, output_error
 
@@ -261,7 +262,7 @@ class StreamPart:
     checksum: str | None = None
 
 
-class ImageStream:
+class ImageStream(StreamSpellings):
     """A streamed export: iterate it, or ``save()`` it. Use it as a context manager.
 
     ``checksum`` is what the backend promised (``algo:hex``) and is verified as the bytes
@@ -270,6 +271,7 @@ class ImageStream:
     computes it only when it was promised, to spare the CPU.
     """
 
+    @accepts_seed_keywords("disk_format")
     def __init__(
         self,
         parts: Sequence[StreamPart],
@@ -277,7 +279,7 @@ class ImageStream:
         checksum: str | None = None,
         expected: Sequence[str] = (),
         size: int | None = None,
-        format: str | None = None,
+        disk_format: str | None = None,
         image: Any = None,
         on_close: Callable[[], None] | None = None,
         backend: str | None = None,
@@ -289,7 +291,7 @@ class ImageStream:
         known = [p.size for p in self.parts]
         self.size = size if size is not None else (
             sum(s for s in known if s is not None) if None not in known else None)
-        self.format = format
+        self.disk_format = disk_format
         self.image = image
         self.backend = backend
         self._on_close = on_close

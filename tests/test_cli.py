@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -32,7 +33,7 @@ class CLI:
         out, err = self.capsys.readouterr()
         return code, out, err
 
-    def json(self, *args: str) -> object:
+    def json(self, *args: str) -> Any:
         code, out, err = self("--format", "json", *args)
         assert code == 0, err
         return json.loads(out)
@@ -57,10 +58,10 @@ def test_create_list_show_export_delete(cli: CLI, image_file: Path, tmp_path: Pa
     assert made["name"] == "web" and made["visibility"] == "public"
     assert made["aliases"] == ["web-latest"] and made["properties"] == {"os": "debian"}
     listed = cli.json("list")
-    assert [i["id"] for i in listed] == [made["id"]]  # type: ignore[union-attr]
+    assert [i["id"] for i in listed] == [made["id"]]
     code, out, _ = cli("list")
     assert code == 0 and "web" in out and "ID" in out
-    assert cli.json("show", "web-latest")["id"] == made["id"]  # type: ignore[index]
+    assert cli.json("show", "web-latest")["id"] == made["id"]
     assert yaml.safe_load(cli("--format", "yaml", "show", made["id"][:8])[1])["name"] == "web"
     target = tmp_path / "out.img"
     code, _, err = cli("export", "web", "-o", str(target))
@@ -80,11 +81,11 @@ def test_list_filter_latest_sort_limit(cli: CLI, tmp_path: Path) -> None:
         f.write_bytes(os.urandom(1000))
         cli.json("create", str(f), "--name", f"img{i}", "--property", f"family={family}",
                  "--property", f"version={version}")
-    names = [i["name"] for i in cli.json("list", "--filter", "family=a")]  # type: ignore[union-attr]
+    names = [i["name"] for i in cli.json("list", "--filter", "family=a")]
     assert sorted(names) == ["img0", "img1"]
     latest = cli.json("list", "--latest")
-    assert sorted(i["name"] for i in latest) == ["img1", "img2"]  # type: ignore[union-attr]
-    by_name = [i["name"] for i in cli.json("list", "--sort", "-name", "--limit", "2")]  # type: ignore[union-attr]
+    assert sorted(i["name"] for i in latest) == ["img1", "img2"]
+    by_name = [i["name"] for i in cli.json("list", "--sort", "-name", "--limit", "2")]
     assert by_name == ["img2", "img1"]
     code, _, err = cli("list", "--filter", "nonsense")
     assert code == 2 and "KEY=VALUE" in err
@@ -96,17 +97,17 @@ def test_update_alias_share_accept_reject(cli: CLI, image_file: Path) -> None:
     made = cli.json("create", str(image_file), "--name", "base")
     assert isinstance(made, dict)
     updated = cli.json("update", "base", "--name", "base2", "--property", "k=v")
-    assert updated["name"] == "base2" and updated["properties"] == {"k": "v"}  # type: ignore[index]
-    assert cli.json("alias", "add", "base2", "stable")["aliases"] == ["stable"]  # type: ignore[index]
+    assert updated["name"] == "base2" and updated["properties"] == {"k": "v"}
+    assert cli.json("alias", "add", "base2", "stable")["aliases"] == ["stable"]
     assert cli("alias", "remove", "stable")[0] == 0
     code, _, err = cli("alias", "remove", "stable")
     assert code == 1 and "no alias named 'stable'" in err
     member = cli.json("share", "base2", "bob")
-    assert member == {**member, "member_id": "bob", "status": "pending"}  # type: ignore[dict-item]
-    assert [m["status"] for m in cli.json("members", "base2")] == ["pending"]  # type: ignore[union-attr]
-    assert cli.json("-c", "bob", "accept", made["id"])["status"] == "accepted"  # type: ignore[index]
-    assert [i["id"] for i in cli.json("-c", "bob", "list")] == [made["id"]]  # type: ignore[union-attr]
-    assert cli.json("-c", "bob", "reject", made["id"])["status"] == "rejected"  # type: ignore[index]
+    assert member == {**member, "member_id": "bob", "status": "pending"}
+    assert [m["status"] for m in cli.json("members", "base2")] == ["pending"]
+    assert cli.json("-c", "bob", "accept", made["id"])["status"] == "accepted"
+    assert [i["id"] for i in cli.json("-c", "bob", "list")] == [made["id"]]
+    assert cli.json("-c", "bob", "reject", made["id"])["status"] == "rejected"
     assert cli.json("-c", "bob", "list") == []
     code, _, err = cli("-c", "bob", "delete", made["id"])
     assert code == 1
@@ -116,7 +117,7 @@ def test_update_alias_share_accept_reject(cli: CLI, image_file: Path) -> None:
 
 def test_cloud_prefixed_refs(cli: CLI, image_file: Path) -> None:
     made = cli.json("-c", "bob", "create", str(image_file), "--name", "bobs")
-    assert cli.json("show", "bob:bobs")["id"] == made["id"]  # type: ignore[index]
+    assert cli.json("show", "bob:bobs")["id"] == made["id"]
     code, _, err = cli("show", "bobs")  # alice cannot see bob's private image
     assert code == 1 and "no image matches 'bobs'" in err
 
@@ -127,7 +128,7 @@ def test_split_image_create_and_export(cli: CLI, tmp_path: Path) -> None:
     rootfs.write_bytes(os.urandom(9000))
     made = cli.json("create", str(meta), str(rootfs), "--name", "split")
     out = tmp_path / "exported"
-    assert cli("export", made["id"], "-o", str(out))[0] == 0  # type: ignore[index]
+    assert cli("export", made["id"], "-o", str(out))[0] == 0
     assert (out / "meta.tar").read_bytes() == meta.read_bytes()
     assert (out / "rootfs.squashfs").read_bytes() == rootfs.read_bytes()
     code, _, _err = cli("create", str(meta), str(rootfs), str(meta), "--name", "x")
@@ -135,10 +136,10 @@ def test_split_image_create_and_export(cli: CLI, tmp_path: Path) -> None:
 
 
 def test_backends_and_clouds(cli: CLI) -> None:
-    rows = {r["name"]: r for r in cli.json("backends")}  # type: ignore[union-attr]
+    rows = {r["name"]: r for r in cli.json("backends")}
     assert rows["local"]["available"] is True
     assert "members" in rows["local"]["capabilities"]
-    clouds = {r["name"]: r for r in cli.json("clouds")}  # type: ignore[union-attr]
+    clouds = {r["name"]: r for r in cli.json("clouds")}
     assert set(clouds) == {"local", "bob"} and clouds["local"]["default"] is True
 
 
@@ -188,7 +189,7 @@ def test_export_to_stdout_pipe(tmp_path: Path, image_file: Path) -> None:
 def test_corrupt_store_export_leaves_no_partial_file(cli: CLI, image_file: Path,
                                                       tmp_path: Path) -> None:
     made = cli.json("create", str(image_file), "--name", "c")
-    blob = tmp_path / "store" / "blobs" / "sha256" / made["checksum"].split(":")[1]  # type: ignore[index]
+    blob = tmp_path / "store" / "blobs" / "sha256" / made["checksum"].split(":")[1]
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0x01  # one flipped bit on disk
     blob.write_bytes(bytes(data))

@@ -40,7 +40,8 @@ def seed(config: Path) -> None:
 
 def test_listing_over_clouds_survives_one_down(config: Path) -> None:
     seed(config)
-    listing = Hub(config).all()
+    with Hub(config) as hub:
+        listing = hub.all()
     assert sorted((i.cloud, i.name) for i in listing) == [
         ("east", "debian-amd64"), ("east", "debian-arm64"),
         ("west", "alpine-x86_64"), ("west", "debian-x86_64")]
@@ -51,12 +52,12 @@ def test_listing_over_clouds_survives_one_down(config: Path) -> None:
 
 def test_latest_across_clouds(config: Path) -> None:
     seed(config)
-    hub = Hub(config, clouds=["east", "west"])
-    newest = hub.latest("debian", architecture="x86_64")
-    assert (newest.cloud, newest.name) == ("west", "debian-x86_64")  # created last
-    assert hub.latest("debian", architecture="aarch64").cloud == "east"
-    with pytest.raises(ImageNotFound, match="no image of family 'debian' for riscv64"):
-        hub.latest("debian", architecture="riscv64")
+    with Hub(config, clouds=["east", "west"]) as hub:
+        newest = hub.latest("debian", architecture="x86_64")
+        assert (newest.cloud, newest.name) == ("west", "debian-x86_64")  # created last
+        assert hub.latest("debian", architecture="aarch64").cloud == "east"
+        with pytest.raises(ImageNotFound, match="no image of family 'debian' for riscv64"):
+            hub.latest("debian", architecture="riscv64")
 
 
 def test_cli_all_clouds_warns_and_exits_1(config: Path,
@@ -129,7 +130,8 @@ def test_library_calls_take_cloud_prefixed_refs(config: Path) -> None:
     assert east.get("east:east:odd").id == odd.id
     with east.export("east:web") as stream:
         assert b"".join(stream) == b"abc"
-    assert Hub(config).get("east:web").id == made.id
+    with Hub(config) as hub:
+        assert hub.get("east:web").id == made.id
     east.delete("east:web")
     with pytest.raises(ImageNotFound):
         east.get("east:web")
@@ -147,7 +149,8 @@ def test_clouds_down_or_refusing_credentials_are_reported(tmp_path: Path) -> Non
             " max_retries: 0}\n"
             "  down: {backend: lambda, base_url: 'http://127.0.0.1:9', api_key: k,"
             " max_retries: 0, timeout: 2}\n")
-        listing = Hub(config, clouds=["good", "badkey", "down"]).all()
+        with Hub(config, clouds=["good", "badkey", "down"]) as hub:
+            listing = hub.all()
     assert len(listing) == len(api.images_snapshot()) > 0
     assert {i.cloud for i in listing} == {"good"}
     failures = {f.cloud: f.error for f in listing.failures}

@@ -234,7 +234,7 @@ def expected(**match: str) -> set[str]:
         {"family": "lambda-stack", "region": "us-east-1", "architecture": "arm64"},
     ],
 )
-def test_client_side_filters(manager: LambdaManager, filters: dict[str, str]) -> None:
+def test_client_side_filters(manager: LambdaManager, filters: dict[str, Any]) -> None:
     found = {i.id for i in manager.all(**filters)}
     assert found == expected(**filters)
     assert found

@@ -197,7 +197,7 @@ def test_split_round_trip_parses_multipart(lxd: LXDManager, built: Path, cleanup
     assert made.id == image.fingerprint  # sha256(metadata || rootfs)
     assert made.container_format == image.kind
     with lxd.export(made) as stream:
-        assert stream.format == "lxd-split"
+        assert stream.disk_format == "lxd-split"
         got = {part.name: b"".join(chunks) for part, chunks in stream.iter_parts()}
         rootfs_name = "rootfs.img" if image.kind == "virtual-machine" else "rootfs"
         assert got == {"metadata": image.metadata.read_bytes(),
@@ -309,7 +309,7 @@ def test_filters(lxd: LXDManager, built: Path, cleanup: list[str]) -> None:
     alpha = create(lxd, unified_image(built, properties={"os": "alpha", "release": "1"}),
                    cleanup, aliases=["filters-alpha"])
     beta = create(lxd, split_container_image(built, properties={"os": "beta"}), cleanup,
-                  public=True)
+                  visibility="public")
     vm = create(lxd, split_vm_image(built, properties={"os": "beta"}), cleanup)
     mine = set(cleanup)
 
@@ -774,7 +774,7 @@ def test_copy_from_a_socket_source(lxd: LXDManager, lxd2: LXDManager, built: Pat
 @pytest.mark.parametrize("mode", ["pull", "push", "relay"])
 def test_copy_public_image(lxd: LXDManager, lxd2: LXDManager, built: Path,
                            cleanup: list[str], mode: str) -> None:
-    made = create(lxd, unified_image(built), cleanup, public=True)
+    made = create(lxd, unified_image(built), cleanup, visibility="public")
     copied = lxd.copy_to(made, lxd2, mode=mode)
     assert copied.id == made.id and copied.visibility is Visibility.PUBLIC
 

@@ -25,3 +25,22 @@ def test_wheel_contents(tmp_path: Path) -> None:
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "local = imagehub.backends.local:LocalManager" in text
+
+    # One version source; the classifiers promise exactly what tox tests; 'all' is the
+    # union of the backend extras, so it cannot drift from them.
+    import email
+
+    import imagehub
+
+    meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    meta = email.message_from_bytes(zipfile.ZipFile(wheel).read(meta_name))
+    assert meta["Version"] == imagehub.__version__
+    assert meta["Requires-Python"] == ">=3.10"
+    classifiers = set(meta.get_all("Classifier") or [])
+    tested = {f"Programming Language :: Python :: {v}" for v in ("3.10", "3.11", "3.13")}
+    assert tested <= classifiers
+    requires = meta.get_all("Requires-Dist") or []
+    assert any(r.startswith("imagehub[") and "extra == \"all\"" in r for r in requires)
+    for module, extra in (("cryptography", "lxd"), ("requests", "lxd"),
+                          ("requests", "openstack")):
+        assert any(r.startswith(module) and f'extra == "{extra}"' in r for r in requires)

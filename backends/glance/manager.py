@@ -55,7 +55,7 @@ from . import auth as auth_mod
 from .errors import BACKEND
 from .http import JSON_PATCH, GlanceHTTP
 from .operations import ImageStatusOperation, ImportOperation, TaskOperation
-from .records import CORE_FIELDS, UPDATABLE, to_image, to_member, update_patch
+from .records import CORE_FIELDS, INTERNAL_PREFIX, UPDATABLE, to_image, to_member, update_patch
 from .transfer import UploadBody, response_chunks
 
 __all__ = ["GlanceManager"]
@@ -105,8 +105,10 @@ class GlanceManager(ImageManager):
     updatable = UPDATABLE
     ranged_export = True
     checksum_algorithms = frozenset({"sha512"})
-    private_property_prefixes = ("os_glance_",)
+    # Record fields of the image schema clash with properties of the same name, and
+    # Glance writes os_glance_* itself.
     reserved_properties = CORE_FIELDS
+    reserved_property_prefixes = (INTERNAL_PREFIX,)
     options = {
         "cloud": Option(str, help="a clouds.yaml cloud (default: $OS_CLOUD, else OS_* vars)"),
         "auth_type": Option(str, help="keystoneauth1 plugin: password, "
@@ -526,7 +528,7 @@ class GlanceManager(ImageManager):
         part = StreamPart(name="image", chunks=response_chunks(resp, f"download of {image.id}"),
                           size=size, filename=f"{image.id}.{record.get('disk_format') or 'img'}")
         return ImageStream([part], checksum=promises[0] if promises else None,
-                           expected=promises[1:], size=size, format=record.get("disk_format"),
+                           expected=promises[1:], size=size, disk_format=record.get("disk_format"),
                            image=image, backend=BACKEND, on_close=resp.close,
                            hash_threads=self.hash_threads)
 
@@ -575,8 +577,6 @@ class GlanceManager(ImageManager):
 
     def rename(self, image: Image | str, name: str) -> Image:
         return self.update(image, name=name)
-
-    change_image_name = rename  # pyrax spelling
 
     def add_tag(self, image: Image | str, tag: str) -> Image:
         self.require(Capability.UPDATE, "add_tag")
@@ -642,13 +642,3 @@ class GlanceManager(ImageManager):
                               f"set membership of {member} in image {image.id}",
                               json={"status": status.value})
         return to_member(body)
-
-    # pyrax spellings
-    def add_image_member(self, image: Image | str, project_id: str) -> Member:
-        return self.share(image, project_id)
-
-    def delete_image_member(self, image: Image | str, project_id: str) -> None:
-        self.unshare(image, project_id)
-
-    def list_image_members(self, image: Image | str) -> list[Member]:
-        return self.members(image)

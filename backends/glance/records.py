@@ -19,7 +19,7 @@ CORE_FIELDS = frozenset({
     "self", "file", "schema", "locations", "direct_url",
 })
 # Glance writes these itself (import bookkeeping); they are not user properties.
-_INTERNAL_PREFIX = "os_glance_"
+INTERNAL_PREFIX = "os_glance_"
 
 # Image fields that live in Glance as properties, first key preferred.
 PROMOTED: dict[str, tuple[str, ...]] = {
@@ -49,7 +49,7 @@ def properties_of(record: Mapping[str, Any]) -> dict[str, str]:
     return {
         str(k): v if isinstance(v, str) else str(v)
         for k, v in record.items()
-        if k not in CORE_FIELDS and not k.startswith(_INTERNAL_PREFIX) and v is not None
+        if k not in CORE_FIELDS and not k.startswith(INTERNAL_PREFIX) and v is not None
     }
 
 

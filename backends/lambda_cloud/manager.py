@@ -52,6 +52,8 @@ class LambdaManager(ImageManager):
     name = BACKEND
     capabilities = Capability.LIST | Capability.GET | Capability.LAUNCH
     unsupported_reason = _UNSUPPORTED
+    launch_refs = {FAMILY_PREFIX: "to launch the newest image of a family, pass "
+                                  "'family:NAME' (e.g. family:lambda-stack)"}
     options = {
         "api_key": Option(str, secret=True, env=DEFAULT_API_KEY_ENV,
                           help=f"API key (or api_key_env: VARIABLE; else read from "
@@ -190,28 +192,20 @@ class LambdaManager(ImageManager):
 
     def _image_spec(self, image: Image | str, region: str) -> dict[str, str]:
         """``{"family": ...}`` for ``family:NAME`` (Lambda picks the newest), else the
-        ``{"id": ...}`` of the image record in the launch region."""
-        if isinstance(image, str) and image.startswith(FAMILY_PREFIX):
+        ``{"id": ...}`` of the image record, which must be in the launch region."""
+        if isinstance(image, str):
+            # launch() hands over only the refs named in launch_refs, resolved by Lambda.
             family = image[len(FAMILY_PREFIX):]
             if not family:
                 raise InvalidArgument("'family:' needs a family name, e.g. family:lambda-stack",
                                       backend=self.name)
             return {"family": family}
-        if isinstance(image, Image) and image.backend in ("", self.name):
-            if image.region not in (None, region):
-                raise ImageNotFound(
-                    f"image {image.id} ({image.name}) is in {image.region}, not {region}",
-                    backend=self.name,
-                    hint=f"use the same image's record in {region}, or family:{image.family}")
-            return {"id": image.id}
-        ref = image.id if isinstance(image, Image) else image
-        try:
-            found = self.get(ref, region=region)
-        except ImageNotFound as exc:
-            exc.hint = (f"no image {ref!r} in {region}; to launch the newest image of a "
-                        f"family, pass 'family:NAME' (e.g. family:lambda-stack)")
-            raise
-        return {"id": found.id}
+        if image.region not in (None, region):
+            raise ImageNotFound(
+                f"image {image.id} ({image.name}) is in {image.region}, not {region}",
+                backend=self.name,
+                hint=f"use the same image's record in {region}, or family:{image.family}")
+        return {"id": image.id}
 
 
 def _userinfo_secrets(url: str) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from pylxd import exceptions as pylxd_exceptions
 
 from imagehub import _http_deadline, _tls
 from imagehub.errors import AuthenticationError, ConfigError
+from imagehub.paths import config_home
 
 from .errors import BACKEND, TRUST_HINT, from_transport, lxd_errors
 
@@ -147,8 +148,7 @@ def endpoint_from_options(
 
 
 def default_client_cert_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "imagehub" / "lxd"
+    return config_home() / "imagehub" / "lxd"
 
 
 def ensure_client_cert(cert: Path, key: Path) -> None:

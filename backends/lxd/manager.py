@@ -117,6 +117,13 @@ class LXDManager(ImageManager):
     # LXD has no paging: one recursive request returns every image, so one page holds all.
     page_size = 1 << 30
 
+    @classmethod
+    def image_kind(cls, image: Image) -> str | None:
+        # LXD's record says container / virtual-machine in "type"; an image description
+        # may repeat it as a property.
+        value = image.raw.get("type") or image.properties.get("type")
+        return str(value) if value in ("container", "virtual-machine") else None
+
     def __init__(
         self,
         *,
@@ -468,7 +475,7 @@ class LXDManager(ImageManager):
             parts = [StreamPart(name="image", chunks=_checked(chunks), filename=filename,
                                 size=int(length) if length and length.isdigit() else None)]
             fmt = "lxd-unified"
-        return ImageStream(parts, checksum=f"sha256:{image.id}", size=image.size, format=fmt,
+        return ImageStream(parts, checksum=f"sha256:{image.id}", size=image.size, disk_format=fmt,
                            image=image, on_close=response.close, backend=self.name)
 
     # -- changes --------------------------------------------------------------------------

@@ -34,7 +34,8 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
     failures: list[CloudFailure] = []
     columns: tuple[str, ...] = IMAGE_COLUMNS
     if all_clouds:
-        listing = Hub(state.config).all(latest=latest, **wanted)
+        with Hub(state.config) as hub:
+            listing = hub.all(latest=latest, **wanted)
         images, failures = listing.images, listing.failures
         columns = ("cloud", *IMAGE_COLUMNS)
     else:
@@ -86,8 +87,8 @@ def warn_failures(failures: list[CloudFailure]) -> None:
 def latest_cmd(state: State, family: str, architecture: str | None,
                region: str | None) -> None:
     """The newest image of FAMILY in any configured cloud."""
-    listing = Hub(state.config).latest_listing(family, architecture=architecture,
-                                               region=region)
+    with Hub(state.config) as hub:
+        listing = hub.latest_listing(family, architecture=architecture, region=region)
     if listing.images:
         emit(state, listing.images[0])
     if listing.images or not listing.failures:
@@ -130,9 +131,10 @@ def create(state: State, files: tuple[str, ...], name: str, description: str | N
     total = sum(Path(f).stat().st_size for f in files if Path(f).is_file())
     data, metadata = (files[1], files[0]) if len(files) == 2 else (files[0], None)
     image = manager.create(
-        data, name=name, metadata=metadata, description=description, public=public,
+        data, name=name, metadata=metadata, description=description,
+        visibility=Visibility.PUBLIC if public else None,
         properties=parse_pairs(properties, "--property"), aliases=aliases, tags=tags,
-        format=disk_format, progress=state.progress(total, "upload"))
+        disk_format=disk_format, progress=state.progress(total, "upload"))
     emit(state, image)
 
 

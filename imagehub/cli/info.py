@@ -21,11 +21,12 @@ def _caps(flags: Capability | None) -> list[str]:
 @cli.command()
 @pass_state
 def backends(state: State) -> None:
-    """Installed backend plugins, their capabilities, and whether they can load."""
-    rows = [{"name": b.name, "available": b.available, "capabilities": _caps(b.capabilities),
-             "distribution": b.distribution, "problem": b.error}
+    """Installed backend plugins, their capabilities, and whether they load and can work here."""
+    rows = [{"name": b.name, "available": b.available, "viable": b.viable,
+             "capabilities": _caps(b.capabilities), "distribution": b.distribution,
+             "problem": b.error or b.not_viable}
             for b in available_backends()]
-    emit(state, rows, columns=("name", "available", "capabilities", "problem"))
+    emit(state, rows, columns=("name", "available", "viable", "capabilities", "problem"))
 
 
 @cli.command()

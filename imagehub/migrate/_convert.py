@@ -141,7 +141,7 @@ def _upload(p: Plan, options: Options, token: str, disk: Path, dst_fmt: str,
     image = dst.create(body, metadata=io.BytesIO(metadata) if metadata is not None else None,
                        name=p.name, description=source.description,
                        architecture=source.architecture, properties=props,
-                       format=None if metadata is not None else dst_fmt,
+                       disk_format=None if metadata is not None else dst_fmt,
                        container_format=None if metadata is not None else "bare")
     made.append(image)
     reported = norm(image.checksum)

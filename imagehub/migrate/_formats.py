@@ -47,7 +47,8 @@ def sniff(head: bytes) -> str | None:
 
 def kind(image: Image) -> str | None:
     """``container`` or ``virtual-machine`` where the image says so, else None."""
-    for value in (image.properties.get(PROP_CONTAINER_FORMAT), image.container_format):
+    own = type(image.manager).image_kind(image) if image.bound else None
+    for value in (image.properties.get(PROP_CONTAINER_FORMAT), image.container_format, own):
         if value in ("container", "virtual-machine"):
             return str(value)
     disk = image.properties.get(PROP_DISK_FORMAT) or image.disk_format
@@ -69,8 +70,8 @@ def formats(p: Plan, *, sniffed: str | None, packed: bool) -> tuple[
     container = image.properties.get(PROP_CONTAINER_FORMAT) if recorded \
         else image.container_format
     origin = image.properties.get(PROP_FORMAT_BACKEND, p.src.name) if recorded else p.src.name
-    if p.format:
-        return p.format, container if container in PORTABLE_CONTAINER_FORMATS else None, {}
+    if p.disk_format:
+        return p.disk_format, container if container in PORTABLE_CONTAINER_FORMATS else None, {}
     if not packed and p.dst.name == origin:
         return disk, container, {}  # the backend's own vocabulary, back home
     portable_sniff = sniffed if sniffed in PORTABLE_DISK_FORMATS else None

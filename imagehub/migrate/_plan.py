@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, overload
 
+from ..compat import accepts_seed_keywords
 from ..diskformat import DISK_FORMATS, HEAD_SIZE, sniff_disk
 from ..errors import IncompatibleFormat
 from ..manager import Capability, ImageManager
@@ -40,7 +41,8 @@ class Plan:
     bytes: int | None
     checksum: str | None
     existing: Image | None = None
-    format: str | None = None
+    #: the destination disk format asked for (None: keep the source's)
+    disk_format: str | None = None
     #: (from, to) disk formats when the copy is converted with qemu-img
     convert: tuple[str, str] | None = None
     #: the copy becomes a split VM image whose metadata migrate writes (LXD)
@@ -60,7 +62,7 @@ class Plan:
             "bytes": self.bytes,
             "checksum": self.checksum,
             "existing": self.existing.id if self.existing is not None else None,
-            "format": self.format,
+            "disk_format": self.disk_format,
             "convert": "->".join(self.convert) if self.convert else None,
             "vm_metadata": self.wrap,
         }
@@ -177,7 +179,7 @@ def plan_one(src: ImageManager, image: Image, dst: ImageManager, *, name: str | 
     return Plan(source=image, destination=dst.cloud, name=name or default_name(image),
                 action="present" if existing is not None else "copy", path=path,
                 bytes=image.size, checksum=content_checksum(image), existing=existing,
-                format=convert[1] if convert else fmt, convert=convert, wrap=wrap,
+                disk_format=convert[1] if convert else fmt, convert=convert, wrap=wrap,
                 staging_dir=staging_dir, src=src, dst=dst)
 
 
@@ -193,9 +195,10 @@ def _staging_dir(config: Any) -> str | None:
     return str(value) if value else None
 
 
+@accepts_seed_keywords("disk_format")
 def plan(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
-         name: str | None = None, stream: bool = False, format: str | None = None,
-         config: Any = None, disk_format: str | None = None) -> Plan:
+         name: str | None = None, stream: bool = False, disk_format: str | None = None,
+         config: Any = None) -> Plan:
     """Decide how ``ref`` would move from ``src`` to ``dst``, moving nothing.
 
     Raises IncompatibleFormat for a move that cannot work (a destination that cannot
@@ -205,42 +208,43 @@ def plan(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
     check_pair(src_m, dst_m)
     image = src_m.resolve(ref)
     return plan_one(src_m, image, dst_m, name=name, stream=stream,
-                    fmt=disk_format or format, index=None, staging_dir=_staging_dir(config))
+                    fmt=disk_format, index=None, staging_dir=_staging_dir(config))
 
 
 @overload
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = ..., verify: bool = ..., progress: ProgressCallback | None = ...,
-            dry_run: Literal[False] = ..., stream: bool = ..., format: str | None = ...,
-            retries: int = ..., config: Any = ..., disk_format: str | None = ...,
+            dry_run: Literal[False] = ..., stream: bool = ..., disk_format: str | None = ...,
+            retries: int = ..., config: Any = ...,
             staging_dir: str | None = ...) -> Image: ...
 
 
 @overload
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = ..., verify: bool = ..., progress: ProgressCallback | None = ...,
-            dry_run: Literal[True], stream: bool = ..., format: str | None = ...,
-            retries: int = ..., config: Any = ..., disk_format: str | None = ...,
+            dry_run: Literal[True], stream: bool = ..., disk_format: str | None = ...,
+            retries: int = ..., config: Any = ...,
             staging_dir: str | None = ...) -> Plan: ...
 
 
+@accepts_seed_keywords("disk_format")
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = None, verify: bool = True,
             progress: ProgressCallback | None = None, dry_run: bool = False,
-            stream: bool = False, format: str | None = None, retries: int = 3,
-            config: Any = None, disk_format: str | None = None,
+            stream: bool = False, disk_format: str | None = None, retries: int = 3,
+            config: Any = None,
             staging_dir: str | None = None) -> Image | Plan:
     """Copy image ``ref`` from ``src`` to ``dst`` and return the new (or already present)
     destination image. ``src``/``dst`` are managers or cloud names.
 
     ``stream`` forces the client-side path even where a native one exists; ``dry_run``
-    returns the Plan instead, moving nothing; ``disk_format`` (``format``, the older
-    spelling) asks for a destination disk format: raw, qcow2, vmdk, vhdx and vdi are
-    converted with qemu-img, staged in ``staging_dir`` (the config's, else TMPDIR); an
-    impossible one raises IncompatibleFormat before any byte moves. A VM disk going to
+    returns the Plan instead, moving nothing; ``disk_format`` asks for a destination disk
+    format: raw, qcow2, vmdk, vhdx and vdi are converted with qemu-img, staged in
+    ``staging_dir`` (the config's, else TMPDIR); an impossible one raises
+    IncompatibleFormat before any byte moves. A VM disk going to
     LXD becomes a split virtual-machine image with a qcow2 root disk.
     """
-    chosen = plan(src, ref, dst, name=name, stream=stream, format=disk_format or format,
+    chosen = plan(src, ref, dst, name=name, stream=stream, disk_format=disk_format,
                   config=config)
     if dry_run:
         return chosen

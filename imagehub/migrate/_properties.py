@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from ..manager import ImageManager
 from ..models import Image
+
+if TYPE_CHECKING:
+    from ..manager import ImageManager
 
 PROP_SHA256 = "imagehub.sha256"
 PROP_SOURCE = "imagehub.source"
@@ -36,12 +39,13 @@ REDONE = frozenset({PROP_PARTS, PROP_TRANSFER, PROP_SOURCE, PROP_SOURCE_CHECKSUM
 
 def carried(image: Image, src: ImageManager, dst: ImageManager) -> dict[str, str]:
     """The source's properties the copy keeps, plus the model fields a destination would
-    otherwise lose. Each backend names its own keys: the source's bookkeeping prefixes
-    stay behind, and the destination's record fields are never sent as properties."""
-    reserved = RECORD_KEYS | type(dst).reserved_properties
-    private = (*type(src).private_property_prefixes, PROP_PART)
+    otherwise lose. Each backend names its own keys: the bookkeeping prefixes of either
+    side stay behind, and the destination's record fields are never sent as properties."""
+    reserved = RECORD_KEYS | REDONE | type(dst).reserved_properties
+    prefixes = (PROP_PART, *type(src).reserved_property_prefixes,
+                *type(dst).reserved_property_prefixes)
     props = {k: v for k, v in image.properties.items()
-             if k not in reserved and not k.startswith(private) and k not in REDONE}
+             if k not in reserved and not k.startswith(prefixes)}
     for field in ("os", "family", "release", "version"):
         value = getattr(image, field)
         if value and field not in props:

@@ -17,11 +17,11 @@ from pathlib import Path
 from .openstack_procs import Daemon, ServerError, run, wait_http, wait_port_free
 from .openstack_venvs import (
     GLANCE_VERSION,
-    PY_TAG,
     cache_lock,
     cache_root,
     is_ready,
     mark_ready,
+    py_tag,
 )
 
 TEMPLATE_KEY = (f"glance=={GLANCE_VERSION}", "template-v1")
@@ -31,7 +31,7 @@ SERVICE_PROJECT = "service"
 
 
 def template_dir() -> Path:
-    return cache_root() / f"glance-{GLANCE_VERSION}-{PY_TAG}-db"
+    return cache_root() / f"glance-{GLANCE_VERSION}-{py_tag()}-db"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ about three seconds.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import sys
@@ -18,11 +19,11 @@ from pathlib import Path
 from .openstack_procs import Daemon, ServerError, run, wait_http
 from .openstack_venvs import (
     KEYSTONE_VERSION,
-    PY_TAG,
     cache_lock,
     cache_root,
     is_ready,
     mark_ready,
+    py_tag,
 )
 
 ADMIN_PASSWORD = "keystone-admin-secret"  # test-only, like every credential here
@@ -50,7 +51,7 @@ WRAPPER = textwrap.dedent(
 
 
 def template_dir() -> Path:
-    return cache_root() / f"keystone-{KEYSTONE_VERSION}-{PY_TAG}-state"
+    return cache_root() / f"keystone-{KEYSTONE_VERSION}-{py_tag()}-state"
 
 
 def write_conf(state: Path, conf: Path) -> None:
@@ -150,7 +151,8 @@ def start_keystone(venv: Path, run_dir: Path, port: int) -> KeystoneServer:
     shutil.copytree(
         template_dir(), state, ignore=shutil.ignore_patterns("*.log", ".imagehub-*")
     )
-    with sqlite3.connect(state / "keystone.sqlite") as db:
+    # sqlite3's own context manager commits but does not close (3.13 warns).
+    with contextlib.closing(sqlite3.connect(state / "keystone.sqlite")) as db, db:
         db.execute(
             "UPDATE endpoint SET url = replace(url, ?, ?)",
             (PLACEHOLDER_URL, f"http://127.0.0.1:{port}"),

@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PACKAGES = ("lxd", "lxd-client", "squashfs-tools", "qemu-utils")
@@ -48,6 +48,9 @@ class LXDDaemon:
     log_path: Path
     # A private client configuration folder so ``lxc`` never writes ~/.config/lxc.
     lxd_conf: Path
+    # Kept so the process is reaped through it: a Popen dropped while its child runs
+    # raises ResourceWarning, an error in this suite.
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def port(self) -> int:
@@ -216,6 +219,7 @@ def start_daemon(
         pid=proc.pid,
         log_path=log_path,
         lxd_conf=lxd_conf,
+        proc=proc,
     )
     try:
         ready = subprocess.run(
@@ -297,10 +301,16 @@ def stop_daemon(daemon: LXDDaemon, *, remove: bool = True, timeout: float = 20) 
         except ProcessLookupError:
             break
     # We are the daemon's parent when we started it: collect the zombie.
-    try:
-        os.waitpid(daemon.pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    if daemon.proc is not None:
+        try:
+            daemon.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    else:
+        try:
+            os.waitpid(daemon.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
     for target in _mounts_under(daemon.lxd_dir):
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
     if remove:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from imagehub.paths import cache_home
 
 from .openstack_procs import ServerError, run
 
@@ -26,24 +29,56 @@ KEYSTONE_VERSION = "30.0.0"
 GLANCE_SPECS = (f"glance=={GLANCE_VERSION}", "uwsgi==2.0.31")
 KEYSTONE_SPECS = (f"keystone=={KEYSTONE_VERSION}", "waitress==3.0.2")
 
-PY_TAG = f"py{sys.version_info.major}.{sys.version_info.minor}"
 MARKER = ".imagehub-ready"
+# Glance and Keystone at these versions need Python 3.11+, while the suite also runs on
+# 3.10. The servers are separate processes, so their venvs are built with one fixed
+# interpreter, whatever the test run's own: every tox environment shares one cache.
+SERVER_PYTHONS = ("3.11", "3.12", "3.13")
+
+
+@functools.cache
+def server_python() -> tuple[str, str]:
+    """The interpreter for the server venvs and its tag (``py3.11``)."""
+    explicit = os.environ.get("IMAGEHUB_SERVER_PYTHON")
+    own = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [explicit] if explicit else []
+    if own == SERVER_PYTHONS[0]:
+        candidates.append(sys.executable)
+    candidates += [f"python{v}" for v in SERVER_PYTHONS]
+    if own in SERVER_PYTHONS:
+        candidates.append(sys.executable)
+    for name in candidates:
+        path = shutil.which(name)
+        if path is None:
+            continue
+        probe = subprocess.run(
+            [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True, check=False, timeout=60)
+        version = probe.stdout.strip()
+        if probe.returncode == 0 and (version in SERVER_PYTHONS or name == explicit):
+            return path, f"py{version}"
+    raise ServerError(
+        f"the Keystone and Glance test servers need Python {' or '.join(SERVER_PYTHONS)}; "
+        "none is on PATH (or set IMAGEHUB_SERVER_PYTHON)")
+
+
+def py_tag() -> str:
+    return server_python()[1]
 
 
 def cache_root() -> Path:
     explicit = os.environ.get("IMAGEHUB_SERVER_CACHE")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "imagehub" / "servers"
+    return cache_home() / "imagehub" / "servers"
 
 
 def glance_venv() -> Path:
-    return cache_root() / f"glance-{GLANCE_VERSION}-{PY_TAG}"
+    return cache_root() / f"glance-{GLANCE_VERSION}-{py_tag()}"
 
 
 def keystone_venv() -> Path:
-    return cache_root() / f"keystone-{KEYSTONE_VERSION}-{PY_TAG}"
+    return cache_root() / f"keystone-{KEYSTONE_VERSION}-{py_tag()}"
 
 
 def is_ready(path: Path, specs: tuple[str, ...]) -> bool:
@@ -80,7 +115,7 @@ def build_venv(path: Path, specs: tuple[str, ...]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         log = path.parent / f"{path.name}.build.log"
         log.write_text("")
-        run([sys.executable, "-m", "venv", path], log=log, timeout=120)
+        run([server_python()[0], "-m", "venv", path], log=log, timeout=120)
         pip = path / "bin" / "pip"
         run([pip, "install", "--quiet", *specs], log=log, timeout=1800)
         mark_ready(path, specs)

@@ -39,7 +39,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -72,7 +72,7 @@ def self_signed_cert(dest_dir: Path, common_name: str = "imagehub-test") -> TLSF
     """A self-signed certificate for 127.0.0.1, generated now, never shipped."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -238,7 +238,7 @@ class ImageServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> ImageServer:
         self.start()
         return self
 
@@ -283,7 +283,7 @@ class ImageServer:
     ) -> str:
         """Publish a new simplestreams stream with one product per alias; returns its base URL."""
         prefix = f"/streams-{secrets.token_hex(6)}"
-        version = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M")
+        version = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d_%H%M")
         products: dict[str, Any] = {}
         for alias, image in images.items():
             arch = _DEBIAN_ARCH.get(image.architecture, image.architecture)

@@ -18,8 +18,6 @@ from typing import Any
 
 from imagehub import (
     Capability,
-    CreateSpec,
-    Hasher,
     Image,
     ImageConflict,
     ImageManager,
@@ -31,11 +29,11 @@ from imagehub import (
     Option,
     Page,
     PermissionDenied,
-    StreamPart,
     UpdateSpec,
     Visibility,
 )
-from imagehub.streams import DataSource, atomic_write, hashing
+from imagehub.manager import CreateSpec
+from imagehub.streams import DataSource, Hasher, StreamPart, atomic_write, hashing
 
 __all__ = ["FolderManager"]
 
