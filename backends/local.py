@@ -53,6 +53,7 @@ from imagehub.manager import (
 )
 from imagehub.models import Image, Member, MemberStatus, Visibility, parse_datetime
 from imagehub.paths import data_home
+from imagehub.source_errors import guard_source, source_errors
 from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, cut_short, hashing
 
 __all__ = ["LocalManager", "StoreReport", "default_path"]
@@ -387,17 +388,21 @@ class LocalManager(ImageManager):
                 size = 0
                 with os.fdopen(fd, "wb") as out:
                     staged.append((part, tmp, "", 0))
-                    try:
-                        for chunk in hashing(part.chunks(), whole, spec.progress):
-                            own.update(chunk)
-                            out.write(chunk)
-                            size += len(chunk)
-                        out.flush()
-                        os.fsync(out.fileno())
-                    except OSError as exc:
-                        if exc.filename is None:
-                            exc.filename = tmp
-                        raise self._os_error(exc, "writing an upload") from exc
+                    # The source's own errors (an OSError from the user's pipe included)
+                    # reach the caller as they are; only this store's writes are mapped.
+                    with source_errors():
+                        try:
+                            for chunk in hashing(guard_source(part.chunks()), whole,
+                                                 spec.progress):
+                                own.update(chunk)
+                                out.write(chunk)
+                                size += len(chunk)
+                            out.flush()
+                            os.fsync(out.fileno())
+                        except OSError as exc:
+                            if exc.filename is None:
+                                exc.filename = tmp
+                            raise self._os_error(exc, "writing an upload") from exc
                 if part.size is not None and size != part.size:
                     raise cut_short(part.name, size, part.size, backend=self.name)
                 staged[-1] = (part, tmp, own.hexdigest("sha256"), size)

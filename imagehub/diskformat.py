@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Iterator
 
 from .errors import InvalidImageData
-from .streams import DataSource
+from .streams import DataSource, read_failed
 
 __all__ = ["DISK_FORMATS", "HEAD_SIZE", "check_label", "label_by_bytes", "sniff_disk",
            "split_head"]
@@ -91,8 +91,7 @@ def label_by_bytes(part: DataSource, label: str | None, backend: str | None
             with part.path.open("rb") as fh:
                 head = fh.read(HEAD_SIZE)
         except OSError as exc:
-            raise InvalidImageData(f"cannot read {str(part.path)!r}: {exc.strerror}",
-                                   backend=backend) from exc
+            raise read_failed(repr(str(part.path)), 0, exc) from exc
         return check_label(label, head, backend=backend), part
     # A stream can be read once: what the look took is sent again in front of the rest.
     chunks = part.chunks()

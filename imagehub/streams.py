@@ -140,9 +140,13 @@ def _read_chunks(fileobj: IO[bytes], what: str,
             done += len(chunk)
             yield chunk
     except OSError as exc:
-        raise TransferError(f"cannot read {what} after {done} bytes: "
-                            f"{exc.strerror or exc}",
-                            hint="check the disk or the program that feeds the data") from exc
+        raise read_failed(what, done, exc) from exc
+
+
+def read_failed(what: str, done: int, exc: OSError) -> TransferError:
+    """The error for a read of the user's own file or pipe that failed after ``done`` bytes."""
+    return TransferError(f"cannot read {what} after {done} bytes: {exc.strerror or exc}",
+                         hint="check the disk or the program that feeds the data")
 
 
 def read_chunks(read: Callable[[int], bytes], chunk_size: int = CHUNK_SIZE
