@@ -94,13 +94,14 @@ def _child(task: str, args: dict[str, Any]) -> dict[str, Any]:
         list(conn.image.images(limit=1))
         start = time.perf_counter()
         if task == "sdk-upload":
-            image = conn.create_image(args["name"], filename=args["path"], disk_format="raw",
-                                      container_format="bare", wait=True)
+            made = conn.create_image(args["name"], filename=args["path"], disk_format="raw",
+                                     container_format="bare", wait=True)
+            assert made is not None
             returned = time.perf_counter() - start
             # openstacksdk may return before Glance has the bytes: time it to active.
-            while conn.image.get_image(image.id).status != "active":
+            while conn.image.get_image(made.id).status != "active":
                 time.sleep(0.05)
-            out = {"id": image.id, "returned": returned}
+            out = {"id": made.id, "returned": returned}
         elif task == "sdk-download":
             conn.download_image(args["id"], output_path=args["path"], stream=True)
             out = {}

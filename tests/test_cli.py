@@ -250,6 +250,6 @@ def test_update_sends_every_documented_key(cli: CLI, image_file: Path) -> None:
     assert isinstance(updated, dict)
     assert updated["description"] == "words" and updated["visibility"] == "public"
     assert updated["properties"] == {"keep": "yes", "new": "1"}
-    assert cli.json("update", "upd", "--private")["visibility"] == "private"  # type: ignore[index]
+    assert cli.json("update", "upd", "--private")["visibility"] == "private"
     code, _, err = cli("update", "upd")
     assert code == 2 and "nothing to change" in err

@@ -90,8 +90,10 @@ def test_a_list_of_values_means_any_of(manager: ImageManager) -> None:
 
 def test_property_shorthand_and_long_form(local: LocalManager) -> None:
     assert [i.name for i in local.all(os_type="linux")] == ["small"]
-    assert [i.name for i in local.all(**{"properties.os_type": "linux"})] == ["small"]
-    assert list(local.all(**{"properties.absent": "x"})) == []  # the long form may be empty
+    long_form: dict[str, Any] = {"properties.os_type": "linux"}
+    assert [i.name for i in local.all(**long_form)] == ["small"]
+    absent: dict[str, Any] = {"properties.absent": "x"}
+    assert list(local.all(**absent)) == []  # the long form may be empty
     assert [i.name for i in local.all(tag=["x", "y"], sort_key="name")] == ["big", "small"]
     assert [i.name for i in local.all(alias="m")] == ["mid"]
 

@@ -101,7 +101,7 @@ def payload(size: int = 256 * 1024) -> bytes:
 # -- the conformance kit ------------------------------------------------------------------
 def _raw_flag(key: str) -> FilterCase:
     def keeps(image: Image, value: Any) -> bool:
-        return bool(image.raw.get(key)) == (value == "true")
+        return bool(image.raw.get(key)) is (value == "true")
     return FilterCase(lambda _: ["true", "false"], keeps)
 
 

@@ -7,6 +7,7 @@ real, the simplestreams and URL pulls really download from a loopback HTTPS serv
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import threading
@@ -139,9 +140,13 @@ def settle(check: Callable[[], bool], timeout: float = SETTLE_SECONDS) -> None:
         time.sleep(0.1)
 
 
+def _aborted_at_least(daemon: LXDDaemon, count: int) -> bool:
+    return aborted_uploads(daemon) >= count
+
+
 # -- the conformance kit, for both image formats ----------------------------------------------
 def _type_is(image: Image, value: Any) -> bool:
-    return image.container_format == value
+    return bool(image.container_format == value)
 
 
 class _LXDKit(ImageManagerConformance):
@@ -549,7 +554,7 @@ def test_source_failing_midway_ends_the_upload_and_leaves_nothing(
             assert info.value is error
             logged += 1
             # LXD saw the body end (not a read timeout: there is none on its side)...
-            settle(lambda seen=logged: aborted_uploads(lxd_daemon) >= seen)
+            settle(functools.partial(_aborted_at_least, lxd_daemon, logged))
             assert aborted_uploads(lxd_daemon) >= logged
             # ...and removes its build directory right after saying so.
             settle(lambda: daemon_leftovers(lxd_daemon) == before[1])

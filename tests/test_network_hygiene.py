@@ -450,7 +450,8 @@ def test_any_backends_secret_option_is_registered(tmp_path: Path) -> None:
         name = "plugin"
         options = {"token": Option(str, secret=True)}
 
-    CloudConfig("p", "plugin", {"token": "plugin-secret-31337"}).resolved_options(Plugin)
+    CloudConfig("p", "plugin", {"token": "plugin-secret-31337"}).resolved_options(
+        Plugin)  # type: ignore[type-abstract]
     error = ImageHubError("server said: your token plugin-secret-31337 is wrong")
     assert_clean(str(error), "plugin-secret-31337")
 

@@ -12,9 +12,10 @@ import pytest
 
 import imagehub
 import imagehub.errors
-from imagehub import Image, resolve_ref
+from imagehub import Image
 from imagehub.backends.local import LocalManager
 from imagehub.cli import main
+from imagehub.manager import resolve_ref
 
 
 def img(id_: str, checksum: str | None = None, **kw: Any) -> Image:
@@ -151,6 +152,7 @@ def test_every_error_survives_pickle(error: imagehub.ImageHubError) -> None:
     assert {k: v for k, v in vars(copy).items() if k != "candidates"} == \
         {k: v for k, v in vars(error).items() if k != "candidates"}
     if isinstance(error, imagehub.AmbiguousImage):
+        assert isinstance(copy, imagehub.AmbiguousImage)
         assert [c.id for c in copy.candidates] == [c.id for c in error.candidates]
 
 
@@ -171,8 +173,8 @@ def test_unbound_image_error_is_importable_everywhere() -> None:
     (lambda m: m.list(limit=0), ValueError),
     (lambda m: list(m.all(latest="yes")), TypeError),
     (lambda m: m.update_member("x", "maybe"), ValueError),
-    (lambda m: Image(id="x", visibility="everyone"), ValueError),
-    (lambda m: Image(id="x", tags="abc"), TypeError),
+    (lambda m: Image(id="x", visibility="everyone"), ValueError),  # type: ignore[arg-type]
+    (lambda m: Image(id="x", tags="abc"), TypeError),  # type: ignore[arg-type]
 ])
 def test_public_methods_refuse_wrong_arguments(tmp_path: Path, call: Any,
                                                kind: type[Exception]) -> None:
@@ -189,5 +191,5 @@ def test_backend_errors_with_their_own_arguments_pickle_too() -> None:
 
     error = LaunchQuotaExceeded("no", code="global/quota-exceeded", hint="ask")
     copy = pickle.loads(pickle.dumps(error))
-    assert isinstance(copy, imagehub.QuotaExceeded)
+    assert isinstance(copy, imagehub.QuotaExceeded) and isinstance(copy, LaunchQuotaExceeded)
     assert (copy.code, copy.hint, str(copy)) == (error.code, error.hint, str(error))
