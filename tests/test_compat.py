@@ -36,7 +36,7 @@ def test_core_signatures_have_one_spelling() -> None:
 @pytest.mark.parametrize(("seed", "core"), [
     ({"public": True}, {"visibility": "public"}),
     ({"public": False}, {"visibility": Visibility.PRIVATE}),
-    ({"format": "qcow2"}, {"disk_format": "qcow2"}),
+    ({"format": "raw"}, {"disk_format": "raw"}),
 ])
 def test_seed_keywords_mean_the_core_ones(store: LocalManager, seed: dict[str, Any],
                                           core: dict[str, Any]) -> None:
