@@ -570,11 +570,12 @@ def test_timeout_is_a_clear_error(
     server: LambdaAPIServer, make_manager: Callable[..., LambdaManager]
 ) -> None:
     manager = make_manager(timeout=0.3, max_retries=1)
-    server.inject(LIST_IMAGES, lambda_api.Stall(10), lambda_api.Stall(10))
+    server.inject(LIST_IMAGES, lambda_api.Stall(60), lambda_api.Stall(60))
     started = time.monotonic()
     with pytest.raises(ServerUnreachable, match=r"did not answer .* within 0.3s"):
         list(manager.all())
-    assert time.monotonic() - started < 5
+    # Far less than one stall: the client gave up on its own (a bound, not a speed).
+    assert time.monotonic() - started < 30
     assert len(server.requests) == 2
 
 

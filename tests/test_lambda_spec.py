@@ -434,6 +434,10 @@ def test_stall_outlasts_the_client_timeout_and_stop_is_prompt(
 def test_throttle_enforces_the_spec_limits(
     server: LambdaAPIServer, client: httpx.Client
 ) -> None:
+    # The server's clock moves only when the test says so: the spacing asserted here is
+    # the server's rule, not how fast this machine answers.
+    now = [1000.0]
+    server.clock = lambda: now[0]
     server.throttle(general=0.5, launch=2.0)
     assert client.get(IMAGES_PATH).status_code == 200
     too_soon = client.get(IMAGES_PATH)
@@ -441,13 +445,15 @@ def test_throttle_enforces_the_spec_limits(
         too_soon.status_code == 429 and too_soon.content == lambda_api.RATE_LIMIT_BODY
     )
     assert too_soon.headers["retry-after"] == "1"
-    time.sleep(0.55)
+    now[0] += 0.55
     assert client.post(LAUNCH_PATH, json=launch_body()).status_code == 200
-    time.sleep(0.55)
+    now[0] += 0.55
     # The general bucket has refilled but launch's stricter one has not.
     assert client.get(IMAGES_PATH).status_code == 200
-    time.sleep(0.55)
+    now[0] += 0.55
     assert client.post(LAUNCH_PATH, json=launch_body()).status_code == 429
+    now[0] += 2.0
+    assert client.post(LAUNCH_PATH, json=launch_body()).status_code == 200
 
 
 def test_requests_are_recorded_with_times_on_one_kept_alive_connection(

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -237,6 +237,9 @@ class LambdaAPIServer:
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: the server's clock for arrival times and rate limits; tests that check the
+    #: limits replace it, so a slow machine cannot stretch the spacing they assert
+    clock: Callable[[], float] = field(default_factory=lambda: time.monotonic)
 
     def __post_init__(self) -> None:
         self._faults: dict[str, collections.deque[Fault]] = collections.defaultdict(
@@ -489,7 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routing ---------------------------------------------------------------
     def _dispatch(self) -> None:
-        now = time.monotonic()
+        now = self.api.clock()
         path = self.path.split("?", 1)[0]
         operation = _ROUTES.get((self.command, path))
         length = int(self.headers.get("Content-Length") or 0)
