@@ -169,12 +169,12 @@ def test_full_or_closed_stdout_is_one_line(tmp_path: Path, store: LocalManager) 
         done = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True)
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "standard output" in done.stderr and "No space left" in done.stderr
-    reader = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
-    assert reader.stdout is not None and reader.stderr is not None
-    os.read(reader.stdout.fileno(), 10)
-    reader.stdout.close()
-    err = reader.stderr.read().decode()
-    assert reader.wait(timeout=60) == 1
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as reader:
+        assert reader.stdout is not None and reader.stderr is not None
+        os.read(reader.stdout.fileno(), 10)
+        reader.stdout.close()
+        err = reader.stderr.read().decode()
+        assert reader.wait(timeout=60) == 1
     assert err.count("\n") == 1 and "standard output" in err and "Traceback" not in err, err
 
 
