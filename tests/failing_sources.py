@@ -27,3 +27,18 @@ def failing_after(pieces: int, error: Exception,
     for _ in range(pieces):
         yield next(source)
     raise error
+
+
+def failing_past(nbytes: int, error: Exception, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield ``chunks`` until at least ``nbytes`` have gone, then raise ``error``.
+
+    Past the first bytes on purpose: create reads the head of a one-file image to label
+    its format before it sends anything, and a failure there never reaches the server.
+    """
+    sent = 0
+    for chunk in chunks:
+        yield chunk
+        sent += len(chunk)
+        if sent >= nbytes:
+            break
+    raise error

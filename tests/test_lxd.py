@@ -44,7 +44,7 @@ from imagehub.errors import (
 )
 from imagehub.models import Image, Visibility
 from imagehub.testing import FilterCase, ImageManagerConformance, ImagePayload, ShareTarget
-from tests.failing_sources import SOURCE_ERRORS, failing_after
+from tests.failing_sources import SOURCE_ERRORS, failing_past
 from tests.servers.lxd import LXDDaemon
 from tests.servers.lxd_images import (
     BuiltImage,
@@ -543,7 +543,8 @@ def test_source_failing_midway_ends_the_upload_and_leaves_nothing(
         logged = aborted_uploads(lxd_daemon)
         for split in (False, True):
             error = SOURCE_ERRORS[kind]()
-            source = failing_after(3, error, iter_incompressible_unified(8))
+            # Past the head create reads to label the bytes: the upload has begun.
+            source = failing_past(2 * MiB, error, iter_incompressible_unified(8))
             with pytest.raises(type(error)) as info:
                 if split:
                     manager.create(source, metadata=meta, name="half-split",
