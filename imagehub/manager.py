@@ -353,6 +353,8 @@ class ImageManager(abc.ABC):
         if properties is not None and not isinstance(properties, Mapping):
             raise InvalidArgumentType(
                 f"properties must be a mapping, got {type(properties).__name__}")
+        for key in properties or {}:
+            _check_text("property name", key)
         if not isinstance(public, bool):
             raise InvalidArgumentType(f"public must be True or False, got {public!r}")
         if timeout is not None and (isinstance(timeout, bool)
@@ -398,14 +400,16 @@ class ImageManager(abc.ABC):
     def update(self, image: Image | str, **changes: Any) -> Image:
         """Change name, description, properties (merged), visibility, tags, or backend keys."""
         self.require(Capability.UPDATE, "update")
-        if "name" in changes:
-            _check_text("image name", changes["name"])
+        changes = _check_changes(changes)
         return self.bind(self._update(self.resolve(image), changes))
 
     def add_alias(self, image: Image | str, name: str,
                   description: str | None = None) -> Image:
         self.require(Capability.ALIASES, "add_alias")
         _check_alias(name)
+        if description is not None and not isinstance(description, str):
+            raise InvalidArgumentType(f"alias description must be a string, got "
+                                      f"{type(description).__name__}")
         target = self.resolve(image)
         self._add_alias(target, name, description)
         return self.get(target.id)
@@ -530,7 +534,7 @@ def _check_alias(alias: str) -> None:
                               "backslashes, or empty, '.' or '..' path segments")
 
 
-def _strings(kind: str, values: Any) -> tuple[str, ...]:
+def _strings(kind: str, values: Any, *, kind_one: str | None = None) -> tuple[str, ...]:
     # A lone string is iterable too: "abc" must not become the aliases a, b and c.
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise InvalidArgumentType(f"{kind} must be a list of strings, got "
@@ -538,11 +542,51 @@ def _strings(kind: str, values: Any) -> tuple[str, ...]:
                                   hint=f"pass {kind}=[{values!r}] for a single one")
     items = tuple(values)
     for item in items:
-        _check_text(kind[:-1], item)
+        _check_text(kind_one or kind[:-1], item)
     repeated = sorted({i for i in items if items.count(i) > 1})
     if repeated:
         raise InvalidArgument(f"{kind} repeat {', '.join(map(repr, repeated))}")
     return items
+
+
+#: update keys every backend reads the same way; a backend may accept more of its own
+_TEXT_CHANGES = ("description", "family", "version", "os", "release", "architecture")
+
+
+def _check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The common ``update`` keys checked and normalised before any backend sees them.
+
+    Backends read ``tags`` with ``list()`` and ``public`` with ``bool()``: unchecked, a lone
+    string became one tag per character and ``public="no"`` published the image.
+    """
+    checked = dict(changes)
+    if "name" in checked:
+        _check_text("image name", checked["name"])
+    for key in _TEXT_CHANGES:
+        value = checked.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgumentType(f"{key} must be a string or None, got "
+                                      f"{type(value).__name__}")
+    if "tags" in checked:
+        checked["tags"] = _strings("tags", checked["tags"])
+    if "remove_properties" in checked:
+        value = checked["remove_properties"]
+        checked["remove_properties"] = () if value is None else _strings(
+            "remove_properties", value, kind_one="property name")
+    if checked.get("properties") is not None:
+        props = checked["properties"]
+        if not isinstance(props, Mapping):
+            raise InvalidArgumentType(
+                f"properties must be a mapping, got {type(props).__name__}")
+        for key in props:
+            _check_text("property name", key)
+    if "public" in checked and not isinstance(checked["public"], bool):
+        raise InvalidArgumentType(f"public must be True or False, got {checked['public']!r}")
+    if "visibility" in checked:
+        if checked["visibility"] is None:
+            raise InvalidArgumentType("visibility must be a string, got NoneType")
+        checked["visibility"] = _visibility(checked["visibility"], False).value
+    return checked
 
 
 def _visibility(value: Any, public: bool) -> Visibility:

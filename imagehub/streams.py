@@ -144,6 +144,11 @@ class DataSource:
         return self._open()
 
 
+class UnreadableSource(InvalidImageData, TypeError):
+    """Image data of a type imagehub cannot read (an int, a str of text ...): the caller's
+    wrong-typed argument, so also a TypeError as the Python API promises."""
+
+
 def open_source(data: Source, name: str = "image") -> DataSource:
     """Normalise a path, binary file object, bytes or iterable of bytes."""
     if isinstance(data, str | os.PathLike):
@@ -199,7 +204,7 @@ def open_source(data: Source, name: str = "image") -> DataSource:
         known = declared if isinstance(declared, int) and not isinstance(declared, bool) \
             else None
         return DataSource(name=name, size=known, _open=from_iter)
-    raise InvalidImageData(f"cannot read image data from {type(data).__name__}",
+    raise UnreadableSource(f"cannot read image data from {type(data).__name__}",
                            hint="pass a path, a binary file object or an iterable of bytes")
 
 

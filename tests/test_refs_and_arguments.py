@@ -191,3 +191,63 @@ def test_backend_errors_with_their_own_arguments_pickle_too() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert isinstance(copy, imagehub.QuotaExceeded)
     assert (copy.code, copy.hint, str(copy)) == (error.code, error.hint, str(error))
+
+
+@pytest.mark.parametrize(("changes", "kind"), [
+    ({"tags": "abc"}, TypeError),              # was: three tags a, b, c
+    ({"tags": ["a", 1]}, TypeError),
+    ({"remove_properties": "abc"}, TypeError),  # was: removed properties a, b and c
+    ({"public": "no"}, TypeError),              # was: made the image public
+    ({"public": 0}, TypeError),
+    ({"visibility": "everyone"}, ValueError),   # was: a bare enum ValueError
+    ({"visibility": None}, TypeError),
+    ({"visibility": 3}, TypeError),
+    ({"properties": "k=v"}, TypeError),         # was: AttributeError
+    ({"properties": {1: "v"}}, TypeError),
+    ({"properties": {"k\n": "v"}}, ValueError),
+    ({"description": 5}, TypeError),            # was: stored as '5'
+    ({"family": ["f"]}, TypeError),
+    ({"name": None}, TypeError),
+    ({"name": " "}, ValueError),
+    ({"colour": "red"}, ValueError),
+])
+def test_update_refuses_wrong_arguments_and_changes_nothing(
+        tmp_path: Path, changes: dict[str, Any], kind: type[Exception]) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    before = store.create(b"d", name="x", tags=["keep"], properties={"a": "1", "b": "2"})
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        store.update(before, **changes)
+    assert isinstance(exc.value, kind)
+    with pytest.raises(imagehub.InvalidArgument):
+        before.update(**changes)  # the bound form goes through the same checks
+    after = store.get(before.id)
+    assert (after.name, after.tags, after.properties, after.visibility, after.description) \
+        == ("x", ("keep",), {"a": "1", "b": "2"}, imagehub.Visibility.PRIVATE, None)
+
+
+def test_update_normalises_what_it_accepts(tmp_path: Path) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    image = store.create(b"d", name="x", properties={"a": "1"})
+    image = store.update(image, visibility="PUBLIC", tags=("t1", "t2"),
+                         remove_properties=["a"], description=None)
+    assert (image.visibility, image.tags, image.properties) == (
+        imagehub.Visibility.PUBLIC, ("t1", "t2"), {})
+
+
+@pytest.mark.parametrize("data", [5, 3.5, None, object()])
+def test_unreadable_data_is_a_type_error_too(tmp_path: Path, data: Any) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    with pytest.raises(imagehub.InvalidImageData) as exc:
+        store.create(data, name="x")
+    assert isinstance(exc.value, TypeError)
+    assert pickle.loads(pickle.dumps(exc.value)).args == exc.value.args
+    assert list(store.all()) == []
+
+
+def test_alias_description_must_be_text(tmp_path: Path) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    image = store.create(b"d", name="x")
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        store.add_alias(image, "al", description=5)  # type: ignore[arg-type]
+    assert isinstance(exc.value, TypeError)
+    assert store.get(image.id).aliases == ()

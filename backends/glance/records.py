@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from imagehub.errors import ImageHubError
+from imagehub.errors import InvalidArgument
 from imagehub.models import Image, Member, Visibility
 
 from .errors import BACKEND
@@ -126,7 +126,7 @@ def update_patch(current: Mapping[str, Any], changes: Mapping[str, Any]) -> list
         elif key in SETTABLE_FIELDS:
             target[key] = value
         else:
-            raise ImageHubError(
+            raise InvalidArgument(
                 f"cannot update {key!r} on a Glance image (updatable: "
                 f"{', '.join(sorted({*SETTABLE_FIELDS, *PROMOTED_KEY, 'properties'}))}, "
                 "remove_properties, public)", backend=BACKEND)

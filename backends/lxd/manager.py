@@ -443,7 +443,7 @@ class LXDManager(ImageManager):
     def _update(self, image: Image, changes: Mapping[str, Any]) -> Image:
         unknown = set(changes) - _UPDATABLE
         if unknown:
-            raise ImageHubError(
+            raise InvalidArgument(
                 f"cannot update {', '.join(sorted(unknown))} on an LXD image (updatable: "
                 f"{', '.join(sorted(_UPDATABLE))})", backend=self.name)
         with self._errors(f"updating image {image.id}"):
