@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, BinaryIO
 
-from .errors import ChecksumMismatch, InvalidImageData, TransferError
-from .writes import atomic_write, check_target, output_error
+from .errors import ChecksumMismatch, InvalidArgument, InvalidImageData, TransferError
+from .writes import StagedFile, atomic_write, check_target, output_error
 
 __all__ = [
     "CHUNK_SIZE",
@@ -34,6 +34,7 @@ __all__ = [
     "open_source",
     "overlap",
     "parse_checksum",
+    "safe_filename",
 ]
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough for syscalls to vanish, small enough to stay flat
@@ -342,8 +343,13 @@ class ImageStream:
                 except OSError as exc:
                     raise output_error(exc, where) from exc
                 return []
+            if not os.fspath(target):
+                raise InvalidArgument("the output path is empty",
+                                      hint="name a file or directory, or '-' for stdout")
             dest = Path(target)
-            if len(self.parts) > 1 or dest.is_dir():
+            # "out/" names a directory, as it does to cp: never the file "out".
+            as_dir = os.fspath(target).endswith(("/", os.sep))
+            if len(self.parts) > 1 or as_dir or dest.is_dir():
                 return self._save_dir(dest, force=force, progress=progress)
             with atomic_write(dest, force=force) as out:
                 for chunk in self.iter_bytes(progress, sha256=False):
@@ -354,26 +360,58 @@ class ImageStream:
 
     def _save_dir(self, directory: Path, *, force: bool,
                   progress: ProgressCallback | None) -> list[Path]:
+        made = _missing_ancestor(directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise output_error(exc, directory, "create the directory") from exc
-        written: list[Path] = []
+        except ValueError as exc:
+            raise InvalidArgument(f"cannot write {str(directory)!r}: {exc}") from None
         names = _part_filenames(self.parts)
-        for name in names:
-            # Refuse before any byte moves: a clash found only at the end would leave the
-            # parts placed before it behind, half an image.
-            check_target(directory / name, force)
-        # Every part stays a temp file until the ExitStack closes, which happens only after
-        # iter_parts has verified the whole image: a mismatch leaves no file behind.
-        with contextlib.ExitStack() as stack:
+        staged: list[StagedFile] = []
+        try:
+            for name in names:
+                # Refuse before any byte moves: a clash found only at the end would leave
+                # the parts placed before it behind, half an image.
+                check_target(directory / name, force)
             for index, (_part, chunks) in enumerate(self.iter_parts(progress, sha256=False)):
-                path = directory / names[index]
-                out = stack.enter_context(atomic_write(path, force=force))
+                out = StagedFile(directory / names[index], force=force)
+                staged.append(out)
                 for chunk in chunks:
                     out.write(chunk)
-                written.append(path)
-        return written
+                out.finish()
+            # iter_parts has now verified the whole image. Place every part, or none: a
+            # name that appeared meanwhile takes back the parts already placed.
+            for out in staged:
+                out.place()
+        except BaseException:
+            for out in staged:
+                out.take_back()
+                out.discard()
+            if made is not None:
+                _remove_empty_dirs(directory, made)
+            raise
+        return [directory / name for name in names]
+
+
+def _missing_ancestor(directory: Path) -> Path | None:
+    """The outermost directory of ``directory``'s path that does not exist yet."""
+    missing = None
+    with contextlib.suppress(OSError, ValueError):
+        for path in (directory, *directory.parents):
+            if os.path.lexists(path):
+                break
+            missing = path
+    return missing
+
+
+def _remove_empty_dirs(directory: Path, top: Path) -> None:
+    # Only what this export created, and only while empty: nothing half-made is left.
+    with contextlib.suppress(OSError):
+        for path in (directory, *directory.parents):
+            path.rmdir()
+            if path == top:
+                return
 
 
 def _part_filenames(parts: Sequence[StreamPart]) -> list[str]:
@@ -384,19 +422,19 @@ def _part_filenames(parts: Sequence[StreamPart]) -> list[str]:
     """
     names: list[str] = []
     for part in parts:
-        base = _safe_filename(part.filename or part.name)
+        base = safe_filename(part.filename or part.name)
         candidate, n = base, 1
         while candidate in names:
-            candidate = _safe_filename(f"{part.name}-{base}" if n == 1 else f"{n}-{base}")
+            candidate = safe_filename(f"{part.name}-{base}" if n == 1 else f"{n}-{base}")
             n += 1
         names.append(candidate)
     return names
 
 
-def _safe_filename(name: str) -> str:
-    # A server-supplied part name must not write outside the chosen directory.
+def safe_filename(name: str) -> str:
+    """A server-supplied name as one file name in the chosen directory, never a path."""
     cleaned = os.path.basename(name.replace("\\", "/"))
-    if cleaned in ("", ".", ".."):
+    if cleaned in ("", ".", "..") or "\0" in cleaned:
         raise InvalidImageData(f"refusing unsafe part file name {name!r}")
     return cleaned
 

@@ -11,6 +11,7 @@ from ..filters import sort_images
 from ..hub import CloudFailure, Hub
 from ..manager import Capability
 from ..models import latest as latest_images
+from ..streams import safe_filename
 from ..verify import VerifyResult, verify_image
 from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, printable
 
@@ -131,6 +132,8 @@ def create(state: State, files: tuple[str, ...], name: str, description: str | N
 @pass_state
 def export(state: State, ref: str, output: str | None, force: bool) -> None:
     """Download an image, verified against its checksum; no partial file is left."""
+    if output == "":
+        raise click.UsageError("-o/--output is empty; name a file or directory, or '-'")
     manager, bare = state.target(ref)
     with manager.export(bare) as stream:
         progress = state.progress(stream.size, "download")
@@ -140,7 +143,9 @@ def export(state: State, ref: str, output: str | None, force: bool) -> None:
             stream.save(sys.stdout.buffer, progress=progress)
             return
         image = stream.image
-        target = output or (image.id if len(stream.parts) == 1 else f"{image.id}.parts")
+        # The default name comes from the server's id: only ever a name in this directory.
+        default = safe_filename(image.id)
+        target = output or (default if len(stream.parts) == 1 else f"{default}.parts")
         written = stream.save(target, force=force, progress=progress)
     if not state.quiet:
         for path in written:
