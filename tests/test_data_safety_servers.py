@@ -151,3 +151,21 @@ def test_glance_filter_value_with_a_colon_is_matched_exactly(glance: GlanceManag
         assert glance.get(name).id == image.id
     finally:
         glance.delete(image.id)
+
+
+@BACKENDS
+def test_time_and_value_filters_agree_with_the_records(made: tuple[ImageManager, Image]) -> None:
+    # created_at=OP:TIME is Glance's own syntax (sent to the server there) and is applied
+    # on the client elsewhere: the answers must be the same rule.
+    manager, image = made
+    assert image.created_at is not None
+    stamp = image.created_at.isoformat()
+    mine = {"name": image.name}
+    assert [i.id for i in manager.all(created_at=f"gte:{stamp}", **mine)] == [image.id]
+    assert [i.id for i in manager.all(created_at=f"lt:{stamp}", **mine)] == []
+    assert [i.id for i in manager.all(created_at=f"lte:{stamp}", **mine)] == [image.id]
+    assert [i.id for i in manager.all(visibility=image.visibility.value.upper(), **mine)] \
+        == [image.id]
+    for bad in ({"created_at": "soon"}, {"visibility": "everyone"}, {"public": "maybe"}):
+        with pytest.raises(imagehub.InvalidArgument):
+            list(manager.all(**bad))

@@ -220,6 +220,10 @@ class GlanceManager(ImageManager):
         # Glance reads "op:value" ("in:", "eq:") in these filters; a value with a colon of
         # its own is matched on the client, exactly. (sort=name:asc, created_at=gte:... are
         # Glance syntax on purpose and go to the server.)
+        if key in ("created_at", "updated_at"):
+            # Glance compares its sub-second times but shows whole seconds: lte:T with T
+            # the time it shows left the image out. Matched on the times it shows instead.
+            return False
         return not (key in _LITERAL_KEYS and isinstance(value, str) and ":" in value)
 
     def _get(self, ref: str, filters: Mapping[str, Any]) -> Image:
