@@ -224,6 +224,11 @@ class LocalManager(ImageManager):
         removed: list[str] = []
         for row in db.execute("SELECT rowid, digest, tmp FROM pending").fetchall():
             digest, tmp = str(row["digest"]), str(row["tmp"])
+            if not _is_digest(digest):
+                # A damaged part row's digest names no file: nothing to reclaim, and a
+                # note that can never be acted on must not block every later open.
+                db.execute("DELETE FROM pending WHERE rowid = ?", (row["rowid"],))
+                continue
             blob = self._blob(digest)
             if tmp and (_is_locked(self.root / "tmp" / tmp) or _is_locked(blob)):
                 continue  # a live create between its two commits
@@ -268,8 +273,9 @@ class LocalManager(ImageManager):
         return report
 
     def _blob(self, digest: str) -> Path:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ImageHubError(f"corrupt catalog: bad digest {digest!r}", backend=self.name)
+        if not _is_digest(digest):
+            # Never a path from the catalog: a damaged digest names no file.
+            raise self._catalog_error(ValueError(f"a part's digest {digest!r} is not hex"))
         return self.root / "blobs" / "sha256" / digest
 
     # -- records --------------------------------------------------------------------------
@@ -299,6 +305,14 @@ class LocalManager(ImageManager):
         props = json.loads(row["properties"])
         if not isinstance(tags, list) or not isinstance(props, dict):
             raise ValueError("tags or properties are not a JSON list and object")
+        size, checksum = row["size"], row["checksum"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"size {size!r} is not a byte count")
+        # The store writes sha256:HEX only; anything else was damaged, and exporting it
+        # would check the bytes against nothing.
+        algo, _sep, digest = str(checksum).partition(":")
+        if algo != "sha256" or len(digest) != 64 or not set(digest) <= set("0123456789abcdef"):
+            raise ValueError(f"checksum {checksum!r} is not sha256:HEX")
         return Image(
             id=row["id"], name=row["name"], backend=self.name, description=row["description"],
             family=row["family"], version=row["version"], os=row["os"], release=row["release"],
@@ -465,6 +479,8 @@ class LocalManager(ImageManager):
         # Its own write transaction: no create can claim one of these blobs meanwhile.
         with self._db(write=True) as db:
             for digest in wanted:
+                if not _is_digest(digest):
+                    continue
                 if not db.execute("SELECT 1 FROM parts WHERE digest = ?",
                                   (digest,)).fetchone():
                     with contextlib.suppress(FileNotFoundError):
@@ -479,6 +495,10 @@ class LocalManager(ImageManager):
                               (image.id,)).fetchall()
         if not rows:
             raise ImageNotFound(f"image {image.id} has no data", backend=self.name)
+        for r in rows:
+            if isinstance(r["size"], bool) or not isinstance(r["size"], int) or r["size"] < 0:
+                raise self._catalog_error(ValueError(
+                    f"image {image.id!r}: part {r['name']!r} has size {r['size']!r}"))
         handles = []
         try:
             for r in rows:
@@ -513,7 +533,8 @@ class LocalManager(ImageManager):
             digests = [r["digest"] for r in db.execute(
                 "SELECT digest FROM parts WHERE image_id = ?", (image.id,))]
             db.execute("DELETE FROM images WHERE id = ?", (image.id,))
-            db.executemany("INSERT INTO pending VALUES (?, '')", [(d,) for d in digests])
+            db.executemany("INSERT INTO pending VALUES (?, '')",
+                           [(d,) for d in digests if _is_digest(d)])
         # Only once the record is gone for good: a failed commit keeps the image whole, and
         # a crash from here on leaves pending blobs, which the next open reclaims.
         with contextlib.suppress(ImageHubError, OSError):
@@ -619,6 +640,13 @@ class LocalManager(ImageManager):
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, cloud: str) -> LocalManager:
         return cls(cloud=cloud, **options)
+
+
+def _is_digest(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+_HEX = frozenset("0123456789abcdef")
 
 
 def _locked_temp(directory: Path) -> tuple[int, str]:

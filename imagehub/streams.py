@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, BinaryIO
 
-from .errors import ChecksumMismatch, InvalidArgument, InvalidImageData, TransferError
+from .errors import BackendError, ChecksumMismatch, InvalidArgument, InvalidImageData, TransferError
 from .writes import StagedFile, atomic_write, check_target, output_error
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "safe_filename",
 ]
 
+# Fixed-length digests hashlib always has (shake_* need a length, so are no checksum here).
+_CHECKABLE = frozenset(a for a in hashlib.algorithms_guaranteed if not a.startswith("shake"))
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough for syscalls to vanish, small enough to stay flat
 
 Source = str | os.PathLike[str] | BinaryIO | IO[bytes] | bytes | Iterable[bytes]
@@ -277,6 +279,21 @@ class ImageStream:
             raise TransferError("an ImageStream can be read once; export again to re-read")
         self._consumed = True
 
+    def _algorithm(self, checksum: str) -> str:
+        # What a server (or a damaged record) promised must be checkable, or the export is
+        # refused in one line: a promise imagehub cannot check is no verification at all.
+        try:
+            algo = parse_checksum(checksum)[0]
+        except ValueError:
+            algo = ""
+        if algo not in _CHECKABLE:
+            raise BackendError(f"the image's checksum {checksum!r} is not one imagehub can "
+                               "check (ALGO:HEX with ALGO one of "
+                               f"{', '.join(sorted(_CHECKABLE))})", backend=self.backend,
+                               hint="the record is damaged or the server misbehaves; "
+                                    "nothing was written")
+        return algo
+
     def iter_parts(self, progress: ProgressCallback | None = None, *, sha256: bool = True
                    ) -> Iterator[tuple[StreamPart, Iterator[bytes]]]:
         """Yield each part with a verifying chunk iterator; the whole is verified at the end.
@@ -285,10 +302,10 @@ class ImageStream:
         CPU-bound, and a Glance download already checks sha512 and md5.
         """
         self._take()
-        algos = {parse_checksum(c)[0] for c in self.expected} | ({"sha256"} if sha256 else set())
+        algos = {self._algorithm(c) for c in self.expected} | ({"sha256"} if sha256 else set())
         whole = Hasher(algos, threads=self._hash_threads)
         for part in self.parts:
-            part_hasher = Hasher([parse_checksum(part.checksum)[0]]) if part.checksum else None
+            part_hasher = Hasher([self._algorithm(part.checksum)]) if part.checksum else None
 
             def chunks(part: StreamPart = part, ph: Hasher | None = part_hasher
                        ) -> Iterator[bytes]:

@@ -135,3 +135,16 @@ def test_a_longest_legal_file_name_can_be_written(tmp_path: Path, store: LocalMa
         assert target.read_bytes() == b"single"
     assert sorted(p.name for p in tmp_path.iterdir()
                   if p.name not in ("store", "clouds.yaml")) == sorted(["x" * 255, "é" * 127])
+
+
+@pytest.mark.parametrize("promise", ["nonsense", "crc32:abcd", "shake_128:abcd", "sha256"])
+def test_a_checksum_imagehub_cannot_check_refuses_the_export(tmp_path: Path,
+                                                             promise: str) -> None:
+    # A server (or a damaged record) promising what cannot be checked: one error, no file.
+    for part_promise in (False, True):
+        part = StreamPart("image", iter([b"bytes"]), filename="f",
+                          checksum=promise if part_promise else None)
+        stream = ImageStream([part], checksum=None if part_promise else promise)
+        with pytest.raises(imagehub.BackendError, match="not one imagehub can check"):
+            stream.save(tmp_path / "out")
+        assert sorted(p.name for p in tmp_path.iterdir()) == []

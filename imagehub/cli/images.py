@@ -191,7 +191,7 @@ def delete(state: State, ref: str) -> None:
     image = manager.get(bare)
     manager.delete(image)
     if not state.quiet:
-        click.echo(f"deleted {image.id}", err=True)
+        click.echo(f"deleted {printable(image.id)}", err=True)
 
 
 @cli.command()
@@ -238,13 +238,13 @@ def verify(state: State, refs: tuple[str, ...], all_images: bool, repair: bool) 
             click.echo(f"imagehub: warning: {manager.cloud}: orphan blob {digest} "
                        "(no image uses it; --repair removes it)", err=True)
         for image_id, digests in report.missing.items():
-            click.echo(f"imagehub: warning: {manager.cloud}: image {image_id} is missing "
-                       f"blob(s) {', '.join(digests)}", err=True)
+            click.echo(f"imagehub: warning: {manager.cloud}: image {printable(image_id)} is "
+                       f"missing blob(s) {printable(', '.join(digests))}", err=True)
         for name in report.stray:
             click.echo(f"imagehub: warning: {manager.cloud}: stray file {printable(name)}",
                        err=True)
         for name in report.removed:
-            click.echo(f"imagehub: {manager.cloud}: removed {name}", err=True)
+            click.echo(f"imagehub: {manager.cloud}: removed {printable(name)}", err=True)
         store_ok = store_ok and not (report.orphans or report.missing or report.stray)
     if not store_ok or not all(r.ok for r in results):
         raise click.exceptions.Exit(1)
