@@ -146,7 +146,7 @@ class OpenStackClientConfig:
             known = ", ".join(sorted(self.clouds)) or "none"
             raise ConfigError(f"no cloud {name!r} in clouds.yaml (clouds: {known})",
                               path=self.config_path, key="cloud")
-        entry = normalize(self.clouds[name], where=f"cloud {name!r}")
+        entry = normalize(self.clouds[name], where=f"cloud {name!r}", raw=True)
         check_shapes(entry, cloud=name, path=self.config_path)
         entry_src = {k.replace("-", "_"): v for k, v in self.sources[name].items()}
         layers = _Layers()
@@ -186,7 +186,7 @@ class OpenStackClientConfig:
                 "does not ship openstacksdk's built-in vendor profiles or fetch profile URLs",
                 cloud=name, key=key, hint="copy the vendor's profile under 'public-clouds:' "
                 "in clouds-public.yaml, or write its settings into the cloud")
-        data = normalize(dict(found), where=f"profile {profile!r}")
+        data = normalize(dict(found), where=f"profile {profile!r}", raw=True)
         check_shapes(data, cloud=name, path=path)
         return data, f"{path} (profile {profile!r})"
 
@@ -303,7 +303,8 @@ def _expand_regions(regions: Any, cloud: str) -> list[dict[str, Any]]:
             if "name" not in region or not {"name", "values"} >= set(region):
                 raise ConfigError(f"invalid region entry {sorted(region)}: it takes 'name' "
                                   "and 'values' only", cloud=cloud, key="regions")
-            values = normalize(dict(region.get("values") or {}), where=f"region {region}")
+            values = normalize(dict(region.get("values") or {}), where=f"region {region}",
+                               raw=True)
             check_shapes(values, cloud=cloud, path=None)
             out.append({"name": region["name"], "values": values})
         else:
