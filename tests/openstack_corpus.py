@@ -392,6 +392,60 @@ CASES: list[Case] = [
     Case("dashed-image-endpoint-type", {"cwd/clouds.yaml": clouds(a=pw(**{
         "image-endpoint-type": "internal"}))}, cloud="a", refused="image-endpoint-type",
         sdk="resolves"),
+    Case("os-cloud-missing-env-set", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"OS_CLOUD": "b", "OS_AUTH_URL": KS, "OS_USERNAME": "u", "OS_PASSWORD": "p"},
+         refused="cloud", sdk="fails"),
+    Case("insecure-false-env-cacert", {}, env={
+        "OS_AUTH_URL": KS, "OS_USERNAME": "u", "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+        "OS_INSECURE": "false", "OS_CACERT": "/ca.pem"}),
+    Case("identity-v2-env", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                        "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                        "OS_IDENTITY_API_VERSION": "2"}),
+    Case("regions-int-names", {"cwd/clouds.yaml": clouds(a=pw(regions=[7, "r2"]))},
+         cloud="a"),
+    Case("regions-dict-no-values", {"cwd/clouds.yaml": clouds(a=pw(regions=[
+        {"name": "r1"}, {"name": "r2"}]))}, cloud="a", options={"region_name": "r2"}),
+    Case("region-name-and-regions", {"cwd/clouds.yaml": clouds(a=pw(
+        region_name="r9", regions=["r1", "r2"]))}, cloud="a"),
+    Case("profile-region-vs-cloud-region", {
+        "cwd/clouds.yaml": clouds(a={"profile": "acme", "auth": dict(PW_AUTH),
+                                     "region_name": "mine"}),
+        "cwd/clouds-public.yaml": {"public-clouds": {"acme": {"regions": ["r1", "r2"]}}}},
+        cloud="a"),
+    Case("env-region-list", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                        "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                        "OS_REGION_NAME": "r1,r2"}),
+    Case("verify-true-cacert", {"cwd/clouds.yaml": clouds(a=pw(verify=True,
+                                                                   cacert="/ca.pem"))},
+         cloud="a"),
+    Case("cert-key-env", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                     "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                     "OS_CERT": "/c.pem", "OS_KEY": "/k.pem"}),
+    Case("user-id-only", {"cwd/clouds.yaml": clouds(a={"auth": {
+        "auth_url": KS, "user_id": "uid", "password": "p", "project_id": "pid"}})},
+        cloud="a"),
+    Case("system-scope", {"cwd/clouds.yaml": clouds(a={"auth": {
+        "auth_url": KS, "username": "u", "password": "p", "user_domain_name": "Default",
+        "system_scope": "all"}})}, cloud="a"),
+    Case("interface-env-with-file-no-cloud", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"OS_INTERFACE": "admin"}, cloud="a", ignored=("OS_INTERFACE",)),
+    Case("secure-profile-merge", {
+        "cwd/clouds.yaml": clouds(a={"profile": "acme", "auth": {"username": "u"}}),
+        "cwd/secure.yaml": clouds(a={"auth": {"password": "p"}}),
+        "cwd/clouds-public.yaml": {"public-clouds": {"acme": {
+            "auth": {"auth_url": KS, "project_name": "x"}, "region_name": "p1"}}}},
+        cloud="a"),
+    Case("yml-secure", {"cwd/clouds.yaml": clouds(a={"auth": {"auth_url": KS,
+                                                                  "username": "u"}}),
+                           "home/.config/openstack/secure.yml": clouds(a={"auth": {
+                               "password": "p", "project_name": "d"}})}, cloud="a"),
+    Case("api-timeout-string", {"cwd/clouds.yaml": clouds(a=pw(api_timeout="15"))},
+         cloud="a"),
+    Case("image-api-version-float", {"cwd/clouds.yaml": clouds(a=pw(
+        image_api_version=2.0))}, cloud="a"),
+    Case("identity-endpoint-override", {"cwd/clouds.yaml": clouds(a=pw(
+        identity_endpoint_override="https://ks.example"))}, cloud="a",
+        ignored=("identity_endpoint_override",)),
     # -- these also log in to the real Keystone ------------------------------------------
     Case("login-secure", {
         "cwd/clouds.yaml": clouds(a={"auth": {k: v for k, v in REAL_AUTH.items()
