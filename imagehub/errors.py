@@ -42,6 +42,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .redact import redact_urls
+
 __all__ = [
     "AmbiguousImage",
     "AuthenticationError",
@@ -91,10 +93,12 @@ class ImageHubError(Exception):
         status_code: int | None = None,
         hint: str | None = None,
     ) -> None:
+        # A URL in a message (an unreachable server named by it) may carry a password.
+        message = redact_urls(message)
         super().__init__(message)
         self.message = message
         self.backend = backend
-        self.server_message = server_message
+        self.server_message = redact_urls(server_message) if server_message else server_message
         self.status_code = status_code
         self.hint = hint
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 import traceback
@@ -18,6 +19,7 @@ import yaml
 from ..config import Config, load_config
 from ..errors import ImageHubError, InvalidArgument
 from ..manager import ImageManager
+from ..redact import redact_urls
 from ..refs import split_ref
 
 __all__ = ["State", "cli", "main", "pass_state", "printable"]
@@ -99,16 +101,47 @@ def cli(ctx: click.Context, config_path: str | None, cloud: str | None, fmt: str
     """Manage machine images across clouds through one interface."""
     global _debug
     _debug = debug
-    if debug:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    _log_to_stderr(debug)
     state = State(config_path, cloud, fmt, debug, quiet)
     ctx.obj = state
     ctx.call_on_close(state.close)
 
 
 _debug = False
+
+
+class _RedactURLs(logging.Filter):
+    # Libraries log the URLs they reach (keystoneauth1: "Failed to discover ... when
+    # contacting https://user:password@..."); no password goes to the terminal.
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact_urls(record.getMessage())
+        record.args = None
+        return True
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    # Always the current sys.stderr (tests and embedding programs replace it).
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _log_to_stderr(debug: bool) -> None:
+    """Warnings (and with --debug everything) to stderr, with URL secrets masked."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_imagehub", False)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler._imagehub = True  # type: ignore[attr-defined]
+        handler.addFilter(_RedactURLs())
+        root.addHandler(handler)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s" if debug
+                                           else "%(message)s"))
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def fail(message: str) -> NoReturn:
@@ -143,7 +176,7 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
             sys.exit(code)
     except ImageHubError as exc:
         if _debug:
-            traceback.print_exc()
+            sys.stderr.write(redact_urls(traceback.format_exc()))
         click.echo(f"imagehub: error: {_one_line(str(exc))}", err=True)
         # A bad argument is a usage error, whichever layer noticed it.
         sys.exit(2 if isinstance(exc, InvalidArgument) else 1)
