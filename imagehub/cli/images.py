@@ -13,7 +13,16 @@ from ..manager import Capability
 from ..models import latest as latest_images
 from ..streams import safe_filename
 from ..verify import VerifyResult, verify_image
-from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, printable
+from .app import (
+    IMAGE_COLUMNS,
+    State,
+    cli,
+    echo_out,
+    emit,
+    parse_pairs,
+    pass_state,
+    printable,
+)
 
 
 @cli.command("list")
@@ -149,7 +158,10 @@ def export(state: State, ref: str, output: str | None, force: bool) -> None:
         written = stream.save(target, force=force, progress=progress)
     if not state.quiet:
         for path in written:
-            click.echo(printable(str(path)), err=state.format != "table")
+            if state.format == "table":
+                echo_out(printable(str(path)))
+            else:
+                click.echo(printable(str(path)), err=True)
 
 
 @cli.command()
