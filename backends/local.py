@@ -459,20 +459,18 @@ class LocalManager(ImageManager):
             for alias in spec.aliases:
                 db.execute("INSERT INTO aliases VALUES (?,?,?)", (alias, image_id, None))
             db.executemany("DELETE FROM pending WHERE tmp = ?", [(t,) for t in tmps])
-            # Last before COMMIT: a blob that already exists (same bytes in another image)
-            # is kept as is; a new one is renamed in.
-            placed = False
+            # Last before COMMIT. A blob that already exists (the same bytes in another
+            # image) is replaced too: these bytes were just hashed, while the old file may
+            # have rotted since (a truncated or flipped blob would otherwise be shared by
+            # the new image, which would be broken from its first day). Readers that have
+            # the old file open keep reading it.
             for _part, tmp, digest, _size in staged:
                 blob = self._blob(digest)
-                if blob.exists():
-                    continue
                 try:
                     os.replace(tmp, blob)
                 except OSError as exc:
                     raise self._os_error(exc, "storing an upload") from exc
-                placed = True
-            if placed:
-                _fsync_dir(self.root / "blobs" / "sha256")
+            _fsync_dir(self.root / "blobs" / "sha256")
 
     def _drop_unreferenced(self, digests: Iterable[str], tmps: Iterable[str] = ("",)) -> None:
         wanted = set(digests)

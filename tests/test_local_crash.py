@@ -340,3 +340,24 @@ def test_a_damaged_part_row_is_one_line_and_never_blocks_the_scrub(
     code, err = _cli(root, tmp_path, capsys, "verify", "--all", "--repair")
     assert code == 0, err
     assert_store_whole(root, {other})
+
+
+@pytest.mark.parametrize("rot", ["truncated", "flipped"])
+def test_a_new_image_never_shares_a_rotten_blob(tmp_path: Path, rot: str) -> None:
+    # Same bytes as an existing image: the blob used to be reused as it was on disk, so
+    # the new image was broken from its first day if the old file had rotted.
+    root = tmp_path / "store"
+    store = LocalManager(path=root)
+    data = os.urandom(300_000)
+    old = store.create(data, name="old")
+    blob = root / "blobs" / "sha256" / (old.checksum or "").partition(":")[2]
+    damaged = bytearray(blob.read_bytes())
+    if rot == "truncated":
+        del damaged[1000:]
+    else:
+        damaged[5000] ^= 0xFF
+    blob.write_bytes(bytes(damaged))
+    new = store.create(data, name="new")
+    assert b"".join(store.export(new)) == data
+    # The shared bytes are whole again, for the old image too.
+    assert_store_whole(root, {old.id, new.id})
