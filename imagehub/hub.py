@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .config import Config, load_config
-from .errors import ImageHubError, ImageNotFound, InvalidArgument
-from .manager import Capability, ImageManager
+from .errors import ImageHubError, ImageNotFound, InvalidArgument, InvalidArgumentType
+from .manager import Capability, ImageManager, _check_text
 from .models import Image, latest
 from .refs import split_ref
 
@@ -91,6 +91,8 @@ class Hub:
 
     def all(self, *, latest: bool = False, **filters: Any) -> HubListing:
         """Every image of every cloud, listed concurrently; each image knows its cloud."""
+        if not isinstance(latest, bool):
+            raise InvalidArgumentType(f"latest must be True or False, got {latest!r}")
         images: list[Image] = []
         failures: list[CloudFailure] = []
         workers = max(1, min(self._max_workers, len(self.clouds)))
@@ -124,6 +126,10 @@ class Hub:
         Raises ImageNotFound when no cloud has one; if some clouds failed, the error says
         so, since the newest image might live there.
         """
+        _check_text("family", family)
+        for kind, value in (("architecture", architecture), ("region", region)):
+            if value is not None:
+                _check_text(kind, value)
         filters: dict[str, Any] = {"family": family}
         if architecture:
             filters["architecture"] = architecture
@@ -142,6 +148,7 @@ class Hub:
 
     def get(self, ref: str) -> Image:
         """An image by ``CLOUD:REF`` (a bare ref means the default cloud)."""
+        _check_text("image reference", ref)
         cloud, bare = split_ref(ref, self.config.clouds)
         return self.manager(cloud or self.config.default).get(bare)
 

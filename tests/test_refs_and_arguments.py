@@ -251,3 +251,45 @@ def test_alias_description_must_be_text(tmp_path: Path) -> None:
         store.add_alias(image, "al", description=5)  # type: ignore[arg-type]
     assert isinstance(exc.value, TypeError)
     assert store.get(image.id).aliases == ()
+
+
+@pytest.mark.parametrize(("call", "kind"), [
+    (lambda a, b, i: imagehub.migrate(a, i, b, retries="3"), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, retries=-1), ValueError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, verify="no"), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, progress=5), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, name=""), ValueError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, format=5), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, 5), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, jobs=0), ValueError),
+    (lambda a, b, i: imagehub.sync(a, b, jobs="2"), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, stale_after=-1), ValueError),
+    (lambda a, b, i: imagehub.sync(a, b, stale_after="1h"), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, filters=["family"]), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, dry_run="yes"), TypeError),
+])
+def test_migrate_and_sync_refuse_wrong_options_before_moving_anything(
+        tmp_path: Path, call: Any, kind: type[Exception]) -> None:
+    src = LocalManager(path=tmp_path / "a", cloud="a")
+    dst = LocalManager(path=tmp_path / "b", cloud="b")
+    image = src.create(b"bytes", name="x")
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        call(src, dst, image)
+    assert isinstance(exc.value, kind)
+    assert list(dst.all()) == []
+
+
+@pytest.mark.parametrize(("call", "kind"), [
+    (lambda h: h.get(5), TypeError),
+    (lambda h: h.get(""), ValueError),
+    (lambda h: h.latest(5), TypeError),
+    (lambda h: h.latest("f", architecture=5), TypeError),
+    (lambda h: h.all(latest="yes"), TypeError),
+])
+def test_hub_refuses_wrong_arguments(tmp_path: Path, call: Any, kind: type[Exception]) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  local: {{backend: local, path: {tmp_path / 's'}}}\n")
+    hub = imagehub.Hub(imagehub.load_config(config))
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        call(hub)
+    assert isinstance(exc.value, kind)

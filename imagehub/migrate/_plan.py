@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, overload
 
-from ..errors import IncompatibleFormat
-from ..manager import Capability, ImageManager
+from ..errors import IncompatibleFormat, InvalidArgument, InvalidArgumentType
+from ..manager import Capability, ImageManager, _check_text
 from ..models import Image
 from ._formats import PORTABLE_DISK_FORMATS, VM_DISK_FORMATS, kind
 from ._identity import Index, content_checksum, default_name, label
@@ -67,6 +67,9 @@ class Plan:
 def manager(value: ImageManager | str, config: Any) -> ImageManager:
     if isinstance(value, ImageManager):
         return value
+    if not isinstance(value, str):
+        raise InvalidArgumentType(f"a source or destination is an ImageManager or a cloud "
+                                  f"name, got {type(value).__name__}")
     from ..connect import connect
 
     return connect(value, config)
@@ -125,6 +128,26 @@ def plan(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
     return plan_one(src_m, image, dst_m, name=name, stream=stream, fmt=format, index=None)
 
 
+def check_transfer_options(*, name: Any = None, verify: Any = True, progress: Any = None,
+                           dry_run: Any = False, stream: Any = False, format: Any = None,
+                           retries: Any = 3) -> None:
+    """migrate/sync options of the wrong type are InvalidArgument (TypeError/ValueError):
+    retries='3' or progress=5 used to fail midway, after the transfer had begun."""
+    if name is not None:
+        _check_text("image name", name)
+    if format is not None:
+        _check_text("format", format)
+    for what, flag in (("verify", verify), ("dry_run", dry_run), ("stream", stream)):
+        if not isinstance(flag, bool):
+            raise InvalidArgumentType(f"{what} must be True or False, got {flag!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise InvalidArgumentType(f"retries must be a whole number, got {retries!r}")
+    if retries < 0:
+        raise InvalidArgument(f"retries must not be negative, got {retries}")
+    if progress is not None and not callable(progress):
+        raise InvalidArgumentType(f"progress must be callable, got {type(progress).__name__}")
+
+
 @overload
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = ..., verify: bool = ..., progress: ProgressCallback | None = ...,
@@ -151,6 +174,8 @@ def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, 
     returns the Plan instead, moving nothing; ``format`` asks for a destination disk
     format (no conversion is done: an impossible one raises IncompatibleFormat).
     """
+    check_transfer_options(name=name, verify=verify, progress=progress, dry_run=dry_run,
+                           stream=stream, format=format, retries=retries)
     chosen = plan(src, ref, dst, name=name, stream=stream, format=format, config=config)
     if dry_run:
         return chosen
