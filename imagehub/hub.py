@@ -61,6 +61,10 @@ class Hub:
     def __init__(self, config: Config | str | os.PathLike[str] | None = None,
                  clouds: Sequence[str] | None = None, *, max_workers: int = 16) -> None:
         self.config = config if isinstance(config, Config) else load_config(config)
+        if isinstance(clouds, str | bytes):
+            # One string is iterable too: Hub(clouds="lab") must not mean clouds l, a, b.
+            raise InvalidArgumentType(f"clouds must be a list of cloud names, got {clouds!r}",
+                                      hint=f"pass clouds=[{clouds!r}]")
         self.clouds = list(clouds) if clouds is not None else list(self.config.clouds)
         for name in self.clouds:
             self.config.cloud(name)  # unknown names fail now, with the configured list

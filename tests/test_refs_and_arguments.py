@@ -293,3 +293,12 @@ def test_hub_refuses_wrong_arguments(tmp_path: Path, call: Any, kind: type[Excep
     with pytest.raises(imagehub.InvalidArgument) as exc:
         call(hub)
     assert isinstance(exc.value, kind)
+
+
+def test_hub_clouds_is_a_list_not_a_string(tmp_path: Path) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  lab: {{backend: local, path: {tmp_path / 's'}}}\n")
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        imagehub.Hub(imagehub.load_config(config), clouds="lab")
+    assert isinstance(exc.value, TypeError)
+    assert imagehub.Hub(imagehub.load_config(config), clouds=["lab"]).clouds == ["lab"]
