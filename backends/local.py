@@ -124,33 +124,60 @@ class LocalManager(ImageManager):
         self.root = Path(path) if path is not None else default_path()
         self.project = project
         self.recovered = StoreReport()
+        # A store on read-only media (a mounted archive, a backup disk) can still be listed,
+        # exported and verified; writes are refused as such, never as catalog damage.
+        self.read_only = (self.root / "catalog.sqlite").is_file() and not (
+            os.access(self.root, os.W_OK) and os.access(self.root / "catalog.sqlite", os.W_OK))
         try:
-            for sub in ("blobs/sha256", "tmp"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
-            with self._db() as db:
-                db.executescript(_SCHEMA)
+            if not self.read_only:
+                for sub in ("blobs/sha256", "tmp"):
+                    (self.root / sub).mkdir(parents=True, exist_ok=True)
+                with self._db() as db:
+                    db.executescript(_SCHEMA)
         except ImageHubError:
             raise
         except (OSError, sqlite3.Error) as exc:
             raise ImageHubError(f"cannot open the local store at {str(self.root)!r}: {exc}",
                                 backend=self.name,
                                 hint="check the 'path' option and its permissions") from exc
-        self.recover()
+        if not self.read_only:
+            self.recover()
 
     # -- storage plumbing -----------------------------------------------------------------
     @contextlib.contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         # One short-lived connection per call: safe across threads and processes; WAL and
         # a long busy timeout let concurrent CLI processes queue instead of failing.
+        if write and self.read_only:
+            raise PermissionDenied(f"local store {str(self.root)!r} is read-only; nothing was "
+                                   "changed", backend=self.name,
+                                   hint="remount it read-write, or copy the images elsewhere "
+                                        "with 'imagehub migrate'")
         try:
-            conn = sqlite3.connect(self.root / "catalog.sqlite", timeout=60,
-                                   isolation_level=None)
+            if self.read_only:
+                wal = self.root / "catalog.sqlite-wal"
+                if wal.exists() and wal.stat().st_size:
+                    # immutable mode would ignore it, and show the catalog as it was before
+                    # the last changes: images would seem missing.
+                    raise BackendError(
+                        f"local store {str(self.root)!r} is read-only and its catalog has "
+                        f"changes not yet merged ({wal.name})", backend=self.name,
+                        hint="open the store once where it is writable (any imagehub "
+                             "command), then read it read-only")
+                # immutable: no -shm/-wal can be made here, and nobody writes meanwhile.
+                uri = Path(self.root / "catalog.sqlite").absolute().as_uri()
+                conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True,
+                                       isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.root / "catalog.sqlite", timeout=60,
+                                       isolation_level=None)
         except sqlite3.Error as exc:
             raise self._catalog_error(exc) from exc
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_mode = WAL")
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
             if write:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -179,6 +206,15 @@ class LocalManager(ImageManager):
             return BackendError(f"local store {str(self.root)!r} is busy ({text})",
                                 backend=self.name, hint="try again when the other process "
                                 "using it has finished")
+        if isinstance(exc, sqlite3.OperationalError) and (
+                "unable to open" in text or "readonly" in text or "read-only" in text):
+            # Permissions or a read-only mount: the catalog is fine, and advice to restore
+            # it from a backup would lose what was stored since.
+            return BackendError(f"local store {str(self.root)!r}: cannot open or write its "
+                                f"catalog {where!r} ({text})", backend=self.name,
+                                hint="check that the store and catalog.sqlite are readable "
+                                     "and writable, and that the file system is mounted "
+                                     "read-write")
         if isinstance(exc, sqlite3.IntegrityError):
             return ImageConflict(f"local store {str(self.root)!r}: {text}", backend=self.name)
         if isinstance(exc, sqlite3.OperationalError) and "I/O error" in text:
@@ -247,8 +283,9 @@ class LocalManager(ImageManager):
         """
         report = StoreReport()
         blobs = self.root / "blobs" / "sha256"
-        with self._db(write=True) as db:
-            report.removed += self._reclaim_pending(db)
+        with self._db(write=repair or not self.read_only) as db:
+            if not self.read_only:
+                report.removed += self._reclaim_pending(db)
             wanted: dict[str, list[str]] = {}
             for row in db.execute("SELECT image_id, digest FROM parts"):
                 wanted.setdefault(str(row["digest"]), []).append(str(row["image_id"]))
