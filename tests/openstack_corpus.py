@@ -477,6 +477,24 @@ CASES: list[Case] = [
          refused="auth.token", sdk="fails"),
     Case("env-lowercase-ignored", {"cwd/clouds.yaml": clouds(a=pw())},
          env={"os_cloud": "a", "OS_CLOUD": "a"}),
+    Case("xdg-relative", {"cwd/rel/openstack/clouds.yaml": clouds(a=pw(region_name="rel")),
+                              "home/.config/openstack/clouds.yaml": clouds(a=pw(
+                                  region_name="home"))},
+         env={"XDG_CONFIG_HOME": "rel"}, cloud="a"),
+    Case("xdg-dirs-empty-parts", {"site/openstack/clouds.yaml": clouds(a=pw(
+        region_name="site"))}, env={"XDG_CONFIG_DIRS": ":{tmp}/site::"}, cloud="a"),
+    Case("xdg-dirs-trailing-slash", {"site/openstack/clouds.yaml": clouds(a=pw(
+        region_name="site"))}, env={"XDG_CONFIG_DIRS": "{tmp}/site/"}, cloud="a"),
+    Case("xdg-home-tilde", {"home/x/openstack/clouds.yaml": clouds(a=pw(region_name="t"))},
+         env={"XDG_CONFIG_HOME": "~/x"}, cloud="a", refused="cloud", sdk="fails"),
+    Case("client-config-file-relative", {"cwd/sub/mine.yaml": clouds(a=pw(region_name="m"))},
+         env={"OS_CLIENT_CONFIG_FILE": "sub/mine.yaml"}, cloud="a"),
+    Case("client-config-file-tilde", {"home/mine.yaml": clouds(a=pw(region_name="m"))},
+         env={"OS_CLIENT_CONFIG_FILE": "~/mine.yaml"}, cloud="a",
+         refused="OS_CLIENT_CONFIG_FILE", sdk="fails"),  # neither expands '~' there
+    Case("secure-file-missing", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"OS_CLIENT_SECURE_FILE": "{tmp}/nope.yaml"}, cloud="a",
+         refused="OS_CLIENT_SECURE_FILE", sdk="resolves"),
     # -- these also log in to the real Keystone ------------------------------------------
     Case("login-secure", {
         "cwd/clouds.yaml": clouds(a={"auth": {k: v for k, v in REAL_AUTH.items()
