@@ -221,6 +221,14 @@ class LocalManager(ImageManager):
             return BackendError(f"local store {str(self.root)!r}: cannot read or write its "
                                 f"catalog {where!r} ({text})", backend=self.name,
                                 hint="check the disk and the file system it is on")
+        if self.read_only and isinstance(exc, sqlite3.DatabaseError):
+            # Read without locks (nothing can be locked here): a writer elsewhere may have
+            # changed it under us. Not proof of damage; restoring a backup would lose data.
+            return BackendError(f"local store {str(self.root)!r} is read-only here and its "
+                                f"catalog could not be read ({text})", backend=self.name,
+                                hint="if another machine writes to it, try again when it "
+                                     "is done; else open it where it is writable and run "
+                                     "'imagehub verify --all'")
         if isinstance(exc, sqlite3.DatabaseError | ValueError | TypeError | KeyError):
             return BackendError(
                 f"local store {str(self.root)!r}: its catalog {where!r} is damaged ({text})",
