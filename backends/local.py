@@ -235,7 +235,9 @@ class LocalManager(ImageManager):
                 backend=self.name,
                 hint="restore catalog.sqlite from a backup, or recover it with "
                      "'sqlite3 catalog.sqlite .recover'; the image bytes under blobs/ are "
-                     "untouched; then run 'imagehub verify --all'")
+                     "untouched; then run 'imagehub verify --all', and keep the orphan "
+                     "blobs it reports (images the restored catalog does not know): "
+                     "re-create them from blobs/sha256/ before any --repair")
         return BackendError(f"local store {str(self.root)!r}: {text}", backend=self.name)
 
     def _os_error(self, exc: OSError, doing: str) -> ImageHubError:

@@ -247,8 +247,11 @@ def verify(state: State, refs: tuple[str, ...], all_images: bool, repair: bool) 
             continue
         report = check(repair=repair)
         for digest in report.orphans:
+            # An orphan may be the only copy of an image a restored catalog forgot.
             click.echo(f"imagehub: warning: {manager.cloud}: orphan blob {digest} "
-                       "(no image uses it; --repair removes it)", err=True)
+                       "(no image uses it; if the catalog was restored or recovered, it "
+                       "may be an image: 'imagehub create' it from blobs/sha256/ first; "
+                       "--repair removes it)", err=True)
         for image_id, digests in report.missing.items():
             click.echo(f"imagehub: warning: {manager.cloud}: image {printable(image_id)} is "
                        f"missing blob(s) {printable(', '.join(digests))}", err=True)
