@@ -148,7 +148,8 @@ def resolve_ref(candidates: Iterable[Image], ref: str, *, backend: str = "") -> 
         lambda i: i.id == ref,
         lambda i: ref in i.aliases,
         lambda i: i.name == ref,
-        lambda i: prefix_matches(ref, i.id, i.checksum),
+        lambda i: prefix_matches(ref, i.id, i.checksum) or any(
+            prefix_matches(ref, "", c) for c in _other_checksums(i)),
     )
     for rule in rules:
         found = {i.id: i for i in pool if rule(i)}
@@ -522,6 +523,17 @@ class ImageManager(abc.ABC):
     def _launch(self, image: Image | str, region: str, instance_type: str, ssh_key: str,
                 name: str | None, extra: Mapping[str, Any]) -> builtins.list[str]:
         raise UnsupportedOperation(self.name, "launch", self.unsupported_reason)
+
+
+def _other_checksums(image: Image) -> list[str]:
+    # Glance keeps an md5 ``checksum`` beside its os_hash (sha512), which becomes
+    # Image.checksum; "md5:<what openstack image show prints>" must find the image too.
+    raw = image.raw if isinstance(image.raw, Mapping) else {}
+    md5 = raw.get("checksum")
+    if isinstance(md5, str) and len(md5) == 32 and image.checksum != f"md5:{md5}" \
+            and all(c in "0123456789abcdefABCDEF" for c in md5):
+        return [f"md5:{md5}"]
+    return []
 
 
 def _check_alias(alias: str) -> None:

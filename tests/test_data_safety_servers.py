@@ -169,3 +169,19 @@ def test_time_and_value_filters_agree_with_the_records(made: tuple[ImageManager,
     for bad in ({"created_at": "soon"}, {"visibility": "everyone"}, {"public": "maybe"}):
         with pytest.raises(imagehub.InvalidArgument):
             list(manager.all(**bad))
+
+
+def test_glance_md5_checksum_prefix_finds_the_image(glance: GlanceManager) -> None:
+    # Glance shows an md5 'checksum' beside its sha512 os_hash_value; "md5:<prefix>" of
+    # what 'openstack image show' prints must find the image, and only with md5.
+    image = glance.create(os.urandom(50_000), name=f"md5-{uuid.uuid4().hex[:8]}")
+    try:
+        md5 = str(glance.get(image.id).raw.get("checksum") or "")
+        assert len(md5) == 32 and (image.checksum or "").startswith("sha512:")
+        assert glance.get(f"md5:{md5[:10]}").id == image.id
+        assert glance.get(f"MD5:{md5[:10].upper()}").id == image.id
+        for ref in (f"sha512:{md5[:10]}", f"sha256:{md5[:10]}", f"md5:{md5[:3]}", "md5:"):
+            with pytest.raises(imagehub.ImageNotFound):
+                glance.get(ref)
+    finally:
+        glance.delete(image.id)
