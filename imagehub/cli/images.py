@@ -39,6 +39,13 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
              limit: int | None, all_clouds: bool) -> None:
     """List images."""
     wanted = parse_filters(filters)
+    descending = sort_key is not None and sort_key.startswith("-")
+    if sort_key is not None:
+        sort_key = sort_key[1:] if descending else sort_key
+        if not sort_key:
+            raise click.UsageError("--sort needs a KEY (a field or properties.K, '-' before "
+                                   "it for descending)")
+        sort_images([], sort_key)  # a bad key is refused before a slow listing
     failures: list[CloudFailure] = []
     columns: tuple[str, ...] = IMAGE_COLUMNS
     if all_clouds:
@@ -48,7 +55,7 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
     else:
         images = list(state.manager().all(latest=latest, **wanted))
     if sort_key:
-        images = sort_images(images, sort_key.lstrip("-"), sort_key.startswith("-"))
+        images = sort_images(images, sort_key, descending)
     if any(i.region for i in images):  # region-scoped clouds list one record per region
         at = columns.index("architecture") + 1
         columns = (*columns[:at], "region", "version", *columns[at:])
