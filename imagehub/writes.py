@@ -141,13 +141,8 @@ class StagedFile:
         self.claimed = False  # placed on a name nothing held: ours to take back
         parent = self.target.parent if str(self.target.parent) else Path(".")
         _remove_stale(parent, self.target.name)
+        fd = self._locked_temp(parent)
         try:
-            fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(self.target.name),
-                                            suffix=".part", dir=parent)
-        except OSError as exc:
-            raise output_error(exc, self.requested) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             os.fchmod(fd, mode if mode is not None else 0o666 & ~umask())
             self.file: BinaryIO = os.fdopen(fd, "wb")
         except BaseException:
@@ -156,6 +151,29 @@ class StagedFile:
                 os.unlink(self.tmp)
             raise
 
+    def _locked_temp(self, parent: Path) -> int:
+        # Between mkstemp and flock the new file is unlocked, and a concurrent export to
+        # the same target may take it for a stale one and unlink it; then start over.
+        while True:
+            try:
+                fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(self.target.name),
+                                                suffix=".part", dir=parent)
+            except OSError as exc:
+                raise output_error(exc, self.requested) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.tmp)
+                raise output_error(exc, self.requested) from exc
+            try:
+                if os.stat(self.tmp).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
     def write(self, chunk: bytes) -> None:
         try:
             self.file.write(chunk)
@@ -163,17 +181,20 @@ class StagedFile:
             raise output_error(exc, self.requested) from exc
 
     def finish(self) -> None:
-        """Flush and fsync the bytes; the lock goes with the descriptor."""
+        """Flush and fsync the bytes. The file stays open, and so locked, until it is
+        placed or discarded: unlocked, a concurrent export to the same target would take
+        it for a killed export's leftover and remove it."""
         try:
             self.file.flush()
             os.fsync(self.file.fileno())
-            self.file.close()
         except OSError as exc:
             raise output_error(exc, self.requested) from exc
 
     def place(self) -> None:
         self.claimed = _place(self.tmp, self.target, self.requested, self.force)
         self.tmp = ""
+        with contextlib.suppress(OSError):
+            self.file.close()
 
     def discard(self) -> None:
         """Drop the temp file unless it was placed."""

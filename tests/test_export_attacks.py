@@ -148,3 +148,23 @@ def test_a_checksum_imagehub_cannot_check_refuses_the_export(tmp_path: Path,
         with pytest.raises(imagehub.BackendError, match="not one imagehub can check"):
             stream.save(tmp_path / "out")
         assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_concurrent_exports_to_one_target_all_succeed(tmp_path: Path,
+                                                      store: LocalManager) -> None:
+    # Each export clears stale temp files of its target: it must never take another
+    # export's fresh (not yet locked) temp file for a stale one.
+    import concurrent.futures
+
+    data = os.urandom(64_000)
+    image = store.create(data, name="shared")
+    target = tmp_path / "out.img"
+
+    def one(_n: int) -> None:
+        store.export(image.id).save(target, force=True)
+
+    for _round in range(10):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(one, range(8)))
+        assert target.read_bytes() == data
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.img", "store"]
