@@ -158,13 +158,16 @@ class OpenStackClientConfig:
         layers.config.pop("cloud", None)
         layers.config.setdefault("auth", {})
 
-        region, region_src = self._region(name, entry, profile, options.get("region_name"))
+        region, region_src, values_src = self._region(name, entry, profile,
+                                                      options.get("region_name"))
         layers.config.pop("regions", None)
         layers.config["region_name"] = region["name"]
         layers.src["region_name"] = region_src
         for key, value in region["values"].items():
             if value is not None:
-                layers.auth_update({key: value}, f"{region_src} (values)")
+                # The file that lists the region, even when an option picked it.
+                layers.auth_update({key: value},
+                                   f"{values_src} (region {region['name']!r} values)")
         for key, value in normalize(dict(options), where=OPTIONS).items():
             if value is not None and key != "region_name":
                 layers.auth_update({key: value}, OPTIONS)
@@ -192,8 +195,9 @@ class OpenStackClientConfig:
 
     def _region(self, name: str, entry: Mapping[str, Any],
                 profile: tuple[dict[str, Any], str] | None,
-                wanted: str | None) -> tuple[dict[str, Any], str]:
-        """``_get_region``: the wanted region of the known ones, else the first."""
+                wanted: str | None) -> tuple[dict[str, Any], str, str]:
+        """``_get_region``: the wanted region of the known ones, else the first; with
+        where its name came from and where the region list is."""
         src = self.sources[name]
         known: list[dict[str, Any]]
         where: str
@@ -215,14 +219,15 @@ class OpenStackClientConfig:
         if wanted:
             for region in known:
                 if region["name"] == wanted:
-                    return region, OPTIONS
+                    return region, OPTIONS, where
             if known:
                 listed = ",".join(str(r["name"]) for r in known)
                 raise ConfigError(f"region {wanted!r} is not a region of cloud {name!r}; "
                                   f"its regions are {listed} (names are case sensitive)",
                                   key="region_name")
-            return {"name": wanted, "values": {}}, OPTIONS
-        return (known[0], where) if known else ({"name": "", "values": {}}, DEFAULT)
+            return {"name": wanted, "values": {}}, OPTIONS, OPTIONS
+        return (known[0], where, where) if known else ({"name": "", "values": {}}, DEFAULT,
+                                                        DEFAULT)
 
     def _finish(self, name: str, layers: _Layers) -> ResolvedCloud:
         config, src = layers.config, layers.src
