@@ -144,7 +144,17 @@ class DataSource:
     path: Path | None = None
 
     def chunks(self) -> Iterator[bytes]:
-        return self._open()
+        return self._reading(self._open())
+
+    def _reading(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        # An OS error while reading the source is the source's, not the destination's: a
+        # failing disk under the input file must not read as a full or broken store.
+        where = repr(str(self.path)) if self.path is not None else f"the {self.name} data"
+        try:
+            yield from chunks
+        except OSError as exc:
+            raise TransferError(f"cannot read {where}: {exc.strerror or exc}",
+                                hint="check the source; nothing was stored") from exc
 
 
 class UnreadableSource(InvalidImageData, TypeError):
@@ -175,7 +185,7 @@ def open_source(data: Source, name: str = "image") -> DataSource:
     if hasattr(data, "read"):
         fh: IO[bytes] = data  # type: ignore[assignment]
         if isinstance(fh, io.TextIOBase):
-            raise InvalidImageData("image data must be opened in binary mode ('rb')")
+            raise UnreadableSource("image data must be opened in binary mode ('rb')")
         size: int | None = None
         with contextlib.suppress(OSError, AttributeError, ValueError):
             size = os.fstat(fh.fileno()).st_size - fh.tell()
@@ -197,7 +207,7 @@ def open_source(data: Source, name: str = "image") -> DataSource:
                 raise TransferError("an iterator can be read once; pass a path to retry")
             for chunk in chunks_once.pop():
                 if not isinstance(chunk, bytes | bytearray | memoryview):
-                    raise InvalidImageData(
+                    raise UnreadableSource(
                         f"image data iterables must yield bytes, got {type(chunk).__name__}")
                 yield bytes(chunk)
 

@@ -302,3 +302,36 @@ def test_hub_clouds_is_a_list_not_a_string(tmp_path: Path) -> None:
         imagehub.Hub(imagehub.load_config(config), clouds="lab")
     assert isinstance(exc.value, TypeError)
     assert imagehub.Hub(imagehub.load_config(config), clouds=["lab"]).clouds == ["lab"]
+
+
+@pytest.mark.parametrize("data", [["text"], [1, 2], [None]])
+def test_iterables_of_non_bytes_are_type_errors(tmp_path: Path, data: Any) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    with pytest.raises(imagehub.InvalidImageData) as exc:
+        store.create(data, name="x")
+    assert isinstance(exc.value, TypeError)
+    assert list(store.all()) == [] and list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_text_file_objects_are_type_errors(tmp_path: Path) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    source = tmp_path / "img"
+    source.write_bytes(b"bytes")
+    with source.open(encoding="ascii") as text, pytest.raises(imagehub.InvalidImageData) as exc:
+        store.create(text, name="x")
+    assert isinstance(exc.value, TypeError)
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs /proc/self/mem")
+def test_a_source_that_fails_to_read_is_not_blamed_on_the_store(tmp_path: Path) -> None:
+    # Reading /proc/self/mem at offset 0 fails with EIO: a real failing source. It was
+    # reported as "local store ...: writing an upload failed".
+    store = LocalManager(path=tmp_path / "s")
+    for source in ("/proc/self/mem", Path("/proc/self/mem")):
+        with pytest.raises(imagehub.TransferError) as exc:
+            store.create(source, name="x")
+        assert "/proc/self/mem" in str(exc.value) and "local store" not in str(exc.value)
+    with open("/proc/self/mem", "rb") as fh, pytest.raises(imagehub.TransferError):
+        store.create(fh, name="x")
+    assert list(store.all()) == [] and list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert list((tmp_path / "s" / "blobs" / "sha256").iterdir()) == []
