@@ -16,8 +16,8 @@ MASK = "***"
 # scheme://user:password@  (the password may hold anything but '@', '/' and spaces)
 _USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*:)[^@/\s]+@")
 _SECRET_QUERY = re.compile(
-    r"(?P<head>[?&;](?:[A-Za-z0-9_.-]*(?:token|pass(?:word)?|secret|key|sig(?:nature)?"
-    r"|credential|auth)[A-Za-z0-9_.-]*)=)[^&;#\s'\")]+", re.IGNORECASE)
+    r"(?P<head>[?&;](?!sort_key=)(?:[A-Za-z0-9_.-]*(?:token|pass(?:word)?|secret|key"
+    r"|sig(?:nature)?|credential|auth)[A-Za-z0-9_.-]*)=)[^&;#\s'\")]+", re.IGNORECASE)
 
 
 def redact_urls(text: str) -> str:

@@ -24,6 +24,7 @@ SECRETS = ("hunter2", "sekrit1", "sekrit3")
     ("https://k/v3?token=abc&region=r1", "https://k/v3?token=***&region=r1"),
     ("https://k/v3?X-Amz-Signature=abc;Password=x", "https://k/v3?X-Amz-Signature=***;Password=***"),
     ("https://user@k.example/v3", "https://user@k.example/v3"),
+    ("https://g/v2/images?sort_key=name&limit=5", "https://g/v2/images?sort_key=name&limit=5"),
     ("no url here, key=value", "no url here, key=value"),
 ])
 def test_url_secrets_are_masked(text: str, shown: str) -> None:
