@@ -48,3 +48,19 @@ def test_a_closed_stdout_is_one_line(config: Path, args: list[str]) -> None:
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert "standard output" in done.stderr
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_an_export_to_a_file_succeeds_whatever_stdout_is(config: Path, tmp_path: Path,
+                                                         closed: bool) -> None:
+    # The saved path is only a note on stdout; losing it must not fail a good export.
+    target = tmp_path / f"out-{closed}.img"
+    if closed:
+        done = _run(config, ["export", "one", "-o", str(target)], None, close_stdout=True)
+    else:
+        with open("/dev/full", "wb") as full:
+            done = _run(config, ["export", "one", "-o", str(target)], full.fileno(),
+                        close_stdout=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert target.stat().st_size == 4000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from .app import (
     IMAGE_COLUMNS,
     State,
     cli,
-    echo_out,
     emit,
     parse_pairs,
     pass_state,
@@ -164,11 +164,11 @@ def export(state: State, ref: str, output: str | None, force: bool) -> None:
         target = output or (default if len(stream.parts) == 1 else f"{default}.parts")
         written = stream.save(target, force=force, progress=progress)
     if not state.quiet:
-        for path in written:
-            if state.format == "table":
-                echo_out(printable(str(path)))
-            else:
-                click.echo(printable(str(path)), err=True)
+        # Only a note: the image is saved, and a closed or full stdout must not turn that
+        # success into exit status 1.
+        with contextlib.suppress(OSError):
+            for path in written:
+                click.echo(printable(str(path)), err=state.format != "table")
 
 
 @cli.command()
