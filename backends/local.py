@@ -138,33 +138,60 @@ class LocalManager(ImageManager):
         self.root = Path(path) if path is not None else default_path()
         self.project = project
         self.recovered = StoreReport()
+        # A store on read-only media (a mounted archive, a backup disk) can still be listed,
+        # exported and verified; writes are refused as such, never as catalog damage.
+        self.read_only = (self.root / "catalog.sqlite").is_file() and not (
+            os.access(self.root, os.W_OK) and os.access(self.root / "catalog.sqlite", os.W_OK))
         try:
-            for sub in ("blobs/sha256", "tmp"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
-            with self._db() as db:
-                db.executescript(_SCHEMA)
+            if not self.read_only:
+                for sub in ("blobs/sha256", "tmp"):
+                    (self.root / sub).mkdir(parents=True, exist_ok=True)
+                with self._db() as db:
+                    db.executescript(_SCHEMA)
         except ImageHubError:
             raise
         except (OSError, sqlite3.Error) as exc:
             raise ImageHubError(f"cannot open the local store at {str(self.root)!r}: {exc}",
                                 backend=self.name,
                                 hint="check the 'path' option and its permissions") from exc
-        self.recover()
+        if not self.read_only:
+            self.recover()
 
     # -- storage plumbing -----------------------------------------------------------------
     @contextlib.contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         # One short-lived connection per call: safe across threads and processes; WAL and
         # a long busy timeout let concurrent CLI processes queue instead of failing.
+        if write and self.read_only:
+            raise PermissionDenied(f"local store {str(self.root)!r} is read-only; nothing was "
+                                   "changed", backend=self.name,
+                                   hint="remount it read-write, or copy the images elsewhere "
+                                        "with 'imagehub migrate'")
         try:
-            conn = sqlite3.connect(self.root / "catalog.sqlite", timeout=60,
-                                   isolation_level=None)
+            if self.read_only:
+                wal = self.root / "catalog.sqlite-wal"
+                if wal.exists() and wal.stat().st_size:
+                    # immutable mode would ignore it, and show the catalog as it was before
+                    # the last changes: images would seem missing.
+                    raise BackendError(
+                        f"local store {str(self.root)!r} is read-only and its catalog has "
+                        f"changes not yet merged ({wal.name})", backend=self.name,
+                        hint="open the store once where it is writable (any imagehub "
+                             "command), then read it read-only")
+                # immutable: no -shm/-wal can be made here, and nobody writes meanwhile.
+                uri = Path(self.root / "catalog.sqlite").absolute().as_uri()
+                conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True,
+                                       isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.root / "catalog.sqlite", timeout=60,
+                                       isolation_level=None)
         except sqlite3.Error as exc:
             raise self._catalog_error(exc) from exc
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_mode = WAL")
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
             if write:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -193,19 +220,38 @@ class LocalManager(ImageManager):
             return BackendError(f"local store {str(self.root)!r} is busy ({text})",
                                 backend=self.name, hint="try again when the other process "
                                 "using it has finished")
+        if isinstance(exc, sqlite3.OperationalError) and (
+                "unable to open" in text or "readonly" in text or "read-only" in text):
+            # Permissions or a read-only mount: the catalog is fine, and advice to restore
+            # it from a backup would lose what was stored since.
+            return BackendError(f"local store {str(self.root)!r}: cannot open or write its "
+                                f"catalog {where!r} ({text})", backend=self.name,
+                                hint="check that the store and catalog.sqlite are readable "
+                                     "and writable, and that the file system is mounted "
+                                     "read-write")
         if isinstance(exc, sqlite3.IntegrityError):
             return ImageConflict(f"local store {str(self.root)!r}: {text}", backend=self.name)
         if isinstance(exc, sqlite3.OperationalError) and "I/O error" in text:
             return BackendError(f"local store {str(self.root)!r}: cannot read or write its "
                                 f"catalog {where!r} ({text})", backend=self.name,
                                 hint="check the disk and the file system it is on")
+        if self.read_only and isinstance(exc, sqlite3.DatabaseError):
+            # Read without locks (nothing can be locked here): a writer elsewhere may have
+            # changed it under us. Not proof of damage; restoring a backup would lose data.
+            return BackendError(f"local store {str(self.root)!r} is read-only here and its "
+                                f"catalog could not be read ({text})", backend=self.name,
+                                hint="if another machine writes to it, try again when it "
+                                     "is done; else open it where it is writable and run "
+                                     "'imagehub verify --all'")
         if isinstance(exc, sqlite3.DatabaseError | ValueError | TypeError | KeyError):
             return BackendError(
                 f"local store {str(self.root)!r}: its catalog {where!r} is damaged ({text})",
                 backend=self.name,
                 hint="restore catalog.sqlite from a backup, or recover it with "
                      "'sqlite3 catalog.sqlite .recover'; the image bytes under blobs/ are "
-                     "untouched; then run 'imagehub verify --all'")
+                     "untouched; then run 'imagehub verify --all', and keep the orphan "
+                     "blobs it reports (images the restored catalog does not know): "
+                     "re-create them from blobs/sha256/ before any --repair")
         return BackendError(f"local store {str(self.root)!r}: {text}", backend=self.name)
 
     def _os_error(self, exc: OSError, doing: str) -> ImageHubError:
@@ -238,6 +284,11 @@ class LocalManager(ImageManager):
         removed: list[str] = []
         for row in db.execute("SELECT rowid, digest, tmp FROM pending").fetchall():
             digest, tmp = str(row["digest"]), str(row["tmp"])
+            if not _is_digest(digest):
+                # A damaged part row's digest names no file: nothing to reclaim, and a
+                # note that can never be acted on must not block every later open.
+                db.execute("DELETE FROM pending WHERE rowid = ?", (row["rowid"],))
+                continue
             blob = self._blob(digest)
             if tmp and (_is_locked(self.root / "tmp" / tmp) or _is_locked(blob)):
                 continue  # a live create between its two commits
@@ -256,8 +307,9 @@ class LocalManager(ImageManager):
         """
         report = StoreReport()
         blobs = self.root / "blobs" / "sha256"
-        with self._db(write=True) as db:
-            report.removed += self._reclaim_pending(db)
+        with self._db(write=repair or not self.read_only) as db:
+            if not self.read_only:
+                report.removed += self._reclaim_pending(db)
             wanted: dict[str, list[str]] = {}
             for row in db.execute("SELECT image_id, digest FROM parts"):
                 wanted.setdefault(str(row["digest"]), []).append(str(row["image_id"]))
@@ -282,8 +334,9 @@ class LocalManager(ImageManager):
         return report
 
     def _blob(self, digest: str) -> Path:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ImageHubError(f"corrupt catalog: bad digest {digest!r}", backend=self.name)
+        if not _is_digest(digest):
+            # Never a path from the catalog: a damaged digest names no file.
+            raise self._catalog_error(ValueError(f"a part's digest {digest!r} is not hex"))
         return self.root / "blobs" / "sha256" / digest
 
     # -- records --------------------------------------------------------------------------
@@ -313,6 +366,14 @@ class LocalManager(ImageManager):
         props = json.loads(row["properties"])
         if not isinstance(tags, list) or not isinstance(props, dict):
             raise ValueError("tags or properties are not a JSON list and object")
+        size, checksum = row["size"], row["checksum"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"size {size!r} is not a byte count")
+        # The store writes sha256:HEX only; anything else was damaged, and exporting it
+        # would check the bytes against nothing.
+        algo, _sep, digest = str(checksum).partition(":")
+        if algo != "sha256" or len(digest) != 64 or not set(digest) <= set("0123456789abcdef"):
+            raise ValueError(f"checksum {checksum!r} is not sha256:HEX")
         return Image(
             id=row["id"], name=row["name"], backend=self.name, description=row["description"],
             family=row["family"], version=row["version"], os=row["os"], release=row["release"],
@@ -462,26 +523,26 @@ class LocalManager(ImageManager):
             for alias in spec.aliases:
                 db.execute("INSERT INTO aliases VALUES (?,?,?)", (alias, image_id, None))
             db.executemany("DELETE FROM pending WHERE tmp = ?", [(t,) for t in tmps])
-            # Last before COMMIT: a blob that already exists (same bytes in another image)
-            # is kept as is; a new one is renamed in.
-            placed = False
+            # Last before COMMIT. A blob that already exists (the same bytes in another
+            # image) is replaced too: these bytes were just hashed, while the old file may
+            # have rotted since (a truncated or flipped blob would otherwise be shared by
+            # the new image, which would be broken from its first day). Readers that have
+            # the old file open keep reading it.
             for _part, tmp, digest, _size in staged:
                 blob = self._blob(digest)
-                if blob.exists():
-                    continue
                 try:
                     os.replace(tmp, blob)
                 except OSError as exc:
                     raise self._os_error(exc, "storing an upload") from exc
-                placed = True
-            if placed:
-                _fsync_dir(self.root / "blobs" / "sha256")
+            _fsync_dir(self.root / "blobs" / "sha256")
 
     def _drop_unreferenced(self, digests: Iterable[str], tmps: Iterable[str] = ("",)) -> None:
         wanted = set(digests)
         # Its own write transaction: no create can claim one of these blobs meanwhile.
         with self._db(write=True) as db:
             for digest in wanted:
+                if not _is_digest(digest):
+                    continue
                 if not db.execute("SELECT 1 FROM parts WHERE digest = ?",
                                   (digest,)).fetchone():
                     with contextlib.suppress(FileNotFoundError):
@@ -496,6 +557,10 @@ class LocalManager(ImageManager):
                               (image.id,)).fetchall()
         if not rows:
             raise ImageNotFound(f"image {image.id} has no data", backend=self.name)
+        for r in rows:
+            if isinstance(r["size"], bool) or not isinstance(r["size"], int) or r["size"] < 0:
+                raise self._catalog_error(ValueError(
+                    f"image {image.id!r}: part {r['name']!r} has size {r['size']!r}"))
         handles = []
         try:
             for r in rows:
@@ -547,7 +612,8 @@ class LocalManager(ImageManager):
             digests = [r["digest"] for r in db.execute(
                 "SELECT digest FROM parts WHERE image_id = ?", (image.id,))]
             db.execute("DELETE FROM images WHERE id = ?", (image.id,))
-            db.executemany("INSERT INTO pending VALUES (?, '')", [(d,) for d in digests])
+            db.executemany("INSERT INTO pending VALUES (?, '')",
+                           [(d,) for d in digests if _is_digest(d)])
         # Only once the record is gone for good: a failed commit keeps the image whole, and
         # a crash from here on leaves pending blobs, which the next open reclaims.
         with contextlib.suppress(ImageHubError, OSError):
@@ -650,6 +716,13 @@ class LocalManager(ImageManager):
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, cloud: str) -> LocalManager:
         return cls(cloud=cloud, **options)
+
+
+def _is_digest(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+_HEX = frozenset("0123456789abcdef")
 
 
 def _locked_temp(directory: Path) -> tuple[int, str]:

@@ -3,8 +3,8 @@
 Backends :func:`register` every secret they are configured with (API keys, passwords,
 application-credential secrets) and every token they receive at run time. :func:`redact`
 then replaces each of them, in the spellings a server or library might echo (verbatim,
-JSON-escaped, percent-encoded), plus any URL userinfo and the values of credential
-headers, whatever their origin.
+JSON-escaped, percent-encoded), plus any URL userinfo, credential-looking URL query
+values and the values of credential headers, whatever their origin.
 
 It is applied by :class:`imagehub.errors.ImageHubError` (message, hint, server_message,
 ``str``) and by a log-record factory installed at import, so log records of imagehub and
@@ -37,6 +37,11 @@ _ordered: tuple[str, ...] = ()
 
 # scheme://user:pass@host and scheme://token@host: the userinfo is a credential.
 _USERINFO = re.compile(r"(?<=://)[^/\s@?#'\"<>]+@")
+# Query parameters that carry credentials in signed or token URLs (?token=, ;Password=,
+# X-Amz-Signature=): the value goes, the parameter's name stays to say what was there.
+_SECRET_QUERY = re.compile(
+    r"(?P<head>[?&;](?!sort_key=)(?:[A-Za-z0-9_.-]*(?:token|pass(?:word)?|secret|key"
+    r"|sig(?:nature)?|credential|auth)[A-Za-z0-9_.-]*)=)[^&;#\s'\")]+", re.IGNORECASE)
 # Header values that are credentials, as libraries and echoing servers print them:
 # "Authorization: Bearer x", "'X-Auth-Token': 'x'", "x-subject-token=x".
 _HEADER = re.compile(
@@ -80,6 +85,8 @@ def redact(text: str) -> str:
             text = text.replace(secret, MASK)
     if "://" in text and "@" in text:
         text = _USERINFO.sub(MASK + "@", text)
+    if "=" in text:
+        text = _SECRET_QUERY.sub(lambda m: f"{m['head']}{MASK}", text)
     return _HEADER.sub(_header_mask, text)
 
 

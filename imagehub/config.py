@@ -21,6 +21,7 @@ from ._redact import excerpt
 from .errors import BackendNotFound, BackendUnavailable, ConfigError, ImageHubError
 from .manager import ImageManager, Option
 from .paths import config_home
+from .refs import KNOWN_ALGORITHMS
 from .registry import get_backend, why_not_viable
 
 __all__ = ["CloudConfig", "Config", "default_config_path", "load_config"]
@@ -236,6 +237,12 @@ def parse_config(data: Any, where: str | None = None) -> Config:
         if ":" in name or not name.strip():
             raise ConfigError("cloud names may not be empty or contain ':'", path=where,
                               cloud=name)
+        if name.lower() in KNOWN_ALGORITHMS:
+            # "sha256:ab12..." must stay a checksum ref, never "image ab12... in cloud
+            # sha256": a delete would act on another cloud than the user meant.
+            raise ConfigError(f"cloud name {name!r} is a checksum algorithm's, which refs "
+                              "use as ALGO:HEX", path=where, cloud=name,
+                              hint="choose another name")
         if not isinstance(body, dict):
             raise ConfigError("each cloud must be a mapping", path=where, cloud=name)
         backend = body.get("backend")

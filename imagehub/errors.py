@@ -100,7 +100,7 @@ class ImageHubError(Exception):
         super().__init__(message)
         self.message = message
         self.backend = backend
-        self.server_message = server_message
+        self.server_message = redact(server_message) if server_message else server_message
         self.status_code = status_code
         self.hint = hint
 

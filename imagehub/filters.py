@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import InvalidArgument
-from .models import Image
+from .models import Image, Visibility, parse_datetime
 
 __all__ = ["FIELD_KEYS", "SORT_KEYS", "SPECIAL_KEYS", "Filters", "prepare", "sort_images"]
 
@@ -36,7 +36,14 @@ FIELD_KEYS = frozenset({
     "status", "owner", "size",
 })
 SPECIAL_KEYS = frozenset({"alias", "tag", "public", "member_status", "size_min", "size_max",
-                          "sort_key", "sort_dir"})
+                          "sort_key", "sort_dir", "created_at", "updated_at"})
+#: Glance's comparison syntax for times (``created_at=gte:2024-01-01``), applied on the
+#: client where a server cannot; a bare time means ``eq:``
+TIME_KEYS = frozenset({"created_at", "updated_at"})
+TIME_OPERATORS = ("gt", "gte", "lt", "lte", "eq", "neq")
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+MEMBER_STATUSES = ("accepted", "rejected", "pending", "all")
 SORT_KEYS = FIELD_KEYS | {"created_at", "updated_at"}
 # Sort keys a server that takes ``sort_key`` (Glance) can apply itself, so that pages of
 # list(limit, marker) follow the asked-for order; others are sorted here.
@@ -95,6 +102,52 @@ def _int(key: str, value: Any) -> int:
     return number
 
 
+def _one_value(key: str, value: Any) -> Any:
+    """A filter value checked against what its key can hold, in one spelling.
+
+    A value no image can have (``visibility=everyone``, ``public=maybe``, ``size=big``)
+    used to list nothing, or everything, without a word.
+    """
+    if key == "visibility":
+        text = str(value.value if isinstance(value, Visibility) else value).lower()
+        if text not in {v.value for v in Visibility}:
+            raise InvalidArgument(f"filter 'visibility' must be one of "
+                                  f"{', '.join(v.value for v in Visibility)}, got {value!r}")
+        return text
+    if key == "public":
+        text = str(value).lower()
+        if text not in (*_TRUE, *_FALSE):
+            raise InvalidArgument(f"filter 'public' must be true or false, got {value!r}")
+        return "true" if text in _TRUE else "false"
+    if key == "member_status":
+        text = str(value.value if hasattr(value, "value") else value).lower()
+        if text not in MEMBER_STATUSES:
+            raise InvalidArgument(f"filter 'member_status' must be one of "
+                                  f"{', '.join(MEMBER_STATUSES)}, got {value!r}")
+        return text
+    if key == "size":
+        return str(_int(key, value))
+    if key in TIME_KEYS:
+        return _time_filter(key, value)
+    return value
+
+
+def _time_filter(key: str, value: Any) -> str:
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    op, sep, when = text.partition(":")
+    if not sep or op not in TIME_OPERATORS:
+        op, when = "eq", text
+    try:
+        parsed = parse_datetime(when)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise InvalidArgument(f"filter {key!r} takes [OP:]TIME (OP one of "
+                              f"{', '.join(TIME_OPERATORS)}; TIME in ISO 8601), got {value!r}",
+                              hint=f"e.g. {key}=gte:2024-01-01T00:00:00Z")
+    return f"{op}:{when}"
+
+
 def prepare(filters: Mapping[str, Any], server_keys: frozenset[str],
             server_ok: Callable[[str, Any], bool] | None = None) -> Filters:
     """Check ``filters`` against the vocabulary and split them for a backend.
@@ -130,6 +183,8 @@ def prepare(filters: Mapping[str, Any], server_keys: frozenset[str],
             continue
         if key in ("size_min", "size_max"):
             value = _int(key, value)
+        value = tuple(_one_value(key, v) for v in value) if isinstance(value, tuple) \
+            else _one_value(key, value)
         if key.startswith("properties."):
             if not key[len("properties."):]:
                 raise InvalidArgument("filter 'properties.' needs a property name")

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .config import Config, load_config
-from .errors import ImageHubError, ImageNotFound, InvalidArgument
-from .manager import Capability, ImageManager
+from .errors import ImageHubError, ImageNotFound, InvalidArgument, InvalidArgumentType
+from .manager import Capability, ImageManager, _check_text
 from .models import Image, latest
 from .refs import split_ref
 
@@ -75,6 +75,10 @@ class Hub:
     def __init__(self, config: Config | str | os.PathLike[str] | None = None,
                  clouds: Sequence[str] | None = None, *, max_workers: int = 16) -> None:
         self.config = config if isinstance(config, Config) else load_config(config)
+        if isinstance(clouds, str | bytes):
+            # One string is iterable too: Hub(clouds="lab") must not mean clouds l, a, b.
+            raise InvalidArgumentType(f"clouds must be a list of cloud names, got {clouds!r}",
+                                      hint=f"pass clouds=[{clouds!r}]")
         self.clouds = list(clouds) if clouds is not None else list(self.config.clouds)
         for name in self.clouds:
             self.config.cloud(name)  # unknown names fail now, with the configured list
@@ -105,6 +109,8 @@ class Hub:
 
     def all(self, *, latest: bool = False, **filters: Any) -> HubListing:
         """Every image of every cloud, listed concurrently; each image knows its cloud."""
+        if not isinstance(latest, bool):
+            raise InvalidArgumentType(f"latest must be True or False, got {latest!r}")
         images: list[Image] = []
         failures: list[CloudFailure] = []
         workers = max(1, min(self._max_workers, len(self.clouds)))
@@ -134,6 +140,10 @@ class Hub:
     def latest_listing(self, family: str, *, architecture: str | None = None,
                        region: str | None = None) -> HubListing:
         """The newest image of ``family`` (zero or one) beside the clouds that failed."""
+        _check_text("family", family)
+        for kind, value in (("architecture", architecture), ("region", region)):
+            if value is not None:
+                _check_text(kind, value)
         filters: dict[str, Any] = {"family": family}
         if architecture:
             filters["architecture"] = architecture
@@ -163,6 +173,7 @@ class Hub:
 
     def get(self, ref: str) -> Image:
         """An image by ``CLOUD:REF`` (a bare ref means the default cloud)."""
+        _check_text("image reference", ref)
         cloud, bare = split_ref(ref, self.config.clouds)
         return self.manager(cloud or self.config.default).get(bare)
 

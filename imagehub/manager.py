@@ -248,7 +248,8 @@ def resolve_ref(candidates: Iterable[Image], ref: str, *, backend: str = "") -> 
         lambda i: i.id == ref,
         lambda i: ref in i.aliases,
         lambda i: i.name == ref,
-        lambda i: prefix_matches(ref, i.id, i.checksum),
+        lambda i: prefix_matches(ref, i.id, i.checksum) or any(
+            prefix_matches(ref, "", c) for c in _other_checksums(i)),
     )
     for rule in rules:
         found = {i.id: i for i in pool if rule(i)}
@@ -494,6 +495,8 @@ class ImageManager(ManagerSpellings, abc.ABC):
         if properties is not None and not isinstance(properties, Mapping):
             raise InvalidArgumentType(
                 f"properties must be a mapping, got {type(properties).__name__}")
+        for key in properties or {}:
+            _check_text("property name", key)
         if timeout is not None and (isinstance(timeout, bool)
                                     or not isinstance(timeout, int | float)):
             raise InvalidArgumentType(f"timeout must be a number, got {timeout!r}")
@@ -583,6 +586,9 @@ class ImageManager(ManagerSpellings, abc.ABC):
                   description: str | None = None) -> Image:
         self.require(Capability.ALIASES, "add_alias")
         _check_alias(name)
+        if description is not None and not isinstance(description, str):
+            raise InvalidArgumentType(f"alias description must be a string, got "
+                                      f"{type(description).__name__}")
         target = self.resolve(image)
         self._add_alias(target, name, description)
         return self.get(target.id)
@@ -862,6 +868,17 @@ class ImageManager(ManagerSpellings, abc.ABC):
         raise UnsupportedOperation(self.name, "launch", self.unsupported_reason)
 
 
+def _other_checksums(image: Image) -> list[str]:
+    # Glance keeps an md5 ``checksum`` beside its os_hash (sha512), which becomes
+    # Image.checksum; "md5:<what openstack image show prints>" must find the image too.
+    raw = image.raw if isinstance(image.raw, Mapping) else {}
+    md5 = raw.get("checksum")
+    if isinstance(md5, str) and len(md5) == 32 and image.checksum != f"md5:{md5}" \
+            and all(c in "0123456789abcdefABCDEF" for c in md5):
+        return [f"md5:{md5}"]
+    return []
+
+
 def _check_alias(alias: str) -> None:
     _check_text("alias", alias)
     # "ubuntu/22.04" is a normal LXD alias, but no alias may read as a path that climbs
@@ -872,7 +889,7 @@ def _check_alias(alias: str) -> None:
                               "backslashes, or empty, '.' or '..' path segments")
 
 
-def _strings(kind: str, values: Any) -> tuple[str, ...]:
+def _strings(kind: str, values: Any, *, kind_one: str | None = None) -> tuple[str, ...]:
     # A lone string is iterable too: "abc" must not become the aliases a, b and c.
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise InvalidArgumentType(f"{kind} must be a list of strings, got "
@@ -880,7 +897,7 @@ def _strings(kind: str, values: Any) -> tuple[str, ...]:
                                   hint=f"pass {kind}=[{values!r}] for a single one")
     items = tuple(values)
     for item in items:
-        _check_text(kind[:-1], item)
+        _check_text(kind_one or kind[:-1], item)
     repeated = sorted({i for i in items if items.count(i) > 1})
     if repeated:
         raise InvalidArgument(f"{kind} repeat {', '.join(map(repr, repeated))}")

@@ -353,6 +353,8 @@ def matches(image: Image, filters: Mapping[str, Any]) -> bool:
 
 
 def _matches_one(image: Image, key: str, want: str) -> bool:
+    if key in ("created_at", "updated_at"):
+        return _time_matches(getattr(image, key), want)
     if key == "alias":
         return want in image.aliases
     if key == "tag":
@@ -368,6 +370,21 @@ def _matches_one(image: Image, key: str, want: str) -> bool:
         value = value.value if isinstance(value, enum.Enum) else value
         return value is not None and str(value) == want
     return image.properties.get(key) == want
+
+
+def _time_matches(have: _dt.datetime | None, wanted: str) -> bool:
+    # ``OP:TIME`` as imagehub.filters.prepare normalised it (Glance's syntax).
+    op, sep, when = wanted.partition(":")
+    if not sep or op not in ("gt", "gte", "lt", "lte", "eq", "neq"):
+        op, when = "eq", wanted
+    try:
+        limit = parse_datetime(when)
+    except ValueError:
+        return False
+    if have is None or limit is None:
+        return False
+    return {"gt": have > limit, "gte": have >= limit, "lt": have < limit,
+            "lte": have <= limit, "eq": have == limit, "neq": have != limit}[op]
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Image) if not f.name.startswith("_"))

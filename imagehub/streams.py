@@ -20,8 +20,8 @@ from types import TracebackType
 from typing import IO, Any, BinaryIO
 
 from .compat import StreamSpellings, accepts_seed_keywords
-from .errors import ChecksumMismatch, InvalidImageData, TransferError
-from .writes import atomic_write, check_target, output_error
+from .errors import BackendError, ChecksumMismatch, InvalidArgument, InvalidImageData, TransferError
+from .writes import StagedFile, atomic_write, check_target, output_error
 
 __all__ = [
     "CHUNK_SIZE",
@@ -37,9 +37,12 @@ __all__ = [
     "overlap",
     "parse_checksum",
     "read_chunks",
+    "safe_filename",
     "sized",
 ]
 
+# Fixed-length digests hashlib always has (shake_* need a length, so are no checksum here).
+_CHECKABLE = frozenset(a for a in hashlib.algorithms_guaranteed if not a.startswith("shake"))
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough for syscalls to vanish, small enough to stay flat
 
 Source = str | os.PathLike[str] | BinaryIO | IO[bytes] | bytes | Iterable[bytes]
@@ -188,7 +191,22 @@ class DataSource:
     path: Path | None = None
 
     def chunks(self) -> Iterator[bytes]:
-        return self._open()
+        return self._reading(self._open())
+
+    def _reading(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        # An OS error while reading the source is the source's, not the destination's: a
+        # failing disk under the input file must not read as a full or broken store.
+        where = repr(str(self.path)) if self.path is not None else f"the {self.name} data"
+        try:
+            yield from chunks
+        except OSError as exc:
+            raise TransferError(f"cannot read {where}: {exc.strerror or exc}",
+                                hint="check the source; nothing was stored") from exc
+
+
+class UnreadableSource(InvalidImageData, TypeError):
+    """Image data of a type imagehub cannot read (an int, a str of text ...): the caller's
+    wrong-typed argument, so also a TypeError as the Python API promises."""
 
 
 def open_source(data: Source, name: str = "image") -> DataSource:
@@ -219,7 +237,7 @@ def open_source(data: Source, name: str = "image") -> DataSource:
     if hasattr(data, "read"):
         fh: IO[bytes] = data  # type: ignore[assignment]
         if isinstance(fh, io.TextIOBase):
-            raise InvalidImageData("image data must be opened in binary mode ('rb')")
+            raise UnreadableSource("image data must be opened in binary mode ('rb')")
         size: int | None = None
         with contextlib.suppress(OSError, AttributeError, ValueError):
             size = os.fstat(fh.fileno()).st_size - fh.tell()
@@ -241,7 +259,7 @@ def open_source(data: Source, name: str = "image") -> DataSource:
                 raise TransferError("an iterator can be read once; pass a path to retry")
             for chunk in chunks_once.pop():
                 if not isinstance(chunk, bytes | bytearray | memoryview):
-                    raise InvalidImageData(
+                    raise UnreadableSource(
                         f"image data iterables must yield bytes, got {type(chunk).__name__}")
                 yield bytes(chunk)
 
@@ -251,7 +269,7 @@ def open_source(data: Source, name: str = "image") -> DataSource:
         known = declared if isinstance(declared, int) and not isinstance(declared, bool) \
             else None
         return DataSource(name=name, size=known, _open=from_iter)
-    raise InvalidImageData(f"cannot read image data from {type(data).__name__}",
+    raise UnreadableSource(f"cannot read image data from {type(data).__name__}",
                            hint="pass a path, a binary file object or an iterable of bytes")
 
 
@@ -324,6 +342,21 @@ class ImageStream(StreamSpellings):
             raise TransferError("an ImageStream can be read once; export again to re-read")
         self._consumed = True
 
+    def _algorithm(self, checksum: str) -> str:
+        # What a server (or a damaged record) promised must be checkable, or the export is
+        # refused in one line: a promise imagehub cannot check is no verification at all.
+        try:
+            algo = parse_checksum(checksum)[0]
+        except ValueError:
+            algo = ""
+        if algo not in _CHECKABLE:
+            raise BackendError(f"the image's checksum {checksum!r} is not one imagehub can "
+                               "check (ALGO:HEX with ALGO one of "
+                               f"{', '.join(sorted(_CHECKABLE))})", backend=self.backend,
+                               hint="the record is damaged or the server misbehaves; "
+                                    "nothing was written")
+        return algo
+
     def iter_parts(self, progress: ProgressCallback | None = None, *, sha256: bool = True
                    ) -> Iterator[tuple[StreamPart, Iterator[bytes]]]:
         """Yield each part with a verifying chunk iterator; the whole is verified at the end.
@@ -332,10 +365,10 @@ class ImageStream(StreamSpellings):
         CPU-bound, and a Glance download already checks sha512 and md5.
         """
         self._take()
-        algos = {parse_checksum(c)[0] for c in self.expected} | ({"sha256"} if sha256 else set())
+        algos = {self._algorithm(c) for c in self.expected} | ({"sha256"} if sha256 else set())
         whole = Hasher(algos, threads=self._hash_threads)
         for part in self.parts:
-            part_hasher = Hasher([parse_checksum(part.checksum)[0]]) if part.checksum else None
+            part_hasher = Hasher([self._algorithm(part.checksum)]) if part.checksum else None
 
             def chunks(part: StreamPart = part, ph: Hasher | None = part_hasher
                        ) -> Iterator[bytes]:
@@ -389,8 +422,13 @@ class ImageStream(StreamSpellings):
                 except OSError as exc:
                     raise output_error(exc, where) from exc
                 return []
+            if not os.fspath(target):
+                raise InvalidArgument("the output path is empty",
+                                      hint="name a file or directory, or '-' for stdout")
             dest = Path(target)
-            if len(self.parts) > 1 or dest.is_dir():
+            # "out/" names a directory, as it does to cp: never the file "out".
+            as_dir = os.fspath(target).endswith(("/", os.sep))
+            if len(self.parts) > 1 or as_dir or dest.is_dir():
                 return self._save_dir(dest, force=force, progress=progress)
             with atomic_write(dest, force=force) as out:
                 for chunk in self.iter_bytes(progress, sha256=False):
@@ -401,26 +439,58 @@ class ImageStream(StreamSpellings):
 
     def _save_dir(self, directory: Path, *, force: bool,
                   progress: ProgressCallback | None) -> list[Path]:
+        made = _missing_ancestor(directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise output_error(exc, directory, "create the directory") from exc
-        written: list[Path] = []
+        except ValueError as exc:
+            raise InvalidArgument(f"cannot write {str(directory)!r}: {exc}") from None
         names = _part_filenames(self.parts)
-        for name in names:
-            # Refuse before any byte moves: a clash found only at the end would leave the
-            # parts placed before it behind, half an image.
-            check_target(directory / name, force)
-        # Every part stays a temp file until the ExitStack closes, which happens only after
-        # iter_parts has verified the whole image: a mismatch leaves no file behind.
-        with contextlib.ExitStack() as stack:
+        staged: list[StagedFile] = []
+        try:
+            for name in names:
+                # Refuse before any byte moves: a clash found only at the end would leave
+                # the parts placed before it behind, half an image.
+                check_target(directory / name, force)
             for index, (_part, chunks) in enumerate(self.iter_parts(progress, sha256=False)):
-                path = directory / names[index]
-                out = stack.enter_context(atomic_write(path, force=force))
+                out = StagedFile(directory / names[index], force=force)
+                staged.append(out)
                 for chunk in chunks:
                     out.write(chunk)
-                written.append(path)
-        return written
+                out.finish()
+            # iter_parts has now verified the whole image. Place every part, or none: a
+            # name that appeared meanwhile takes back the parts already placed.
+            for out in staged:
+                out.place()
+        except BaseException:
+            for out in staged:
+                out.take_back()
+                out.discard()
+            if made is not None:
+                _remove_empty_dirs(directory, made)
+            raise
+        return [directory / name for name in names]
+
+
+def _missing_ancestor(directory: Path) -> Path | None:
+    """The outermost directory of ``directory``'s path that does not exist yet."""
+    missing = None
+    with contextlib.suppress(OSError, ValueError):
+        for path in (directory, *directory.parents):
+            if os.path.lexists(path):
+                break
+            missing = path
+    return missing
+
+
+def _remove_empty_dirs(directory: Path, top: Path) -> None:
+    # Only what this export created, and only while empty: nothing half-made is left.
+    with contextlib.suppress(OSError):
+        for path in (directory, *directory.parents):
+            path.rmdir()
+            if path == top:
+                return
 
 
 def _part_filenames(parts: Sequence[StreamPart]) -> list[str]:
@@ -431,19 +501,19 @@ def _part_filenames(parts: Sequence[StreamPart]) -> list[str]:
     """
     names: list[str] = []
     for part in parts:
-        base = _safe_filename(part.filename or part.name)
+        base = safe_filename(part.filename or part.name)
         candidate, n = base, 1
         while candidate in names:
-            candidate = _safe_filename(f"{part.name}-{base}" if n == 1 else f"{n}-{base}")
+            candidate = safe_filename(f"{part.name}-{base}" if n == 1 else f"{n}-{base}")
             n += 1
         names.append(candidate)
     return names
 
 
-def _safe_filename(name: str) -> str:
-    # A server-supplied part name must not write outside the chosen directory.
+def safe_filename(name: str) -> str:
+    """A server-supplied name as one file name in the chosen directory, never a path."""
     cleaned = os.path.basename(name.replace("\\", "/"))
-    if cleaned in ("", ".", ".."):
+    if cleaned in ("", ".", "..") or "\0" in cleaned:
         raise InvalidImageData(f"refusing unsafe part file name {name!r}")
     return cleaned
 

@@ -24,11 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import OutputError
+from .errors import InvalidArgument, OutputError
 
-__all__ = ["TEMP_MARK", "atomic_write", "check_target", "output_error", "umask"]
+__all__ = ["TEMP_MARK", "StagedFile", "atomic_write", "check_target", "output_error",
+           "temp_prefix", "umask"]
 
 TEMP_MARK = ".imagehub-"
+# Bytes of the target's name kept in a temp name: with the mark, 8 random characters and
+# ".part", a temp name stays under NAME_MAX (255) whatever the target's name.
+_NAME_ROOM = 200
 
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket",
@@ -80,6 +84,8 @@ def check_target(target: Path, force: bool) -> tuple[Path, int | None]:
         return target, None
     except OSError as exc:
         raise output_error(exc, target) from exc
+    except ValueError as exc:  # an embedded NUL: no file system takes it
+        raise InvalidArgument(f"cannot write {str(target)!r}: {exc}") from None
     if not stat.S_ISREG(st.st_mode):
         kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
         raise OutputError(f"{str(target)!r} is {kind}; imagehub writes only regular files",
@@ -93,9 +99,16 @@ def check_target(target: Path, force: bool) -> tuple[Path, int | None]:
     return Path(os.path.realpath(target)), stat.S_IMODE(st.st_mode) & 0o777
 
 
+def temp_prefix(name: str) -> str:
+    """The temp-file prefix for target ``name``: ``.NAME.imagehub-``, with NAME cut short
+    enough that the temp name still fits where the target's own (up to 255 bytes) fits."""
+    head = os.fsdecode(os.fsencode(f".{name}")[:_NAME_ROOM])
+    return f"{head}{TEMP_MARK}"
+
+
 def _remove_stale(parent: Path, name: str) -> None:
     # Temp files of killed exports to this same target: unlocked means nobody writes them.
-    prefix = f".{name}{TEMP_MARK}"
+    prefix = temp_prefix(name)
     with contextlib.suppress(OSError):
         for entry in parent.iterdir():
             if not (entry.name.startswith(prefix) and entry.name.endswith(".part")):
@@ -114,36 +127,109 @@ def _remove_stale(parent: Path, name: str) -> None:
                 os.close(fd)
 
 
+class StagedFile:
+    """A locked temp file beside ``path`` that becomes ``path`` only on ``place()``.
+
+    Split exports stage every part first and place them only once the whole image has
+    verified, so a failure (a checksum, a name that appeared meanwhile) leaves none.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, force: bool = False) -> None:
+        self.requested = Path(path)
+        self.force = force
+        self.target, mode = check_target(self.requested, force)
+        self.claimed = False  # placed on a name nothing held: ours to take back
+        parent = self.target.parent if str(self.target.parent) else Path(".")
+        _remove_stale(parent, self.target.name)
+        fd = self._locked_temp(parent)
+        try:
+            os.fchmod(fd, mode if mode is not None else 0o666 & ~umask())
+            self.file: BinaryIO = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            raise
+
+    def _locked_temp(self, parent: Path) -> int:
+        # Between mkstemp and flock the new file is unlocked, and a concurrent export to
+        # the same target may take it for a stale one and unlink it; then start over.
+        while True:
+            try:
+                fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(self.target.name),
+                                                suffix=".part", dir=parent)
+            except OSError as exc:
+                raise output_error(exc, self.requested) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.tmp)
+                raise output_error(exc, self.requested) from exc
+            try:
+                if os.stat(self.tmp).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self.file.write(chunk)
+        except OSError as exc:
+            raise output_error(exc, self.requested) from exc
+
+    def finish(self) -> None:
+        """Flush and fsync the bytes. The file stays open, and so locked, until it is
+        placed or discarded: unlocked, a concurrent export to the same target would take
+        it for a killed export's leftover and remove it."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as exc:
+            raise output_error(exc, self.requested) from exc
+
+    def place(self) -> None:
+        self.claimed = _place(self.tmp, self.target, self.requested, self.force)
+        self.tmp = ""
+        with contextlib.suppress(OSError):
+            self.file.close()
+
+    def discard(self) -> None:
+        """Drop the temp file unless it was placed."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if self.tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            self.tmp = ""
+
+    def take_back(self) -> None:
+        """Remove a placed file that took a free name, when its image could not be whole."""
+        if self.claimed:
+            with contextlib.suppress(OSError):
+                os.unlink(self.target)
+            self.claimed = False
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[BinaryIO]:
     """Write to a locked temp file beside ``path``; put it in place only on success."""
-    requested = Path(path)
-    target, mode = check_target(requested, force)
-    parent = target.parent if str(target.parent) else Path(".")
-    _remove_stale(parent, target.name)
+    staged = StagedFile(path, force=force)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", suffix=".part",
-                                   dir=parent)
-    except OSError as exc:
-        raise output_error(exc, requested) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.fchmod(fd, mode if mode is not None else 0o666 & ~umask())
-        with os.fdopen(fd, "wb") as fh:
-            try:
-                yield fh
-                fh.flush()
-                os.fsync(fh.fileno())
-            except OSError as exc:
-                raise output_error(exc, requested) from exc
-            _place(tmp, target, requested, force)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        try:
+            yield staged.file
+        except OSError as exc:
+            raise output_error(exc, staged.requested) from exc
+        staged.finish()
+        staged.place()
+    finally:
+        staged.discard()
 
 
-def _place(tmp: str, target: Path, requested: Path, force: bool) -> None:
+def _place(tmp: str, target: Path, requested: Path, force: bool) -> bool:
+    claimed = not force
     try:
         if force:
             os.replace(tmp, target)
@@ -176,3 +262,4 @@ def _place(tmp: str, target: Path, requested: Path, force: bool) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+    return claimed

@@ -268,6 +268,233 @@ CASES: list[Case] = [
     Case("missing-profile", {"cwd/clouds.yaml": clouds(a={"profile": "nowhere",
                                                           "auth": dict(PW_AUTH)})},
          cloud="a", refused="profile", sdk="resolves"),
+    # -- more variants: file order, secure/profile merges, TLS, legacy and env spellings --
+    Case("cwd-json-beats-home-yaml", {"cwd/clouds.json": clouds(a=pw(region_name="cwd")),
+                                          "home/.config/openstack/clouds.yaml": clouds(a=pw(
+                                              region_name="home"))}, cloud="a"),
+    Case("secure-elsewhere", {"home/.config/openstack/clouds.yaml": clouds(a={"auth": {
+        k: v for k, v in PW_AUTH.items() if k != "password"}}),
+        "cwd/secure.yaml": clouds(a={"auth": {"password": "s3cret"}})}, cloud="a"),
+    Case("insecure-key", {"cwd/clouds.yaml": clouds(a=pw(insecure=True))}, cloud="a"),
+    Case("insecure-false-cacert", {"cwd/clouds.yaml": clouds(a=pw(
+        insecure=False, cacert="/ca.pem"))}, cloud="a"),
+    Case("verify-string-false", {"cwd/clouds.yaml": clouds(a=pw(verify="false"))},
+         cloud="a"),
+    Case("profile-auth-deep", {
+        "cwd/clouds.yaml": clouds(a={"profile": "acme", "auth": {"username": "alice",
+                                                                  "password": "s3cret"}}),
+        "cwd/clouds-public.yaml": {"public-clouds": {"acme": {"auth": {
+            "auth_url": KS, "project_name": "pub", "user_domain_name": "Default",
+            "project_domain_name": "Default"}}}}}, cloud="a"),
+    Case("profile-region-values", {
+        "cwd/clouds.yaml": clouds(a={"profile": "acme", "auth": dict(PW_AUTH)}),
+        "cwd/clouds-public.yaml": {"public-clouds": {"acme": {"regions": [
+            {"name": "r1", "values": {"interface": "internal"}}, "r2"]}}}},
+        cloud="a", options={"region_name": "r1"}),
+    Case("profile-in-secure", {
+        "cwd/clouds.yaml": clouds(a={"auth": {k: v for k, v in PW_AUTH.items()
+                                              if k != "auth_url"}}),
+        "cwd/secure.yaml": clouds(a={"profile": "acme"}),
+        "cwd/clouds-public.yaml": {"public-clouds": {"acme": {"auth": {"auth_url": KS},
+                                                               "region_name": "p1"}}}},
+        cloud="a"),
+    Case("profile-yml-in-site", {
+        "cwd/clouds.yaml": clouds(a={"profile": "acme", "auth": {
+            k: v for k, v in PW_AUTH.items() if k != "auth_url"}}),
+        "site/openstack/clouds-public.yml": {"public-clouds": {"acme": {
+            "auth": {"auth_url": KS}, "region_name": "site"}}}}, cloud="a"),
+    Case("empty-env-values", {"cwd/clouds.yaml": clouds(a=pw(region_name="file"))},
+         env={"OS_CLOUD": "a", "OS_REGION_NAME": "", "OS_PASSWORD": ""},
+         ignored=("OS_PASSWORD", "OS_REGION_NAME")),
+    Case("env-empty-password", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                            "OS_PASSWORD": "", "OS_PROJECT_NAME": "d"}),
+    Case("os-cloud-empty", {"cwd/clouds.yaml": clouds(only=pw(region_name="R"))},
+         env={"OS_CLOUD": ""}),
+    Case("tenant-legacy-env", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                           "OS_PASSWORD": "p", "OS_TENANT_NAME": "t",
+                                           "OS_TENANT_ID": "tid"}),
+    Case("tenant-in-auth", {"cwd/clouds.yaml": clouds(a={"auth": {
+        "auth_url": KS, "username": "u", "password": "p", "tenant_id": "t1",
+        "domain_id": "d1"}})}, cloud="a"),
+    Case("identity-version-float", {"cwd/clouds.yaml": clouds(a=pw(
+        identity_api_version=3.0, image_api_version=2))}, cloud="a"),
+    Case("endpoint-type-env", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                           "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                           "OS_ENDPOINT_TYPE": "internalURL"}),
+    Case("interface-url-suffix", {"cwd/clouds.yaml": clouds(a=pw(
+        interface="internalURL"))}, cloud="a"),
+    Case("regions-env-region", {"cwd/clouds.yaml": clouds(a=pw(regions=["r1", "r2"]))},
+         env={"OS_CLOUD": "a", "OS_REGION_NAME": "r2"}, ignored=("OS_REGION_NAME",)),
+    Case("envvars-cloud-named", {}, env={"OS_CLOUD": "envvars", "OS_AUTH_URL": KS,
+                                             "OS_USERNAME": "u", "OS_PASSWORD": "p",
+                                             "OS_PROJECT_NAME": "d"}),
+    Case("key-without-cert", {"cwd/clouds.yaml": clouds(a=pw(key="/k.pem"))},
+         cloud="a"),
+    Case("v3password", {"cwd/clouds.yaml": clouds(a={"auth_type": "v3password",
+                                                          "auth": dict(PW_AUTH)})}, cloud="a"),
+    Case("region-name-empty", {"cwd/clouds.yaml": clouds(a=pw(region_name=""))},
+         cloud="a"),
+    Case("image-endpoint-env-with-cloud", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"OS_CLOUD": "a", "OS_IMAGE_ENDPOINT_OVERRIDE": "https://g.example"},
+         ignored=("OS_IMAGE_ENDPOINT_OVERRIDE",)),
+    Case("auth-url-env-only-token", {}, env={"OS_AUTH_URL": KS, "OS_TOKEN": "tok",
+                                                 "OS_AUTH_TYPE": "token",
+                                                 "OS_PROJECT_ID": "p1"}),
+    Case("cacert-env-with-cloud", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"OS_CLOUD": "a", "OS_CACERT": "/env-ca.pem"}, ignored=("OS_CACERT",)),
+    Case("auth-type-dash", {"cwd/clouds.yaml": clouds(a={
+        "auth-type": "v3applicationcredential", "auth": {
+            "auth-url": KS, "application-credential-id": "ac1",
+            "application-credential-secret": "sec"}})}, cloud="a", refused="auth-type",
+        sdk="fails"),
+    Case("secure-regions-override", {
+        "cwd/clouds.yaml": clouds(a=pw(regions=["r1", "r2"])),
+        "cwd/secure.yaml": clouds(a={"regions": ["s1"]})}, cloud="a"),
+    Case("region-values-endpoint-over-cloud", {"cwd/clouds.yaml": clouds(a=pw(
+        image_endpoint_override="https://cloud.example", regions=[{"name": "r1", "values": {
+            "image_endpoint_override": "https://r1.example"}}]))}, cloud="a"),
+    Case("dashed-auth-type-token", {"cwd/clouds.yaml": clouds(a={"auth-type": "v3token",
+        "auth": {"auth_url": KS, "token": "tok", "project_id": "p1"}})}, cloud="a",
+        refused="auth-type", sdk="fails"),
+    Case("dashed-endpoint-type", {"cwd/clouds.yaml": clouds(a=pw(**{"endpoint-type": "internal"}))},
+         cloud="a", refused="endpoint-type", sdk="resolves"),
+    Case("dashed-tenant-name-top", {"cwd/clouds.yaml": clouds(a={"tenant-name": "demo",
+        "auth": {"auth_url": KS, "username": "u", "password": "p"}})}, cloud="a"),
+    Case("dashed-tenant-name-auth", {"cwd/clouds.yaml": clouds(a={
+        "auth": {"auth_url": KS, "username": "u", "password": "p", "tenant-name": "demo"}})},
+        cloud="a"),
+    Case("dashed-user-domain-top", {"cwd/clouds.yaml": clouds(a={"user-domain-name": "D",
+        "project-domain-name": "P", "auth": {"auth_url": KS, "username": "u", "password": "p",
+                                             "project_name": "x"}})}, cloud="a"),
+    Case("dashed-auth-token", {"cwd/clouds.yaml": clouds(a={"auth_type": "v3token",
+        "auth": {"auth_url": KS, "auth-token": "tok", "project_id": "p1"}})}, cloud="a"),
+    Case("dashed-api-timeout", {"cwd/clouds.yaml": clouds(a=pw(**{"api-timeout": 30}))},
+         cloud="a"),
+    Case("dashed-image-timeout", {"cwd/clouds.yaml": clouds(a=pw(**{"image-timeout": 7}))},
+         cloud="a"),
+    Case("dashed-image-endpoint", {"cwd/clouds.yaml": clouds(a=pw(**{
+        "image-endpoint-override": "https://g.example", "image-api-version": "2",
+        "image-interface": "internal"}))}, cloud="a"),
+    Case("dashed-domain-name-top", {"cwd/clouds.yaml": clouds(a={"domain-name": "D",
+        "auth": {"auth_url": KS, "username": "u", "password": "p"}})}, cloud="a"),
+    Case("dashed-os-prefixed-key", {"cwd/clouds.yaml": clouds(a=pw(os_region_name="x"))},
+         cloud="a", refused="os_region_name", sdk="resolves"),
+    Case("dashed-region-values-endpoint-type", {"cwd/clouds.yaml": clouds(a=pw(regions=[
+        {"name": "r1", "values": {"endpoint-type": "internal"}}]))}, cloud="a",
+        refused="endpoint-type", sdk="resolves"),
+    Case("dashed-profile-auth-type", {
+        "cwd/clouds.yaml": clouds(a={"profile": "acme", "auth": {
+            "auth_url": KS, "application_credential_id": "ac1",
+            "application_credential_secret": "sec"}}),
+        "cwd/clouds-public.yaml": {"public-clouds": {"acme": {
+            "auth-type": "v3applicationcredential"}}}}, cloud="a", refused="auth-type",
+        sdk="fails"),
+    Case("dashed-image-endpoint-type", {"cwd/clouds.yaml": clouds(a=pw(**{
+        "image-endpoint-type": "internal"}))}, cloud="a", refused="image-endpoint-type",
+        sdk="resolves"),
+    Case("os-cloud-missing-env-set", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"OS_CLOUD": "b", "OS_AUTH_URL": KS, "OS_USERNAME": "u", "OS_PASSWORD": "p"},
+         refused="cloud", sdk="fails"),
+    Case("insecure-false-env-cacert", {}, env={
+        "OS_AUTH_URL": KS, "OS_USERNAME": "u", "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+        "OS_INSECURE": "false", "OS_CACERT": "/ca.pem"}),
+    Case("identity-v2-env", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                        "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                        "OS_IDENTITY_API_VERSION": "2"}),
+    Case("regions-int-names", {"cwd/clouds.yaml": clouds(a=pw(regions=[7, "r2"]))},
+         cloud="a"),
+    Case("regions-dict-no-values", {"cwd/clouds.yaml": clouds(a=pw(regions=[
+        {"name": "r1"}, {"name": "r2"}]))}, cloud="a", options={"region_name": "r2"}),
+    Case("region-name-and-regions", {"cwd/clouds.yaml": clouds(a=pw(
+        region_name="r9", regions=["r1", "r2"]))}, cloud="a"),
+    Case("profile-region-vs-cloud-region", {
+        "cwd/clouds.yaml": clouds(a={"profile": "acme", "auth": dict(PW_AUTH),
+                                     "region_name": "mine"}),
+        "cwd/clouds-public.yaml": {"public-clouds": {"acme": {"regions": ["r1", "r2"]}}}},
+        cloud="a"),
+    Case("env-region-list", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                        "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                        "OS_REGION_NAME": "r1,r2"}),
+    Case("verify-true-cacert", {"cwd/clouds.yaml": clouds(a=pw(verify=True,
+                                                                   cacert="/ca.pem"))},
+         cloud="a"),
+    Case("cert-key-env", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                     "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                     "OS_CERT": "/c.pem", "OS_KEY": "/k.pem"}),
+    Case("user-id-only", {"cwd/clouds.yaml": clouds(a={"auth": {
+        "auth_url": KS, "user_id": "uid", "password": "p", "project_id": "pid"}})},
+        cloud="a"),
+    Case("system-scope", {"cwd/clouds.yaml": clouds(a={"auth": {
+        "auth_url": KS, "username": "u", "password": "p", "user_domain_name": "Default",
+        "system_scope": "all"}})}, cloud="a"),
+    Case("interface-env-with-file-no-cloud", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"OS_INTERFACE": "admin"}, cloud="a", ignored=("OS_INTERFACE",)),
+    Case("secure-profile-merge", {
+        "cwd/clouds.yaml": clouds(a={"profile": "acme", "auth": {"username": "u"}}),
+        "cwd/secure.yaml": clouds(a={"auth": {"password": "p"}}),
+        "cwd/clouds-public.yaml": {"public-clouds": {"acme": {
+            "auth": {"auth_url": KS, "project_name": "x"}, "region_name": "p1"}}}},
+        cloud="a"),
+    Case("yml-secure", {"cwd/clouds.yaml": clouds(a={"auth": {"auth_url": KS,
+                                                                  "username": "u"}}),
+                           "home/.config/openstack/secure.yml": clouds(a={"auth": {
+                               "password": "p", "project_name": "d"}})}, cloud="a"),
+    Case("api-timeout-string", {"cwd/clouds.yaml": clouds(a=pw(api_timeout="15"))},
+         cloud="a"),
+    Case("image-api-version-float", {"cwd/clouds.yaml": clouds(a=pw(
+        image_api_version=2.0))}, cloud="a"),
+    Case("identity-endpoint-override", {"cwd/clouds.yaml": clouds(a=pw(
+        identity_endpoint_override="https://ks.example"))}, cloud="a",
+        ignored=("identity_endpoint_override",)),
+    Case("env-default-domain", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                           "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                           "OS_DEFAULT_DOMAIN": "dom1"},
+         refused="default_domain", sdk="any"),
+    Case("env-ids", {}, env={"OS_AUTH_URL": KS, "OS_USER_ID": "uid", "OS_PASSWORD": "p",
+                                "OS_PROJECT_ID": "pid", "OS_PROJECT_DOMAIN_ID": "pd",
+                                "OS_USER_DOMAIN_ID": "ud"}),
+    Case("env-system-scope", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                         "OS_PASSWORD": "p", "OS_USER_DOMAIN_NAME": "D",
+                                         "OS_SYSTEM_SCOPE": "all"}),
+    Case("env-endpoint-type", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                          "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                          "OS_ENDPOINT_TYPE": "internal"}),
+    Case("env-trust", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u", "OS_PASSWORD": "p",
+                                  "OS_TRUST_ID": "t1"}),
+    Case("env-api-timeout", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                        "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                        "OS_API_TIMEOUT": "20"}),
+    Case("env-verify-false-str", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                             "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                             "OS_VERIFY": "False"}),
+    Case("env-image-interface", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                            "OS_PASSWORD": "p", "OS_PROJECT_NAME": "d",
+                                            "OS_INTERFACE": "public",
+                                            "OS_IMAGE_INTERFACE": "internal"}),
+    Case("env-token-and-password", {}, env={"OS_AUTH_URL": KS, "OS_USERNAME": "u",
+                                               "OS_PASSWORD": "p", "OS_TOKEN": "tok",
+                                               "OS_PROJECT_NAME": "d"},
+         refused="auth.token", sdk="fails"),
+    Case("env-lowercase-ignored", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"os_cloud": "a", "OS_CLOUD": "a"}),
+    Case("xdg-relative", {"cwd/rel/openstack/clouds.yaml": clouds(a=pw(region_name="rel")),
+                              "home/.config/openstack/clouds.yaml": clouds(a=pw(
+                                  region_name="home"))},
+         env={"XDG_CONFIG_HOME": "rel"}, cloud="a"),
+    Case("xdg-dirs-empty-parts", {"site/openstack/clouds.yaml": clouds(a=pw(
+        region_name="site"))}, env={"XDG_CONFIG_DIRS": ":{tmp}/site::"}, cloud="a"),
+    Case("xdg-dirs-trailing-slash", {"site/openstack/clouds.yaml": clouds(a=pw(
+        region_name="site"))}, env={"XDG_CONFIG_DIRS": "{tmp}/site/"}, cloud="a"),
+    Case("xdg-home-tilde", {"home/x/openstack/clouds.yaml": clouds(a=pw(region_name="t"))},
+         env={"XDG_CONFIG_HOME": "~/x"}, cloud="a", refused="cloud", sdk="fails"),
+    Case("client-config-file-relative", {"cwd/sub/mine.yaml": clouds(a=pw(region_name="m"))},
+         env={"OS_CLIENT_CONFIG_FILE": "sub/mine.yaml"}, cloud="a"),
+    Case("client-config-file-tilde", {"home/mine.yaml": clouds(a=pw(region_name="m"))},
+         env={"OS_CLIENT_CONFIG_FILE": "~/mine.yaml"}, cloud="a",
+         refused="OS_CLIENT_CONFIG_FILE", sdk="fails"),  # neither expands '~' there
+    Case("secure-file-missing", {"cwd/clouds.yaml": clouds(a=pw())},
+         env={"OS_CLIENT_SECURE_FILE": "{tmp}/nope.yaml"}, cloud="a",
+         refused="OS_CLIENT_SECURE_FILE", sdk="resolves"),
     # -- these also log in to the real Keystone ------------------------------------------
     Case("login-secure", {
         "cwd/clouds.yaml": clouds(a={"auth": {k: v for k, v in REAL_AUTH.items()

@@ -96,3 +96,13 @@ def test_secret_from_env_and_never_shown(tmp_path: Path, monkeypatch: pytest.Mon
     assert "12345" not in str(info.value)
     inline = CloudConfig("lab", "secretive", {"token": "s3cr3t-value"})
     assert "s3cr3t" not in repr(inline)
+
+
+@pytest.mark.parametrize("name", ["sha256", "MD5", "sha512"])
+def test_a_cloud_may_not_take_a_checksum_algorithms_name(tmp_path: Path, name: str) -> None:
+    # With a cloud called sha256, "delete sha256:ab12..." would act in that cloud.
+    path = tmp_path / "clouds.yaml"
+    path.write_text(f"clouds:\n  {name}: {{backend: local, path: {tmp_path / 's'}}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.cloud == name

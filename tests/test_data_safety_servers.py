@@ -151,3 +151,37 @@ def test_glance_filter_value_with_a_colon_is_matched_exactly(glance: GlanceManag
         assert glance.get(name).id == image.id
     finally:
         glance.delete(image.id)
+
+
+@BACKENDS
+def test_time_and_value_filters_agree_with_the_records(made: tuple[ImageManager, Image]) -> None:
+    # created_at=OP:TIME is Glance's own syntax (sent to the server there) and is applied
+    # on the client elsewhere: the answers must be the same rule.
+    manager, image = made
+    assert image.created_at is not None
+    stamp = image.created_at.isoformat()
+    mine = {"name": image.name}
+    assert [i.id for i in manager.all(created_at=f"gte:{stamp}", **mine)] == [image.id]
+    assert [i.id for i in manager.all(created_at=f"lt:{stamp}", **mine)] == []
+    assert [i.id for i in manager.all(created_at=f"lte:{stamp}", **mine)] == [image.id]
+    assert [i.id for i in manager.all(visibility=image.visibility.value.upper(), **mine)] \
+        == [image.id]
+    for bad in ({"created_at": "soon"}, {"visibility": "everyone"}, {"public": "maybe"}):
+        with pytest.raises(imagehub.InvalidArgument):
+            list(manager.all(**bad))
+
+
+def test_glance_md5_checksum_prefix_finds_the_image(glance: GlanceManager) -> None:
+    # Glance shows an md5 'checksum' beside its sha512 os_hash_value; "md5:<prefix>" of
+    # what 'openstack image show' prints must find the image, and only with md5.
+    image = glance.create(os.urandom(50_000), name=f"md5-{uuid.uuid4().hex[:8]}")
+    try:
+        md5 = str(glance.get(image.id).raw.get("checksum") or "")
+        assert len(md5) == 32 and (image.checksum or "").startswith("sha512:")
+        assert glance.get(f"md5:{md5[:10]}").id == image.id
+        assert glance.get(f"MD5:{md5[:10].upper()}").id == image.id
+        for ref in (f"sha512:{md5[:10]}", f"sha256:{md5[:10]}", f"md5:{md5[:3]}", "md5:"):
+            with pytest.raises(imagehub.ImageNotFound):
+                glance.get(ref)
+    finally:
+        glance.delete(image.id)

@@ -114,6 +114,7 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple
 @pytest.mark.parametrize("args", [
     ("--filter", "famly=x"), ("--filter", "latest=1"), ("--sort", "properties"),
     ("--sort", "raw"), ("--filter", "size_min=huge"), ("--filter", "sort_dir=sideways"),
+    ("--sort=",), ("--sort", "-"), ("--sort", "--name"),  # an empty key listed unsorted
 ])
 def test_cli_usage_errors(local: LocalManager, tmp_path: Path,
                           capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:

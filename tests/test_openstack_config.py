@@ -298,3 +298,17 @@ def test_resolving_never_imports_openstacksdk(oracle: tuple[Path, dict[str, Any]
                           capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_region_values_name_the_file_that_lists_them(
+        oracle: tuple[Path, dict[str, Any]]) -> None:
+    # The region was picked by an imagehub option, but its values come from clouds.yaml;
+    # they used to be attributed to "imagehub options".
+    root, _ = oracle
+    case = next(c for c in CASES if c.id == "regions-values")
+    with case_environment(case, root, {}):
+        mine = imagehub_resolves(case)
+    listed = str(root / case.id / "cwd/clouds.yaml")
+    assert mine.sources["interface"] == f"{listed} (region 'r2' values)"
+    assert mine.sources["endpoint_override"] == f"{listed} (region 'r2' values)"
+    assert mine.sources["region_name"] == "imagehub options"

@@ -193,3 +193,147 @@ def test_backend_errors_with_their_own_arguments_pickle_too() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert isinstance(copy, imagehub.QuotaExceeded) and isinstance(copy, LaunchQuotaExceeded)
     assert (copy.code, copy.hint, str(copy)) == (error.code, error.hint, str(error))
+
+
+@pytest.mark.parametrize(("changes", "kind"), [
+    ({"tags": "abc"}, TypeError),              # was: three tags a, b, c
+    ({"tags": ["a", 1]}, TypeError),
+    ({"remove_properties": "abc"}, TypeError),  # was: removed properties a, b and c
+    ({"public": "no"}, TypeError),              # was: made the image public
+    ({"public": 0}, TypeError),
+    ({"visibility": "everyone"}, ValueError),   # was: a bare enum ValueError
+    ({"visibility": None}, TypeError),
+    ({"visibility": 3}, TypeError),
+    ({"properties": "k=v"}, TypeError),         # was: AttributeError
+    ({"properties": {1: "v"}}, TypeError),
+    ({"properties": {"k\n": "v"}}, ValueError),
+    ({"description": 5}, TypeError),            # was: stored as '5'
+    ({"family": ["f"]}, TypeError),
+    ({"name": None}, TypeError),
+    ({"name": " "}, ValueError),
+    ({"colour": "red"}, ValueError),
+])
+def test_update_refuses_wrong_arguments_and_changes_nothing(
+        tmp_path: Path, changes: dict[str, Any], kind: type[Exception]) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    before = store.create(b"d", name="x", tags=["keep"], properties={"a": "1", "b": "2"})
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        store.update(before, **changes)
+    assert isinstance(exc.value, kind)
+    with pytest.raises(imagehub.InvalidArgument):
+        before.update(**changes)  # the bound form goes through the same checks
+    after = store.get(before.id)
+    assert (after.name, after.tags, after.properties, after.visibility, after.description) \
+        == ("x", ("keep",), {"a": "1", "b": "2"}, imagehub.Visibility.PRIVATE, None)
+
+
+def test_update_normalises_what_it_accepts(tmp_path: Path) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    image = store.create(b"d", name="x", properties={"a": "1"})
+    image = store.update(image, visibility="PUBLIC", tags=("t1", "t2"),
+                         remove_properties=["a"], description=None)
+    assert (image.visibility, image.tags, image.properties) == (
+        imagehub.Visibility.PUBLIC, ("t1", "t2"), {})
+
+
+@pytest.mark.parametrize("data", [5, 3.5, None, object()])
+def test_unreadable_data_is_a_type_error_too(tmp_path: Path, data: Any) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    with pytest.raises(imagehub.InvalidImageData) as exc:
+        store.create(data, name="x")
+    assert isinstance(exc.value, TypeError)
+    assert pickle.loads(pickle.dumps(exc.value)).args == exc.value.args
+    assert list(store.all()) == []
+
+
+def test_alias_description_must_be_text(tmp_path: Path) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    image = store.create(b"d", name="x")
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        store.add_alias(image, "al", description=5)  # type: ignore[arg-type]
+    assert isinstance(exc.value, TypeError)
+    assert store.get(image.id).aliases == ()
+
+
+@pytest.mark.parametrize(("call", "kind"), [
+    (lambda a, b, i: imagehub.migrate(a, i, b, retries="3"), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, retries=-1), ValueError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, verify="no"), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, progress=5), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, name=""), ValueError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, format=5), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, 5), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, jobs=0), ValueError),
+    (lambda a, b, i: imagehub.sync(a, b, jobs="2"), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, stale_after=-1), ValueError),
+    (lambda a, b, i: imagehub.sync(a, b, stale_after="1h"), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, filters=["family"]), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, dry_run="yes"), TypeError),
+])
+def test_migrate_and_sync_refuse_wrong_options_before_moving_anything(
+        tmp_path: Path, call: Any, kind: type[Exception]) -> None:
+    src = LocalManager(path=tmp_path / "a", cloud="a")
+    dst = LocalManager(path=tmp_path / "b", cloud="b")
+    image = src.create(b"bytes", name="x")
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        call(src, dst, image)
+    assert isinstance(exc.value, kind)
+    assert list(dst.all()) == []
+
+
+@pytest.mark.parametrize(("call", "kind"), [
+    (lambda h: h.get(5), TypeError),
+    (lambda h: h.get(""), ValueError),
+    (lambda h: h.latest(5), TypeError),
+    (lambda h: h.latest("f", architecture=5), TypeError),
+    (lambda h: h.all(latest="yes"), TypeError),
+])
+def test_hub_refuses_wrong_arguments(tmp_path: Path, call: Any, kind: type[Exception]) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  local: {{backend: local, path: {tmp_path / 's'}}}\n")
+    hub = imagehub.Hub(imagehub.load_config(config))
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        call(hub)
+    assert isinstance(exc.value, kind)
+
+
+def test_hub_clouds_is_a_list_not_a_string(tmp_path: Path) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  lab: {{backend: local, path: {tmp_path / 's'}}}\n")
+    with pytest.raises(imagehub.InvalidArgument) as exc:
+        imagehub.Hub(imagehub.load_config(config), clouds="lab")
+    assert isinstance(exc.value, TypeError)
+    assert imagehub.Hub(imagehub.load_config(config), clouds=["lab"]).clouds == ["lab"]
+
+
+@pytest.mark.parametrize("data", [["text"], [1, 2], [None]])
+def test_iterables_of_non_bytes_are_type_errors(tmp_path: Path, data: Any) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    with pytest.raises(imagehub.InvalidImageData) as exc:
+        store.create(data, name="x")
+    assert isinstance(exc.value, TypeError)
+    assert list(store.all()) == [] and list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_text_file_objects_are_type_errors(tmp_path: Path) -> None:
+    store = LocalManager(path=tmp_path / "s")
+    source = tmp_path / "img"
+    source.write_bytes(b"bytes")
+    with source.open(encoding="ascii") as text, pytest.raises(imagehub.InvalidImageData) as exc:
+        store.create(text, name="x")
+    assert isinstance(exc.value, TypeError)
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs /proc/self/mem")
+def test_a_source_that_fails_to_read_is_not_blamed_on_the_store(tmp_path: Path) -> None:
+    # Reading /proc/self/mem at offset 0 fails with EIO: a real failing source. It was
+    # reported as "local store ...: writing an upload failed".
+    store = LocalManager(path=tmp_path / "s")
+    for source in ("/proc/self/mem", Path("/proc/self/mem")):
+        with pytest.raises(imagehub.TransferError) as exc:
+            store.create(source, name="x")
+        assert "/proc/self/mem" in str(exc.value) and "local store" not in str(exc.value)
+    with open("/proc/self/mem", "rb") as fh, pytest.raises(imagehub.TransferError):
+        store.create(fh, name="x")
+    assert list(store.all()) == [] and list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert list((tmp_path / "s" / "blobs" / "sha256").iterdir()) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,15 +32,19 @@ def search_dirs(env: Mapping[str, str] | None = None) -> list[str]:
     """The folders openstacksdk looks in, in its order (duplicates kept, as it does)."""
     env = os.environ if env is None else env
     home = env.get("HOME") or os.path.expanduser("~")
-    # platformdirs (Unix): XDG_CONFIG_HOME, stripped, else ~/.config.
-    xdg_home = (env.get("XDG_CONFIG_HOME") or "").strip() or os.path.join(home, ".config")
+    # platformdirs (Unix), as the XDG spec says: XDG_CONFIG_HOME only when it is an
+    # absolute path (a relative one, or "~/x", is ignored), else ~/.config.
+    raw_home = env.get("XDG_CONFIG_HOME") or ""
+    xdg_home = raw_home if posixpath.isabs(raw_home) else os.path.join(home, ".config")
     snap_home = env.get("SNAP_REAL_HOME")
     unix_home = os.path.join(snap_home if snap_home else home, ".config", "openstack")
-    # platformdirs with multipath=True joins every XDG_CONFIG_DIRS entry with os.pathsep
-    # into ONE string, which openstacksdk then uses as a single folder. Kept as is: a
-    # single entry (the usual case) is a real folder, several find nothing, as there.
-    xdg_dirs = (env.get("XDG_CONFIG_DIRS") or "").strip() or "/etc/xdg"
-    site = os.pathsep.join(os.path.join(p, "openstack") for p in xdg_dirs.split(os.pathsep))
+    # platformdirs with multipath=True joins the absolute XDG_CONFIG_DIRS entries with
+    # os.pathsep into ONE string, which openstacksdk then uses as a single folder. Kept
+    # as is: a single entry (the usual case) is a real folder, several find nothing, as
+    # there.
+    xdg_dirs = [p for p in (env.get("XDG_CONFIG_DIRS") or "").split(os.pathsep)
+                if posixpath.isabs(p)] or ["/etc/xdg"]
+    site = os.pathsep.join(os.path.join(p, "openstack") for p in xdg_dirs)
     return [os.getcwd(), os.path.join(xdg_home, "openstack"), unix_home, site,
             "/etc/openstack"]
 

@@ -79,12 +79,30 @@ _IGNORED = {
 }
 
 
-def normalize(config: Mapping[str, Any], *, where: str, convert: bool = False) \
-        -> dict[str, Any]:
+def _read_before_normalizing(key: str) -> bool:
+    # openstacksdk's magic_fixes read these by their '_' names before it normalizes the
+    # dashes: "auth-type" then loses to the default 'password', and "endpoint-type" never
+    # becomes the interface. Quietly doing either differently would differ from the
+    # openstack CLI, so such a spelling is refused.
+    if "-" not in key:
+        return False
+    name = key.replace("-", "_")
+    return name in ("auth_type", "auth_plugin") or name.endswith("endpoint_type")
+
+
+def normalize(config: Mapping[str, Any], *, where: str, convert: bool = False,
+              raw: bool = False) -> dict[str, Any]:
     """openstacksdk's ``normalize_keys``: '-' becomes '_' (and, with ``convert``, numbers
-    other than ``api_timeout`` become strings). A key spelt both ways is refused."""
+    other than ``api_timeout`` become strings). A key spelt both ways is refused. ``raw``:
+    the mapping is as a file wrote it (a cloud, profile or region), where openstacksdk
+    reads some keys before normalizing; their dashed spellings are refused."""
     out: dict[str, Any] = {}
     for key, value in config.items():
+        if raw and _read_before_normalizing(str(key)):
+            good = str(key).replace("-", "_")
+            raise ConfigError(f"{where}: openstacksdk does not read {key!r} (it reads "
+                              f"{good!r} only, and would use its default instead)",
+                              key=str(key), hint=f"write {good}")
         new = str(key).replace("-", "_")
         if new in out and new != key:
             raise ConfigError(f"{where} sets both {new!r} and {key!r}", key=new,

@@ -146,7 +146,7 @@ class OpenStackClientConfig:
             known = ", ".join(sorted(self.clouds)) or "none"
             raise ConfigError(f"no cloud {name!r} in clouds.yaml (clouds: {known})",
                               path=self.config_path, key="cloud")
-        entry = normalize(self.clouds[name], where=f"cloud {name!r}")
+        entry = normalize(self.clouds[name], where=f"cloud {name!r}", raw=True)
         check_shapes(entry, cloud=name, path=self.config_path)
         entry_src = {k.replace("-", "_"): v for k, v in self.sources[name].items()}
         layers = _Layers()
@@ -158,13 +158,16 @@ class OpenStackClientConfig:
         layers.config.pop("cloud", None)
         layers.config.setdefault("auth", {})
 
-        region, region_src = self._region(name, entry, profile, options.get("region_name"))
+        region, region_src, values_src = self._region(name, entry, profile,
+                                                      options.get("region_name"))
         layers.config.pop("regions", None)
         layers.config["region_name"] = region["name"]
         layers.src["region_name"] = region_src
         for key, value in region["values"].items():
             if value is not None:
-                layers.auth_update({key: value}, f"{region_src} (values)")
+                # The file that lists the region, even when an option picked it.
+                layers.auth_update({key: value},
+                                   f"{values_src} (region {region['name']!r} values)")
         for key, value in normalize(dict(options), where=OPTIONS).items():
             if value is not None and key != "region_name":
                 layers.auth_update({key: value}, OPTIONS)
@@ -186,14 +189,15 @@ class OpenStackClientConfig:
                 "does not ship openstacksdk's built-in vendor profiles or fetch profile URLs",
                 cloud=name, key=key, hint="copy the vendor's profile under 'public-clouds:' "
                 "in clouds-public.yaml, or write its settings into the cloud")
-        data = normalize(dict(found), where=f"profile {profile!r}")
+        data = normalize(dict(found), where=f"profile {profile!r}", raw=True)
         check_shapes(data, cloud=name, path=path)
         return data, f"{path} (profile {profile!r})"
 
     def _region(self, name: str, entry: Mapping[str, Any],
                 profile: tuple[dict[str, Any], str] | None,
-                wanted: str | None) -> tuple[dict[str, Any], str]:
-        """``_get_region``: the wanted region of the known ones, else the first."""
+                wanted: str | None) -> tuple[dict[str, Any], str, str]:
+        """``_get_region``: the wanted region of the known ones, else the first; with
+        where its name came from and where the region list is."""
         src = self.sources[name]
         known: list[dict[str, Any]]
         where: str
@@ -215,14 +219,15 @@ class OpenStackClientConfig:
         if wanted:
             for region in known:
                 if region["name"] == wanted:
-                    return region, OPTIONS
+                    return region, OPTIONS, where
             if known:
                 listed = ",".join(str(r["name"]) for r in known)
                 raise ConfigError(f"region {wanted!r} is not a region of cloud {name!r}; "
                                   f"its regions are {listed} (names are case sensitive)",
                                   key="region_name")
-            return {"name": wanted, "values": {}}, OPTIONS
-        return (known[0], where) if known else ({"name": "", "values": {}}, DEFAULT)
+            return {"name": wanted, "values": {}}, OPTIONS, OPTIONS
+        return (known[0], where, where) if known else ({"name": "", "values": {}}, DEFAULT,
+                                                        DEFAULT)
 
     def _finish(self, name: str, layers: _Layers) -> ResolvedCloud:
         config, src = layers.config, layers.src
@@ -303,7 +308,8 @@ def _expand_regions(regions: Any, cloud: str) -> list[dict[str, Any]]:
             if "name" not in region or not {"name", "values"} >= set(region):
                 raise ConfigError(f"invalid region entry {sorted(region)}: it takes 'name' "
                                   "and 'values' only", cloud=cloud, key="regions")
-            values = normalize(dict(region.get("values") or {}), where=f"region {region}")
+            values = normalize(dict(region.get("values") or {}), where=f"region {region}",
+                               raw=True)
             check_shapes(values, cloud=cloud, path=None)
             out.append({"name": region["name"], "values": values})
         else:

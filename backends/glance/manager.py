@@ -240,6 +240,10 @@ class GlanceManager(ImageManager):
         # Glance reads "op:value" ("in:", "eq:") in these filters; a value with a colon of
         # its own is matched on the client, exactly. (sort=name:asc, created_at=gte:... are
         # Glance syntax on purpose and go to the server.)
+        if key in ("created_at", "updated_at"):
+            # Glance compares its sub-second times but shows whole seconds: lte:T with T
+            # the time it shows left the image out. Matched on the times it shows instead.
+            return False
         return not (key in _LITERAL_KEYS and isinstance(value, str) and ":" in value)
 
     def _get(self, ref: str, filters: Mapping[str, Any]) -> Image:
@@ -252,7 +256,10 @@ class GlanceManager(ImageManager):
             # ref with a colon is resolved over a listing, by the shared rules.
             return resolve_ref((i for i in self._iter_pages(server) if matches(i, client)),
                                ref, backend=BACKEND)
-        named = [i for i in self._iter_pages({**server, "name": ref}) if matches(i, client)]
+        # Exactly this name: a database that compares names case-insensitively or
+        # without trailing spaces (MySQL's default collation) must not widen rule 3.
+        named = [i for i in self._iter_pages({**server, "name": ref})
+                 if i.name == ref and matches(i, client)]
         if len(named) == 1:
             return named[0]
         if named:

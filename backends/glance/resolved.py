@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from imagehub._redact import redact
 from imagehub.errors import ConfigError
 
 from .cloudkeys import SECRET_KEYS
@@ -48,10 +49,12 @@ class ResolvedCloud:
                  "domain_name", "domain_id", "application_credential_id",
                  "application_credential_name", "system_scope", "endpoint")
         out: dict[str, Any] = {"cloud": self.name, "auth_type": self.auth_type}
-        out.update({k: auth[k] for k in shown if auth.get(k) is not None})
+        out.update({k: redact(str(auth[k])) if k in ("auth_url", "endpoint") else auth[k]
+                    for k in shown if auth.get(k) is not None})
         out["secrets_set"] = sorted(k for k in auth if k in SECRET_KEYS)
         out.update(region_name=self.region_name, interface=self.interface,
-                   endpoint_override=self.endpoint_override,
+                   endpoint_override=redact(self.endpoint_override)
+                   if self.endpoint_override else None,
                    image_api_version=self.image_api_version,
                    identity_api_version=self.identity_api_version,
                    verify=self.verify, cert=self.cert, api_timeout=self.api_timeout)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import io
 import json
 import os
 import sys
@@ -20,6 +22,7 @@ from ..config import Config, load_config
 from ..errors import ImageHubError, InvalidArgument
 from ..manager import ImageManager
 from ..refs import split_ref
+from ..writes import output_error
 from . import logs
 
 __all__ = ["State", "cli", "main", "pass_state", "printable"]
@@ -116,15 +119,59 @@ def fail(message: str) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: one line on stderr and exit 1 for imagehub errors, 2 for usage."""
+    if sys.stdout is None:  # started with stdout closed (cmd >&-)
+        sys.stdout = _ClosedStdout()
     try:
         _main(argv)
     finally:
         _quiet_stdout()
 
 
+class _ClosedStdout(io.TextIOBase):
+    """Stands in for a stdout the process was started without: writing to it is the
+    one-line 'cannot write standard output' error, not an AttributeError on None."""
+
+    name = "<stdout>"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = _ClosedBuffer()
+
+    def write(self, _text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def isatty(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+
+class _ClosedBuffer(io.RawIOBase):
+    name = "<stdout>"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, _data: Any) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
+def echo_out(text: str, *, nl: bool = True) -> None:
+    """Print to stdout; a full, closed or vanished stdout is one OutputError line."""
+    try:
+        click.echo(text, nl=nl)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise output_error(exc, "standard output") from exc
+
+
 def _quiet_stdout() -> None:
     # A reader that went away (or a full disk behind stdout) was reported once already;
     # Python's own flush at exit must not add a second report with a traceback.
+    if isinstance(sys.stdout, _ClosedStdout):
+        return
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
@@ -202,16 +249,16 @@ def emit(state: State, data: Any, *, columns: Sequence[str] | None = None) -> No
     """Print records as a table, JSON or YAML. JSON/YAML get the full records."""
     records = [_record(x) for x in data] if isinstance(data, list) else _record(data)
     if state.format == "json":
-        click.echo(json.dumps(records, indent=2, sort_keys=True, default=str))
+        echo_out(json.dumps(records, indent=2, sort_keys=True, default=str))
     elif state.format == "yaml":
-        click.echo(yaml.safe_dump(records, sort_keys=True, default_flow_style=False), nl=False)
+        echo_out(yaml.safe_dump(records, sort_keys=True, default_flow_style=False), nl=False)
     elif isinstance(records, list):
-        click.echo(table(records, columns or (list(records[0]) if records else [])))
+        echo_out(table(records, columns or (list(records[0]) if records else [])))
     else:
         shown = {k: v for k, v in records.items() if k != "raw"}  # raw: json/yaml only
         width = max((len(k) for k in shown), default=0)
         for key, value in shown.items():
-            click.echo(f"{key.ljust(width)}  {_cell(value, key, full=True)}")
+            echo_out(f"{key.ljust(width)}  {_cell(value, key, full=True)}")
 
 
 def _record(item: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -13,8 +14,17 @@ from ..hub import CloudFailure, Hub
 from ..manager import Capability, UpdateSpec
 from ..models import Visibility
 from ..models import latest as latest_images
+from ..streams import safe_filename
 from ..verify import VerifyResult, verify_image
-from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, printable
+from .app import (
+    IMAGE_COLUMNS,
+    State,
+    cli,
+    emit,
+    parse_pairs,
+    pass_state,
+    printable,
+)
 
 
 @cli.command("list")
@@ -31,6 +41,13 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
              limit: int | None, all_clouds: bool) -> None:
     """List images."""
     wanted = parse_filters(filters)
+    descending = sort_key is not None and sort_key.startswith("-")
+    if sort_key is not None:
+        sort_key = sort_key[1:] if descending else sort_key
+        if not sort_key:
+            raise click.UsageError("--sort needs a KEY (a field or properties.K, '-' before "
+                                   "it for descending)")
+        sort_images([], sort_key)  # a bad key is refused before a slow listing
     failures: list[CloudFailure] = []
     columns: tuple[str, ...] = IMAGE_COLUMNS
     if all_clouds:
@@ -41,7 +58,7 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
     else:
         images = list(state.manager().all(latest=latest, **wanted))
     if sort_key:
-        images = sort_images(images, sort_key.lstrip("-"), sort_key.startswith("-"))
+        images = sort_images(images, sort_key, descending)
     if any(i.region for i in images):  # region-scoped clouds list one record per region
         at = columns.index("architecture") + 1
         columns = (*columns[:at], "region", "version", *columns[at:])
@@ -146,6 +163,8 @@ def create(state: State, files: tuple[str, ...], name: str, description: str | N
 @pass_state
 def export(state: State, ref: str, output: str | None, force: bool) -> None:
     """Download an image, verified against its checksum; no partial file is left."""
+    if output == "":
+        raise click.UsageError("-o/--output is empty; name a file or directory, or '-'")
     manager, bare = state.target(ref)
     with manager.export(bare) as stream:
         progress = state.progress(stream.size, "download")
@@ -155,11 +174,16 @@ def export(state: State, ref: str, output: str | None, force: bool) -> None:
             stream.save(sys.stdout.buffer, progress=progress)
             return
         image = stream.image
-        target = output or (image.id if len(stream.parts) == 1 else f"{image.id}.parts")
+        # The default name comes from the server's id: only ever a name in this directory.
+        default = safe_filename(image.id)
+        target = output or (default if len(stream.parts) == 1 else f"{default}.parts")
         written = stream.save(target, force=force, progress=progress)
     if not state.quiet:
-        for path in written:
-            click.echo(printable(str(path)), err=state.format != "table")
+        # Only a note: the image is saved, and a closed or full stdout must not turn that
+        # success into exit status 1.
+        with contextlib.suppress(OSError):
+            for path in written:
+                click.echo(printable(str(path)), err=state.format != "table")
 
 
 @cli.command()
@@ -197,7 +221,7 @@ def delete(state: State, ref: str) -> None:
     image = manager.get(bare)
     manager.delete(image)
     if not state.quiet:
-        click.echo(f"deleted {image.id}", err=True)
+        click.echo(f"deleted {printable(image.id)}", err=True)
 
 
 @cli.command()
@@ -241,16 +265,19 @@ def verify(state: State, refs: tuple[str, ...], all_images: bool, repair: bool) 
             continue
         report = check(repair=repair)
         for digest in report.orphans:
+            # An orphan may be the only copy of an image a restored catalog forgot.
             click.echo(f"imagehub: warning: {manager.cloud}: orphan blob {digest} "
-                       "(no image uses it; --repair removes it)", err=True)
+                       "(no image uses it; if the catalog was restored or recovered, it "
+                       "may be an image: 'imagehub create' it from blobs/sha256/ first; "
+                       "--repair removes it)", err=True)
         for image_id, digests in report.missing.items():
-            click.echo(f"imagehub: warning: {manager.cloud}: image {image_id} is missing "
-                       f"blob(s) {', '.join(digests)}", err=True)
+            click.echo(f"imagehub: warning: {manager.cloud}: image {printable(image_id)} is "
+                       f"missing blob(s) {printable(', '.join(digests))}", err=True)
         for name in report.stray:
             click.echo(f"imagehub: warning: {manager.cloud}: stray file {printable(name)}",
                        err=True)
         for name in report.removed:
-            click.echo(f"imagehub: {manager.cloud}: removed {name}", err=True)
+            click.echo(f"imagehub: {manager.cloud}: removed {printable(name)}", err=True)
         store_ok = store_ok and not (report.orphans or report.missing or report.stray)
     if not store_ok or not all(r.ok for r in results):
         raise click.exceptions.Exit(1)

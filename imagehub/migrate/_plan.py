@@ -12,8 +12,8 @@ from typing import Any, Literal, overload
 
 from ..compat import accepts_seed_keywords
 from ..diskformat import DISK_FORMATS, HEAD_SIZE, sniff_disk
-from ..errors import IncompatibleFormat
-from ..manager import Capability, ImageManager
+from ..errors import IncompatibleFormat, InvalidArgument, InvalidArgumentType
+from ..manager import Capability, ImageManager, _check_text
 from ..models import Image
 from ..qemuimg import CONVERTIBLE
 from ._formats import ARCHIVES, VM_DISK_FORMATS, kind, sniff
@@ -80,6 +80,9 @@ class Plan:
 def manager(value: ImageManager | str, config: Any) -> ImageManager:
     if isinstance(value, ImageManager):
         return value
+    if not isinstance(value, str):
+        raise InvalidArgumentType(f"a source or destination is an ImageManager or a cloud "
+                                  f"name, got {type(value).__name__}")
     from ..connect import connect
 
     return connect(value, config)
@@ -211,6 +214,26 @@ def plan(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
                     fmt=disk_format, index=None, staging_dir=_staging_dir(config))
 
 
+def check_transfer_options(*, name: Any = None, verify: Any = True, progress: Any = None,
+                           dry_run: Any = False, stream: Any = False, disk_format: Any = None,
+                           retries: Any = 3) -> None:
+    """migrate/sync options of the wrong type are InvalidArgument (TypeError/ValueError):
+    retries='3' or progress=5 used to fail midway, after the transfer had begun."""
+    if name is not None:
+        _check_text("image name", name)
+    if disk_format is not None:
+        _check_text("disk_format", disk_format)
+    for what, flag in (("verify", verify), ("dry_run", dry_run), ("stream", stream)):
+        if not isinstance(flag, bool):
+            raise InvalidArgumentType(f"{what} must be True or False, got {flag!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise InvalidArgumentType(f"retries must be a whole number, got {retries!r}")
+    if retries < 0:
+        raise InvalidArgument(f"retries must not be negative, got {retries}")
+    if progress is not None and not callable(progress):
+        raise InvalidArgumentType(f"progress must be callable, got {type(progress).__name__}")
+
+
 @overload
 def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, *,
             name: str | None = ..., verify: bool = ..., progress: ProgressCallback | None = ...,
@@ -244,6 +267,8 @@ def migrate(src: ImageManager | str, ref: Image | str, dst: ImageManager | str, 
     IncompatibleFormat before any byte moves. A VM disk going to
     LXD becomes a split virtual-machine image with a qcow2 root disk.
     """
+    check_transfer_options(name=name, verify=verify, progress=progress, dry_run=dry_run,
+                           stream=stream, disk_format=disk_format, retries=retries)
     chosen = plan(src, ref, dst, name=name, stream=stream, disk_format=disk_format,
                   config=config)
     if dry_run:

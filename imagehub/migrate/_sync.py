@@ -8,13 +8,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ImageHubError
+from ..errors import ImageHubError, InvalidArgument, InvalidArgumentType
 from ..manager import ImageManager
 from ..models import Image
 from ._cleanup import sweep
 from ._identity import Index, identities
 from ._options import Options, ProgressCallback
-from ._plan import Plan, _staging_dir, check_pair, manager, plan_one
+from ._plan import Plan, _staging_dir, check_pair, check_transfer_options, manager, plan_one
 from ._transfer import Transfer, carry_out
 
 
@@ -86,6 +86,19 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
     cleans them up, and re-raises. ``disk_format`` converts each copy as ``migrate``
     does (qemu-img, staged in ``staging_dir``, else the config's, else TMPDIR).
     """
+    check_transfer_options(verify=verify, progress=progress, dry_run=dry_run, stream=stream,
+                           retries=retries)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise (InvalidArgument if isinstance(jobs, int) and not isinstance(jobs, bool)
+               else InvalidArgumentType)(f"jobs must be a whole number of at least 1, "
+                                         f"got {jobs!r}")
+    if isinstance(stale_after, bool) or not isinstance(stale_after, int | float) \
+            or stale_after < 0:
+        raise (InvalidArgument if isinstance(stale_after, int | float)
+               and not isinstance(stale_after, bool) else InvalidArgumentType)(
+            f"stale_after must be a number of seconds, at least 0, got {stale_after!r}")
+    if filters is not None and not isinstance(filters, Mapping):
+        raise InvalidArgumentType(f"filters must be a mapping, got {type(filters).__name__}")
     started = time.monotonic()
     src_m, dst_m = manager(src, config), manager(dst, config)
     check_pair(src_m, dst_m)
