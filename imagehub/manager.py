@@ -187,36 +187,44 @@ class UpdateSpec:
                 raise InvalidArgument(f"public={public} contradicts visibility="
                                     f"{given['visibility']!r}; give one of them")
             given["visibility"] = alias
-        for key in ("name", "description", *cls.FIELDS):
+        if "name" in given:
+            fields["name"] = _check_text("image name", given.pop("name"))
+        for key in ("description", *cls.FIELDS):
             value = given.pop(key, None)
-            if value is not None:
-                fields[key] = _check_text(key.replace("_", " "), value)
-        removed = given.pop("remove_properties", None) or ()
-        if isinstance(removed, str):
-            removed = (removed,)
-        properties: dict[str, str] = {}
-        for k, v in dict(given.pop("properties", None) or {}).items():
-            if v is None:
-                removed = (*removed, str(k))
+            if value is None:
+                continue
+            if key == "description":  # free text, newlines included, as create takes it
+                if not isinstance(value, str):
+                    raise InvalidArgumentType(
+                        f"description must be a string, got {type(value).__name__}")
+                fields[key] = value
             else:
-                properties[_check_text("property name", str(k))] = str(v)
+                fields[key] = _check_text(key, value)
+        removed_in = given.pop("remove_properties", None)
+        removed = () if removed_in is None else _strings(
+            "remove_properties", removed_in, kind_one="property name")
+        props_in = given.pop("properties", None)
+        if props_in is not None and not isinstance(props_in, Mapping):
+            raise InvalidArgumentType(
+                f"properties must be a mapping, got {type(props_in).__name__}")
+        properties: dict[str, str] = {}
+        for k, v in (props_in or {}).items():
+            _check_text("property name", k)
+            if v is None:
+                removed = (*removed, k)
+            else:
+                properties[k] = str(v)
         fields["properties"] = properties
-        fields["remove_properties"] = tuple(dict.fromkeys(
-            _check_text("property name", str(k)) for k in removed))
-        visibility = given.pop("visibility", None)
-        if visibility is not None:
-            try:
-                fields["visibility"] = Visibility(visibility)
-            except ValueError:
-                raise InvalidArgument(
-                    f"visibility must be one of {', '.join(v.value for v in Visibility)}, "
-                    f"got {visibility!r}") from None
+        fields["remove_properties"] = tuple(dict.fromkeys(removed))
+        if "visibility" in given:
+            # An explicit None is a mistake, not "no change": that is leaving it out.
+            fields["visibility"] = _visibility(given.pop("visibility"), required=True)
         tags = given.pop("tags", None)
         if tags is not None:
-            if isinstance(tags, str):
-                raise InvalidArgumentType("tags must be a list of strings, not one string",
-                                    hint=f"use tags=[{tags!r}]")
-            fields["tags"] = tuple(dict.fromkeys(_check_text("tag", str(t)) for t in tags))
+            if isinstance(tags, str | bytes) or not isinstance(tags, Iterable):
+                raise InvalidArgumentType(f"tags must be a list of strings, got "
+                                          f"{type(tags).__name__}", hint=f"use tags=[{tags!r}]")
+            fields["tags"] = tuple(dict.fromkeys(_check_text("tag", t) for t in tags))
         assert not set(given) & core
         return cls(**fields, extra=given)
 
@@ -904,8 +912,8 @@ def _strings(kind: str, values: Any, *, kind_one: str | None = None) -> tuple[st
     return items
 
 
-def _visibility(value: Any) -> Visibility:
-    if value is None:
+def _visibility(value: Any, *, required: bool = False) -> Visibility:
+    if value is None and not required:
         return Visibility.PRIVATE
     if not isinstance(value, str):
         raise InvalidArgumentType(f"visibility must be a string, got {type(value).__name__}")

@@ -23,7 +23,7 @@ def test_public_is_an_alias_of_visibility() -> None:
 
 def test_values_are_normalised_and_checked() -> None:
     spec = UpdateSpec.from_changes({"properties": {"a": 1, "gone": None},
-                                    "remove_properties": "b", "tags": ["x", "x", "y"],
+                                    "remove_properties": ["b"], "tags": ["x", "x", "y"],
                                     "auto_update": True})
     assert spec.properties == {"a": "1"}
     assert spec.remove_properties == ("b", "gone")
@@ -34,7 +34,7 @@ def test_values_are_normalised_and_checked() -> None:
     assert UpdateSpec.from_changes({"properties": {}}).keys() == frozenset()
     with pytest.raises(ImageHubError, match="visibility must be one of"):
         UpdateSpec.from_changes({"visibility": "everyone"})
-    with pytest.raises(ImageHubError, match="not one string"):
+    with pytest.raises(ImageHubError, match="tags must be a list of strings"):
         UpdateSpec.from_changes({"tags": "prod"})
     with pytest.raises(ImageHubError, match="non-empty"):
         UpdateSpec.from_changes({"name": "  "})

@@ -68,8 +68,8 @@ def test_clouds_shows_urls_without_their_secrets(config: Path,
         main(["--config", str(config), "--format", "json", "clouds"])
     out = capsys.readouterr().out
     row = next(r for r in json.loads(out) if r["name"] == "os")
-    assert row["resolved"]["auth_url"].startswith("http://admin:***@127.0.0.1:")
-    assert row["resolved"]["endpoint_override"].startswith("http://u:***@127.0.0.1:")
+    assert row["resolved"]["auth_url"].startswith(f"http://{MASK}@127.0.0.1:")
+    assert row["resolved"]["endpoint_override"].startswith(f"http://{MASK}@127.0.0.1:")
     for secret in SECRETS:
         assert secret not in out
 
