@@ -191,17 +191,9 @@ class DataSource:
     path: Path | None = None
 
     def chunks(self) -> Iterator[bytes]:
-        return self._reading(self._open())
-
-    def _reading(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        # An OS error while reading the source is the source's, not the destination's: a
-        # failing disk under the input file must not read as a full or broken store.
-        where = repr(str(self.path)) if self.path is not None else f"the {self.name} data"
-        try:
-            yield from chunks
-        except OSError as exc:
-            raise TransferError(f"cannot read {where}: {exc.strerror or exc}",
-                                hint="check the source; nothing was stored") from exc
+        # Paths and files name themselves in a TransferError when a read fails (see
+        # _read_chunks); an iterable's own exceptions reach the caller unchanged.
+        return self._open()
 
 
 class UnreadableSource(InvalidImageData, TypeError):
