@@ -199,12 +199,14 @@ def update(state: State, ref: str, name: str | None, description: str | None,
            public: bool | None) -> None:
     """Change an image's name, description, properties or visibility."""
     manager, bare = state.target(ref)
+    given = {"name": name, "description": description,
+             "visibility": None if public is None else (
+                 Visibility.PUBLIC if public else Visibility.PRIVATE)}
+    # An option left out is no change; only the ones given reach the spec.
     spec = UpdateSpec.from_changes({
-        "name": name, "description": description,
+        **{k: v for k, v in given.items() if v is not None},
         "properties": parse_pairs(properties, "--property"),
         "remove_properties": removed,
-        "visibility": None if public is None else (
-            Visibility.PUBLIC if public else Visibility.PRIVATE),
     })
     if not spec.keys():
         raise click.UsageError("nothing to change")
