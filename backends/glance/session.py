@@ -9,7 +9,6 @@ gets it printed.
 from __future__ import annotations
 
 import contextlib
-import math
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +17,7 @@ import requests
 from keystoneauth1 import plugin, session
 
 from imagehub import _http_deadline, _redact, _tls
-from imagehub.errors import ConfigError
+from imagehub._limits import check_timeout
 
 # Seconds to wait for a connection, and for each read of an answer. A read waiting this
 # long is a stalled server; data transfers use the same value as an inactivity limit, so
@@ -75,9 +74,7 @@ def build(auth: plugin.BaseAuthPlugin, *, options: Mapping[str, Any], verify: An
     made = RedactingSession(auth=auth, verify=_tls.effective_verify(checked), cert=cert,
                             user_agent="imagehub",
                             session=_http_deadline.mount(requests.Session()))
-    read = float(timeout) if timeout is not None else DEFAULT_TIMEOUT
-    if not math.isfinite(read) or read <= 0:
-        raise ConfigError("must be a positive number of seconds", key="timeout")
+    read = check_timeout(timeout if timeout is not None else DEFAULT_TIMEOUT)
     # requests takes (connect, read); keystoneauth1 passes the value through untouched.
     made.timeout = (min(CONNECT_TIMEOUT, read), read)  # type: ignore[assignment]
     return made

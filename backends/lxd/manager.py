@@ -10,7 +10,6 @@ a unix-socket source and for public images, and errors that keep LXD's own words
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import threading
 import urllib.parse
@@ -20,6 +19,7 @@ from typing import Any, ClassVar
 import requests
 
 from imagehub import _redact
+from imagehub._limits import check_timeout
 from imagehub.errors import (
     ChecksumMismatch,
     ConfigError,
@@ -128,8 +128,8 @@ class LXDManager(ImageManager):
         # LXD checks If-Match and then writes, not atomically: two PUTs that overlap can
         # both pass, and one undoes the other. Updates through one manager take turns.
         self._update_lock = threading.Lock()
-        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-            raise ConfigError("must be a positive number of seconds", key="timeout")
+        if timeout is not None:
+            timeout = check_timeout(timeout)
         self.timeout = timeout
         self.endpoint: Endpoint | None = None
         if client is None:
