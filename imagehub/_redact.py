@@ -34,6 +34,9 @@ _MIN_LEN = 4
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _ordered: tuple[str, ...] = ()
+# base64 spellings, matched with the characters around them (see _base64_variants).
+_b64: set[str] = set()
+_b64_pattern: re.Pattern[str] | None = None
 
 # scheme://user:pass@host and scheme://token@host: the userinfo is a credential.
 _USERINFO = re.compile(r"(?<=://)[^/\s@?#'\"<>]+@")
@@ -45,13 +48,29 @@ _HEADER = re.compile(
 
 
 def _variants(secret: str) -> set[str]:
-    raw = secret.encode()
-    # Verbatim, JSON-escaped, percent-encoded, and base64 as HTTP Basic carries it
-    # ("key:" or "user:key" encoded): whole 3-byte groups encode the same whatever follows.
-    whole = raw[:len(raw) - len(raw) % 3]
+    # Verbatim, JSON-escaped, percent-encoded; base64 is _base64_variants'.
     out = {secret, json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe=""),
-           urllib.parse.quote_plus(secret), base64.b64encode(whole).decode()}
+           urllib.parse.quote_plus(secret)}
     return {v for v in out if len(v) >= _MIN_LEN}
+
+
+def _base64_variants(secret: str) -> set[str]:
+    """The base64 characters that encode ``secret`` whatever precedes it in the encoded
+    text: HTTP Basic puts ``user:`` (any length) before a password, so the secret can
+    start at any of the three byte offsets of a base64 group. For each offset, only the
+    groups made of the secret's own bytes are kept (standard and URL-safe alphabets)."""
+    raw = secret.encode()
+    out: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        first = 1 if offset else 0  # the group that mixes padding bytes with the secret
+        last = (offset + len(raw)) // 3  # groups past it hold bytes of what follows
+        core = encoded[first * 4:last * 4]
+        # One whole group (3 bytes of the secret, 4 characters) already gives it away;
+        # 24 bits of the secret's own do not occur in ordinary text by chance.
+        if len(core) >= _MIN_LEN:
+            out.update({core, core.replace("+", "-").replace("/", "_")})
+    return out
 
 
 def register(*values: object) -> None:
@@ -60,11 +79,18 @@ def register(*values: object) -> None:
     fresh = {v for v in values if isinstance(v, str) and len(v) >= _MIN_LEN}
     if not fresh or fresh <= _secrets:
         return
+    global _b64_pattern
     with _lock:
         for value in fresh:
             _secrets.update(_variants(value))
+            _b64.update(_base64_variants(value))
         # Longest first, so a secret containing another is replaced whole.
         _ordered = tuple(sorted(_secrets, key=len, reverse=True))
+        if _b64:
+            # The whole base64 word goes: the groups next to the secret's own encode
+            # parts of it too (and a user name before it is no loss).
+            alternatives = "|".join(re.escape(v) for v in sorted(_b64, key=len, reverse=True))
+            _b64_pattern = re.compile(rf"[A-Za-z0-9+/_-]*(?:{alternatives})[A-Za-z0-9+/_-]*=*")
 
 
 def registered(value: str) -> bool:
@@ -78,6 +104,8 @@ def redact(text: str) -> str:
     for secret in _ordered:
         if secret in text:
             text = text.replace(secret, MASK)
+    if _b64_pattern is not None:
+        text = _b64_pattern.sub(MASK, text)
     if "://" in text and "@" in text:
         text = _USERINFO.sub(MASK + "@", text)
     return _HEADER.sub(_header_mask, text)

@@ -5,7 +5,8 @@ Glance (``/v2/...``) and Keystone (``/v3``, ``/v3/auth/tokens``). ``mode`` says 
 misbehaves:
 
 - ``echo``: refuse (``status``, 401 by default) with every request header and the request
-  body quoted back, in the error message, the suggestion and a response header. Keystone
+  body quoted back, in the error message, the suggestion and a response header; the
+  credential header's value is also quoted base64-encoded as HTTP Basic would carry it. Keystone
   in this mode echoes the password it was sent.
 - ``silent``: accept the connection and never answer.
 - ``drip``: answer 200 and send the body one byte every ``drip_every`` seconds.
@@ -24,6 +25,7 @@ self-signed certificate (``cert_path``).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import secrets
@@ -141,6 +143,13 @@ class HostileServer:
         quoted = " ".join(f"{k}: {v}" for k, v in h.headers.items())
         quoted += " body: " + body.decode("utf-8", "replace")
         auth = h.headers.get("Authorization") or h.headers.get("X-Auth-Token") or ""
+        # The credential re-encoded as HTTP Basic would carry it, behind user names of
+        # different lengths so it starts at each byte offset of a base64 group, and with
+        # no header name next to it.
+        credential = auth.split(" ", 1)[-1]
+        quoted += " as basic: " + " ".join(
+            base64.b64encode(f"{user}{credential}".encode()).decode()
+            for user in ("", "u:", "user:", "apikey:"))
         doc = {"error": {"code": "global/invalid-api-key" if self.status == 401 else
                          "provider/internal-error",
                          "message": f"rejected request {quoted}",
