@@ -210,6 +210,10 @@ class LXDManager(ImageManager):
                                   backend=self.name)
         records = sorted(self._records(image_type), key=lambda r: str(r["fingerprint"]))
         if marker is not None:
+            # A marker that names no image is an error (the hook contract, as Glance does):
+            # paging on from where it would have been would skip or repeat images silently.
+            if not any(str(r["fingerprint"]) == marker for r in records):
+                raise ImageNotFound(f"marker {marker!r} is not an image", backend=self.name)
             records = [r for r in records if str(r["fingerprint"]) > marker]
         more = limit is not None and len(records) > limit
         page = records[:limit] if limit is not None else records

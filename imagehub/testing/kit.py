@@ -242,6 +242,16 @@ class ListingConformance(_Fixtures):
         assert len(seen) == len(set(seen)), "an image appeared on two pages"
         assert seen == everything, "pages, joined, must be all() in the same order"
 
+    def test_list_with_a_deleted_marker_raises_not_found(
+            self, manager: ImageManager, make_image: Callable[..., Image]) -> None:
+        """The hook contract: ``ImageNotFound`` when ``marker`` names no image, never a
+        first page again (a pager would then loop) or an empty last page (it would stop)."""
+        requires(manager, Capability.LIST, Capability.CREATE, Capability.DELETE)
+        gone = make_image()
+        manager.delete(gone.id)
+        with pytest.raises(ImageNotFound):
+            manager.list(limit=1, marker=gone.id)
+
     def test_filters_narrow(self, manager: ImageManager, seeded: list[Image]) -> None:
         """Every declared server filter, plus name and properties, among the seeds."""
         requires(manager, Capability.LIST)
@@ -364,6 +374,19 @@ class CreateExportConformance(_Fixtures):
             assert image.description == "kit words"
             assert {k: image.properties.get(k) for k in ("kit_a", "kit_b")} == {
                 "kit_a": "1", "kit_b": "two"}
+
+    def test_create_keeps_its_tags(self, manager: ImageManager,
+                                   make_image: Callable[..., Image]) -> None:
+        """A backend that stores tags (declares them updatable) keeps those given at
+        create, as ``imagehub create --tag`` and migrate pass them."""
+        requires(manager, Capability.CREATE, Capability.GET)
+        if "tags" not in type(manager).updatable:
+            pytest.skip(f"backend {manager.name!r} does not declare 'tags' updatable")
+        tags = [_unique("kit-tag"), _unique("kit-tag")]
+        made = make_image(tags=tags)
+        for image in (made, manager.get(made.id)):
+            assert sorted(image.tags) == sorted(tags), (
+                f"created with tags {tags}, the image has {image.tags}")
 
     def test_export_save_to_path(self, manager: ImageManager, image_payload: ImagePayload,
                                  make_image: Callable[..., Image], tmp_path: Path) -> None:
