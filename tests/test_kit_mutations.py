@@ -264,6 +264,19 @@ MUTANTS = [
         caught_by="test_create_keeps_its_tags",
     ),
     Mutant(
+        "create ignores the visibility it was given",
+        old="description=spec.description, visibility=spec.visibility,",
+        new="description=spec.description, visibility=Visibility.PRIVATE,",
+        caught_by="test_create_keeps_its_visibility",
+    ),
+    Mutant(
+        "update folds property keys to lower case",
+        old="""            properties = {**data["properties"], **spec.properties}""",
+        new="""            properties = {**data["properties"],
+                          **{k.lower(): v for k, v in spec.properties.items()}}""",
+        caught_by="test_update_each_declared_key",
+    ),
+    Mutant(
         "list pages on from a marker that names no image",
         old="""            if not self._path(marker, ".json").exists():
                 raise""",

@@ -23,6 +23,7 @@ from imagehub.errors import (
     ImageConflict,
     ImageHubError,
     ImageNotFound,
+    InvalidArgument,
     PermissionDenied,
     UnsupportedOperation,
 )
@@ -367,13 +368,33 @@ class CreateExportConformance(_Fixtures):
                                             make_image: Callable[..., Image]) -> None:
         requires(manager, Capability.CREATE, Capability.GET)
         name = _unique("kept")
-        made = make_image(name=name, description="kit words",
-                          properties={"kit_a": "1", "kit_b": "two"})
+        # Keys and values exactly as given: case, spaces and non-ASCII are the user's.
+        given = {"kit_a": "1", "kit_b": "two", "Kit_Case": "Mixed Value é"}
+        made = make_image(name=name, description="kit words", properties=given)
         for image in (made, manager.get(made.id)):
             assert image.name == name
             assert image.description == "kit words"
-            assert {k: image.properties.get(k) for k in ("kit_a", "kit_b")} == {
-                "kit_a": "1", "kit_b": "two"}
+            assert {k: image.properties.get(k) for k in given} == given
+
+    def test_create_keeps_its_visibility(self, manager: ImageManager,
+                                         make_image: Callable[..., Image]) -> None:
+        """A backend that stores visibility (declares it updatable) keeps the one given at
+        create, or refuses it with a specific error (a member may not publish)."""
+        requires(manager, Capability.CREATE, Capability.GET)
+        if "visibility" not in type(manager).updatable:
+            pytest.skip(f"backend {manager.name!r} does not declare 'visibility' updatable")
+        took = []
+        for wanted in (Visibility.PUBLIC, Visibility.SHARED, Visibility.COMMUNITY):
+            try:
+                made = make_image(visibility=wanted)
+            except (PermissionDenied, UnsupportedOperation, InvalidArgument):
+                continue
+            for image in (made, manager.get(made.id)):
+                assert image.visibility is wanted, (
+                    f"created with visibility {wanted.value}, the image is "
+                    f"{image.visibility.value}")
+            took.append(wanted)
+        assert took, "visibility is declared updatable but create refused every value"
 
     def test_create_keeps_its_tags(self, manager: ImageManager,
                                    make_image: Callable[..., Image]) -> None:
@@ -481,9 +502,11 @@ class UpdateConformance(_Fixtures):
             pytest.skip(f"backend {manager.name!r} does not declare {key!r} updatable")
         image = updatable_image
         if key == "properties":
-            updated = manager.update(image, properties={"drop": "changed", "new": "1"})
+            updated = manager.update(image, properties={"drop": "changed", "new": "1",
+                                                        "New_Case": "Mixed é"})
             self._check(manager, image, updated, lambda i: (
                 i.properties.get("new") == "1" and i.properties.get("drop") == "changed"
+                and i.properties.get("New_Case") == "Mixed é"
                 and i.properties.get("keep") == "yes"), "properties (merged)")
         elif key == "remove_properties":
             updated = manager.update(image, remove_properties=["drop"])
