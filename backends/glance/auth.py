@@ -82,14 +82,14 @@ class AuthSettings:
                              endpoint=self.endpoint_override)
 
 
-def _verify(verify: Any, cacert: Any) -> bool | str:
-    if verify is False or (isinstance(verify, str) and verify.lower() in ("false", "0", "no")):
+def _verify(verify: Any, cacert: Any) -> Any:
+    # Passed on as given, for the one TLS check (imagehub._tls) to accept or refuse: a
+    # string is a CA path, never a boolean spelt "false"/"no" that turns TLS off.
+    if verify is False:
         return False
     if cacert:
         return str(cacert)
-    if isinstance(verify, str) and verify.lower() not in ("true", "1", "yes"):
-        return verify  # a CA bundle path given as 'verify'
-    return True
+    return verify
 
 
 def _guess_auth_type(auth: Mapping[str, Any], endpoint: str | None) -> str:
