@@ -34,9 +34,11 @@ _MIN_LEN = 4
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _ordered: tuple[str, ...] = ()
-# base64 spellings, matched with the characters around them (see _base64_variants).
-_b64: set[str] = set()
-_b64_pattern: re.Pattern[str] | None = None
+# base64 spellings (see _base64_variants); the whole base64 word holding one is masked.
+_b64: tuple[str, ...] = ()
+# A base64 word. No pattern with the variants inside it: a run of such characters
+# would make it backtrack quadratically (a 64 KiB error body took minutes).
+_B64_WORD = re.compile(r"[A-Za-z0-9+/_-]+=*")
 
 # scheme://user:pass@host and scheme://token@host: the userinfo is a credential.
 _USERINFO = re.compile(r"(?<=://)[^/\s@?#'\"<>]+@")
@@ -79,18 +81,15 @@ def register(*values: object) -> None:
     fresh = {v for v in values if isinstance(v, str) and len(v) >= _MIN_LEN}
     if not fresh or fresh <= _secrets:
         return
-    global _b64_pattern
+    global _b64
     with _lock:
+        b64 = set(_b64)
         for value in fresh:
             _secrets.update(_variants(value))
-            _b64.update(_base64_variants(value))
+            b64.update(_base64_variants(value))
         # Longest first, so a secret containing another is replaced whole.
         _ordered = tuple(sorted(_secrets, key=len, reverse=True))
-        if _b64:
-            # The whole base64 word goes: the groups next to the secret's own encode
-            # parts of it too (and a user name before it is no loss).
-            alternatives = "|".join(re.escape(v) for v in sorted(_b64, key=len, reverse=True))
-            _b64_pattern = re.compile(rf"[A-Za-z0-9+/_-]*(?:{alternatives})[A-Za-z0-9+/_-]*=*")
+        _b64 = tuple(sorted(b64, key=len, reverse=True))
 
 
 def registered(value: str) -> bool:
@@ -104,8 +103,12 @@ def redact(text: str) -> str:
     for secret in _ordered:
         if secret in text:
             text = text.replace(secret, MASK)
-    if _b64_pattern is not None:
-        text = _b64_pattern.sub(MASK, text)
+    present = [v for v in _b64 if v in text]
+    if present:
+        # The whole base64 word goes: the groups next to the secret's own encode parts
+        # of it too (and a user name before it is no loss).
+        text = _B64_WORD.sub(
+            lambda m: MASK if any(v in m.group() for v in present) else m.group(), text)
     if "://" in text and "@" in text:
         text = _USERINFO.sub(MASK + "@", text)
     return _HEADER.sub(_header_mask, text)

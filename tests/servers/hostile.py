@@ -12,6 +12,8 @@ misbehaves:
 - ``drip``: answer 200 and send the body one byte every ``drip_every`` seconds.
 - ``drip-head``: send the status line and headers themselves one byte at a time.
 - ``endless``: answer 200 with a JSON body that never ends.
+- ``endless-chunked``: the same endless body, sent with chunked transfer encoding.
+- ``endless-error``: answer ``status`` with an endless chunked JSON error body.
 - ``huge``: answer 200 with a valid JSON listing of ``huge_bytes`` bytes.
 - ``sink``: read an upload whole, however slowly it comes, then answer 204.
 - ``cut``: serve image creation, then cut the connection after ``cut_after`` bytes of
@@ -111,6 +113,8 @@ class HostileServer:
             self._drip_head(h)
         elif self.mode == "endless":
             self._endless(h)
+        elif self.mode in ("endless-chunked", "endless-error"):
+            self._endless_chunked(h, 200 if self.mode == "endless-chunked" else self.status)
         elif self.mode == "huge":
             self._huge(h)
         elif self.mode == "cut":
@@ -220,6 +224,27 @@ class HostileServer:
             h.wfile.write(b'{"data": [' if h.path.startswith("/api/") else b'{"images": [')
             while not self._stop.is_set():
                 h.wfile.write(item * 64)
+        except OSError:
+            pass
+        h.close_connection = True
+
+    def _endless_chunked(self, h: _Handler, status: int) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        head = b'{"data": [' if h.path.startswith("/api/") else b'{"images": ['
+        if status >= 400:
+            head = b'{"error": {"message": "'
+        block = (b'"' + b"x" * 1000 + b'",') * 64 if status < 400 else b"x" * 64000
+
+        def chunk(data: bytes) -> bytes:
+            return b"%x\r\n%s\r\n" % (len(data), data)
+
+        try:
+            h.wfile.write(chunk(head))
+            while not self._stop.is_set():
+                h.wfile.write(chunk(block))
         except OSError:
             pass
         h.close_connection = True
