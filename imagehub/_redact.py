@@ -78,7 +78,11 @@ def _base64_variants(secret: str) -> set[str]:
 def register(*values: object) -> None:
     """Treat each non-empty string value as a secret from now on (thread-safe)."""
     global _ordered
-    fresh = {v for v in values if isinstance(v, str) and len(v) >= _MIN_LEN}
+    given = {v for v in values if isinstance(v, str)}
+    # URL userinfo is registered as written, percent-encoded; HTTP clients decode it
+    # before they send it (Basic auth), so a server echoes the decoded form.
+    given |= {urllib.parse.unquote(v) for v in given if "%" in v}
+    fresh = {v for v in given if len(v) >= _MIN_LEN}
     if not fresh or fresh <= _secrets:
         return
     global _b64

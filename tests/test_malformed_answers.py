@@ -78,3 +78,20 @@ def test_reached_but_no_valid_answer_is_not_cannot_connect(raw: RawServer, tmp_p
         assert "closed the connection without answering" in result.stderr, result.stderr
     else:
         assert "not valid HTTP" in result.stderr, result.stderr
+
+
+def test_keystone_refusing_discovery_with_401_fails_at_once(tmp_path: Path) -> None:
+    """keystoneauth1 retries a discovery answered 401 with a token, whose login needs
+    discovery under the plugin's lock it holds: a self-deadlock, not a slow server."""
+    from tests.servers.hostile import HostileServer
+
+    server = HostileServer()
+    server.keystone_misbehaves = True  # every answer, discovery included, is a 401 echo
+    try:
+        config = write_config(tmp_path, {"c": glance_keystone(server, timeout=20)})
+        result, elapsed, _ = run_cli(config, "-c", "c", "list")
+    finally:
+        server.close()
+    assert result.returncode == 1
+    assert "identity service refuses its version discovery" in result.stderr, result.stderr
+    assert elapsed < 60  # the defect never ended

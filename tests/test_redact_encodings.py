@@ -83,3 +83,26 @@ def test_glance_echoing_a_token_as_basic_never_prints_it(server: HostileServer,
     assert result.returncode == 1
     assert_no_encoded(result.stdout + result.stderr, server.issued_token)
     assert_no_encoded(result.stdout + result.stderr, PASSWORD)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_percent_encoded_userinfo_is_redacted_decoded_too(server: HostileServer,
+                                                          tmp_path: Path, debug: bool) -> None:
+    """requests decodes an auth_url's userinfo and sends it as HTTP Basic; an echoing
+    Keystone then quotes the decoded password, which is not the string configured."""
+    decoded = "p@ss/w0rd-4e9a"
+    server.keystone_misbehaves = True  # Keystone's answers are echoes too
+    cloud = glance_keystone(server)
+    cloud["auth"]["auth_url"] = server.url.replace(
+        "http://", "http://someone:p%40ss%2Fw0rd-4e9a@") + "/v3"
+    config = write_config(tmp_path, {"os": cloud})
+    result, _, _ = run_cli(config, "-c", "os", "list", debug=debug)
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert_no_encoded(out, decoded)
+    assert "p%40ss" not in out
+
+
+def test_registering_a_percent_encoded_value_covers_its_decoded_form() -> None:
+    _redact.register("k%2Bey%3Dvalue-91")
+    assert _redact.redact("sent k+ey=value-91") == "sent <redacted>"
