@@ -32,7 +32,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from imagehub.errors import (
     BackendError,
@@ -201,6 +201,19 @@ class LocalManager(ImageManager):
                      "'sqlite3 catalog.sqlite .recover'; the image bytes under blobs/ are "
                      "untouched; then run 'imagehub verify --all'")
         return BackendError(f"local store {str(self.root)!r}: {text}", backend=self.name)
+
+    def _write_staged(self, out: IO[bytes], chunk: bytes | None, tmp: str) -> None:
+        """Write ``chunk`` to a staged upload (None: flush and fsync it)."""
+        try:
+            if chunk is None:
+                out.flush()
+                os.fsync(out.fileno())
+            else:
+                out.write(chunk)
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = tmp
+            raise self._os_error(exc, "writing an upload") from exc
 
     def _os_error(self, exc: OSError, doing: str) -> ImageHubError:
         where = exc.filename or str(self.root)
@@ -382,17 +395,14 @@ class LocalManager(ImageManager):
                 size = 0
                 with os.fdopen(fd, "wb") as out:
                     staged.append((part, tmp, "", 0))
-                    try:
-                        for chunk in hashing(part.chunks(), whole, spec.progress):
-                            own.update(chunk)
-                            out.write(chunk)
-                            size += len(chunk)
-                        out.flush()
-                        os.fsync(out.fileno())
-                    except OSError as exc:
-                        if exc.filename is None:
-                            exc.filename = tmp
-                        raise self._os_error(exc, "writing an upload") from exc
+                    # Only the store's own writes are mapped: an OSError the source
+                    # raises (a dead pipe it reads, a disk error) is the caller's, and
+                    # leaves as it came, its filename untouched.
+                    for chunk in hashing(part.chunks(), whole, spec.progress):
+                        own.update(chunk)
+                        self._write_staged(out, chunk, tmp)
+                        size += len(chunk)
+                    self._write_staged(out, None, tmp)
                 if part.size is not None and size != part.size:
                     raise cut_short(part.name, size, part.size, backend=self.name)
                 staged[-1] = (part, tmp, own.hexdigest("sha256"), size)
