@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_network_hygiene import glance_direct, glance_keystone, run_cli, write_config
+from tests.test_network_hygiene import (
+    glance_direct,
+    glance_keystone,
+    lambda_cloud,
+    run_cli,
+    write_config,
+)
 
 
 class RawServer:
@@ -65,19 +71,24 @@ def raw(request: pytest.FixtureRequest) -> Iterator[RawServer]:
     server.close()
 
 
-@pytest.mark.parametrize("where", ["glance", "keystone"])
+@pytest.mark.parametrize("where", ["glance", "keystone", "lambda"])
 def test_reached_but_no_valid_answer_is_not_cannot_connect(raw: RawServer, tmp_path: Path,
                                                            where: str) -> None:
-    make = glance_direct if where == "glance" else glance_keystone
+    make = {"glance": glance_direct, "keystone": glance_keystone, "lambda": lambda_cloud}[where]
     config = write_config(tmp_path, {"c": make(raw, timeout=20)})  # type: ignore[arg-type]
     result, _, _ = run_cli(config, "-c", "c", "list")
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert "is the endpoint right and the service up?" not in result.stderr, result.stderr
+    assert "cut short" not in result.stderr, result.stderr
     if raw.mode == "hang-up":
-        assert "closed the connection without answering" in result.stderr, result.stderr
-    else:
+        assert "without answering" in result.stderr, result.stderr
+    elif raw.mode == "long-header" or where != "lambda":
         assert "not valid HTTP" in result.stderr, result.stderr
+    else:
+        # h11 has no header count limit: it reads the endless head until the server
+        # closes, which is then a hang-up before any complete answer.
+        assert "not valid HTTP" in result.stderr or "without answering" in result.stderr
 
 
 def test_keystone_refusing_discovery_with_401_fails_at_once(tmp_path: Path) -> None:
