@@ -54,5 +54,9 @@ def test_an_empty_file_is_refused(backend: str, tmp_path: Path) -> None:
 def test_glance_cacert_that_is_no_ca_bundle_is_refused(tmp_path: Path) -> None:
     not_pem = tmp_path / "ca.pem"
     not_pem.write_bytes(b"\x00\x01binary")
-    with pytest.raises(ConfigError, match="no PEM certificate"):
+    with pytest.raises(ConfigError, match="no PEM certificate") as info:
         connect("glance", cacert=str(not_pem))
+    assert info.value.key == "cacert"
+    with pytest.raises(ConfigError) as info:
+        connect("glance", cacert="False")
+    assert info.value.key == "cacert"

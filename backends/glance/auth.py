@@ -21,6 +21,7 @@ from typing import Any
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading, session
 
+from imagehub import _tls
 from imagehub._redact import redact
 from imagehub.errors import ConfigError
 
@@ -114,6 +115,9 @@ def from_inline(options: Mapping[str, Any]) -> AuthSettings:
                               key="endpoint_override",
                               hint="set endpoint_override (or auth: {endpoint: URL})")
         auth = {"endpoint": endpoint}
+    if options.get("cacert") is not None and options.get("verify") is not False:
+        # Checked here so the error names 'cacert', not the 'verify' it is folded into.
+        _tls.check_verify(True, cacert=options.get("cacert"))
     return AuthSettings(
         auth_type=str(auth_type), auth=auth,
         region_name=options.get("region_name"),
