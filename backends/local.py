@@ -32,7 +32,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from imagehub.errors import (
     BackendError,
@@ -53,7 +53,6 @@ from imagehub.manager import (
 )
 from imagehub.models import Image, Member, MemberStatus, Visibility, parse_datetime
 from imagehub.paths import data_home
-from imagehub.source_errors import guard_source, source_errors
 from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, cut_short, hashing
 
 __all__ = ["LocalManager", "StoreReport", "default_path"]
@@ -254,6 +253,19 @@ class LocalManager(ImageManager):
                      "re-create them from blobs/sha256/ before any --repair")
         return BackendError(f"local store {str(self.root)!r}: {text}", backend=self.name)
 
+    def _write_staged(self, out: IO[bytes], chunk: bytes | None, tmp: str) -> None:
+        """Write ``chunk`` to a staged upload (None: flush and fsync it)."""
+        try:
+            if chunk is None:
+                out.flush()
+                os.fsync(out.fileno())
+            else:
+                out.write(chunk)
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = tmp
+            raise self._os_error(exc, "writing an upload") from exc
+
     def _os_error(self, exc: OSError, doing: str) -> ImageHubError:
         where = exc.filename or str(self.root)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -449,21 +461,14 @@ class LocalManager(ImageManager):
                 size = 0
                 with os.fdopen(fd, "wb") as out:
                     staged.append((part, tmp, "", 0))
-                    # The source's own errors (an OSError from the user's pipe included)
-                    # reach the caller as they are; only this store's writes are mapped.
-                    with source_errors():
-                        try:
-                            for chunk in hashing(guard_source(part.chunks()), whole,
-                                                 spec.progress):
-                                own.update(chunk)
-                                out.write(chunk)
-                                size += len(chunk)
-                            out.flush()
-                            os.fsync(out.fileno())
-                        except OSError as exc:
-                            if exc.filename is None:
-                                exc.filename = tmp
-                            raise self._os_error(exc, "writing an upload") from exc
+                    # Only the store's own writes are mapped: an OSError the source
+                    # raises (a dead pipe it reads, a disk error) is the caller's, and
+                    # leaves as it came, its filename untouched.
+                    for chunk in hashing(part.chunks(), whole, spec.progress):
+                        own.update(chunk)
+                        self._write_staged(out, chunk, tmp)
+                        size += len(chunk)
+                    self._write_staged(out, None, tmp)
                 if part.size is not None and size != part.size:
                     raise cut_short(part.name, size, part.size, backend=self.name)
                 staged[-1] = (part, tmp, own.hexdigest("sha256"), size)

@@ -195,6 +195,21 @@ def _cap_text_body(response: requests.Response) -> None:
             return data
 
         setattr(raw, name, capped)
+    # A chunked answer is read by read_chunked (requests' iter_content, so .content and
+    # .json(), go through stream() to it), never by read: without this a chunked endless
+    # body bypassed the cap and keystoneauth1 read gigabytes before its deadline.
+    original_chunked = getattr(raw, "read_chunked", None)
+    if original_chunked is not None:
+        def capped_chunked(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+            for data in original_chunked(*args, **kwargs):
+                seen[0] += len(data or b"")
+                if seen[0] > MAX_TEXT_BODY:
+                    raise BackendError(f"the answer from {response.url} is larger than "
+                                       f"{MAX_TEXT_BODY // 2**20} MiB; not reading it",
+                                       hint="check the endpoint: no API answer is that big")
+                yield data
+
+        raw.read_chunked = capped_chunked  # type: ignore[method-assign]
 
 
 class DeadlineAdapter(DeadlineMixin, requests.adapters.HTTPAdapter):

@@ -34,6 +34,11 @@ _MIN_LEN = 4
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _ordered: tuple[str, ...] = ()
+# base64 spellings (see _base64_variants); the whole base64 word holding one is masked.
+_b64: tuple[str, ...] = ()
+# A base64 word. No pattern with the variants inside it: a run of such characters
+# would make it backtrack quadratically (a 64 KiB error body took minutes).
+_B64_WORD = re.compile(r"[A-Za-z0-9+/_-]+=*")
 
 # scheme://user:pass@host and scheme://token@host: the userinfo is a credential.
 _USERINFO = re.compile(r"(?<=://)[^/\s@?#'\"<>]+@")
@@ -50,26 +55,50 @@ _HEADER = re.compile(
 
 
 def _variants(secret: str) -> set[str]:
-    raw = secret.encode()
-    # Verbatim, JSON-escaped, percent-encoded, and base64 as HTTP Basic carries it
-    # ("key:" or "user:key" encoded): whole 3-byte groups encode the same whatever follows.
-    whole = raw[:len(raw) - len(raw) % 3]
+    # Verbatim, JSON-escaped, percent-encoded; base64 is _base64_variants'.
     out = {secret, json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe=""),
-           urllib.parse.quote_plus(secret), base64.b64encode(whole).decode()}
+           urllib.parse.quote_plus(secret)}
     return {v for v in out if len(v) >= _MIN_LEN}
+
+
+def _base64_variants(secret: str) -> set[str]:
+    """The base64 characters that encode ``secret`` whatever precedes it in the encoded
+    text: HTTP Basic puts ``user:`` (any length) before a password, so the secret can
+    start at any of the three byte offsets of a base64 group. For each offset, only the
+    groups made of the secret's own bytes are kept (standard and URL-safe alphabets)."""
+    raw = secret.encode()
+    out: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        first = 1 if offset else 0  # the group that mixes padding bytes with the secret
+        last = (offset + len(raw)) // 3  # groups past it hold bytes of what follows
+        core = encoded[first * 4:last * 4]
+        # One whole group (3 bytes of the secret, 4 characters) already gives it away;
+        # 24 bits of the secret's own do not occur in ordinary text by chance.
+        if len(core) >= _MIN_LEN:
+            out.update({core, core.replace("+", "-").replace("/", "_")})
+    return out
 
 
 def register(*values: object) -> None:
     """Treat each non-empty string value as a secret from now on (thread-safe)."""
     global _ordered
-    fresh = {v for v in values if isinstance(v, str) and len(v) >= _MIN_LEN}
+    given = {v for v in values if isinstance(v, str)}
+    # URL userinfo is registered as written, percent-encoded; HTTP clients decode it
+    # before they send it (Basic auth), so a server echoes the decoded form.
+    given |= {urllib.parse.unquote(v) for v in given if "%" in v}
+    fresh = {v for v in given if len(v) >= _MIN_LEN}
     if not fresh or fresh <= _secrets:
         return
+    global _b64
     with _lock:
+        b64 = set(_b64)
         for value in fresh:
             _secrets.update(_variants(value))
+            b64.update(_base64_variants(value))
         # Longest first, so a secret containing another is replaced whole.
         _ordered = tuple(sorted(_secrets, key=len, reverse=True))
+        _b64 = tuple(sorted(b64, key=len, reverse=True))
 
 
 def registered(value: str) -> bool:
@@ -83,6 +112,12 @@ def redact(text: str) -> str:
     for secret in _ordered:
         if secret in text:
             text = text.replace(secret, MASK)
+    present = [v for v in _b64 if v in text]
+    if present:
+        # The whole base64 word goes: the groups next to the secret's own encode parts
+        # of it too (and a user name before it is no loss).
+        text = _B64_WORD.sub(
+            lambda m: MASK if any(v in m.group() for v in present) else m.group(), text)
     if "://" in text and "@" in text:
         text = _USERINFO.sub(MASK + "@", text)
     if "=" in text:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import ssl
 import threading
 import urllib.parse
 from typing import Any
@@ -56,7 +57,24 @@ def _existing_path(value: Any, key: str, cloud: str | None) -> str:
     if not (os.path.isfile(path) or os.path.isdir(path)):
         raise ConfigError(f"no CA file or directory at {excerpt(value)}", cloud=cloud, key=key,
                           hint="give true, false, or the path of an existing CA bundle")
+    if os.path.isfile(path):
+        _check_ca_file(path, key, cloud)
+    elif not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(f"cannot read the CA directory {excerpt(value)}", cloud=cloud,
+                          key=key, hint="check its permissions")
     return path
+
+
+def _check_ca_file(path: str, key: str, cloud: str | None) -> None:
+    """Load the file as OpenSSL will: an unreadable or non-PEM file is the user's to fix,
+    not a 'cannot connect' or a raw ssl.SSLError at the first request."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        problem = "holds no PEM certificate" if isinstance(exc, ssl.SSLError) \
+            else f"cannot be read ({exc.strerror or exc})"
+        raise ConfigError(f"the CA file {excerpt(path)} {problem}", cloud=cloud, key=key,
+                          hint="give the path of a PEM CA bundle") from None
 
 
 def ca_from_env() -> str | None:

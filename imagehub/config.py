@@ -126,7 +126,11 @@ class CloudConfig:
     def _check(self, key: str, value: Any, opt: Option) -> Any:
         types = opt.type if isinstance(opt.type, tuple) else (opt.type,)
         if float in types and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ConfigError(f"number too large, got {excerpt(value)}", path=self.path,
+                                  cloud=self.name, key=key) from None
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if not ok:
             shown = "<hidden>" if opt.secret else excerpt(value)
@@ -213,6 +217,13 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"not valid YAML{at}: {getattr(exc, 'problem', exc)}",
                           path=where) from exc
+    except ValueError as exc:
+        # PyYAML converts scalars itself and lets Python's own refusals through: an
+        # integer of thousands of digits, a date like 2024-13-45.
+        raise ConfigError(f"a value cannot be read: {excerpt(str(exc), 100)}",
+                          path=where) from exc
+    except RecursionError as exc:
+        raise ConfigError("nested too deeply to be a clouds file", path=where) from exc
     return parse_config(data, where)
 
 

@@ -257,6 +257,33 @@ MUTANTS = [
         new="properties={},\n                      description=None,",
         caught_by="test_create_keeps_what_it_was_given",
     ),
+    Mutant(
+        "create drops the tags it was given",
+        old="tags=spec.tags, owner=self.project",
+        new="tags=[], owner=self.project",
+        caught_by="test_create_keeps_its_tags",
+    ),
+    Mutant(
+        "create ignores the visibility it was given",
+        old="description=spec.description, visibility=spec.visibility,",
+        new="description=spec.description, visibility=Visibility.PRIVATE,",
+        caught_by="test_create_keeps_its_visibility",
+    ),
+    Mutant(
+        "update folds property keys to lower case",
+        old="""            properties = {**data["properties"], **spec.properties}""",
+        new="""            properties = {**data["properties"],
+                          **{k.lower(): v for k, v in spec.properties.items()}}""",
+        caught_by="test_update_each_declared_key",
+    ),
+    Mutant(
+        "list pages on from a marker that names no image",
+        old="""            if not self._path(marker, ".json").exists():
+                raise""",
+        new="""            if False:
+                raise""",
+        caught_by="test_list_with_a_deleted_marker_raises_not_found",
+    ),
 ]
 
 HELPERS = '''

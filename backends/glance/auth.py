@@ -21,6 +21,7 @@ from typing import Any
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading, session
 
+from imagehub import _tls
 from imagehub._redact import redact
 from imagehub.errors import ConfigError
 
@@ -82,14 +83,14 @@ class AuthSettings:
                              endpoint=self.endpoint_override)
 
 
-def _verify(verify: Any, cacert: Any) -> bool | str:
-    if verify is False or (isinstance(verify, str) and verify.lower() in ("false", "0", "no")):
+def _verify(verify: Any, cacert: Any) -> Any:
+    # Passed on as given, for the one TLS check (imagehub._tls) to accept or refuse: a
+    # string is a CA path, never a boolean spelt "false"/"no" that turns TLS off.
+    if verify is False:
         return False
     if cacert:
         return str(cacert)
-    if isinstance(verify, str) and verify.lower() not in ("true", "1", "yes"):
-        return verify  # a CA bundle path given as 'verify'
-    return True
+    return verify
 
 
 def _guess_auth_type(auth: Mapping[str, Any], endpoint: str | None) -> str:
@@ -114,6 +115,9 @@ def from_inline(options: Mapping[str, Any]) -> AuthSettings:
                               key="endpoint_override",
                               hint="set endpoint_override (or auth: {endpoint: URL})")
         auth = {"endpoint": endpoint}
+    if options.get("cacert") is not None and options.get("verify") is not False:
+        # Checked here so the error names 'cacert', not the 'verify' it is folded into.
+        _tls.check_verify(True, cacert=options.get("cacert"))
     return AuthSettings(
         auth_type=str(auth_type), auth=auth,
         region_name=options.get("region_name"),

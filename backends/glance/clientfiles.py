@@ -74,7 +74,7 @@ def load_first(paths: list[str]) -> tuple[str, dict[str, Any]] | tuple[None, Non
                 data = json.load(handle) if path.endswith("json") else yaml.safe_load(handle)
         except PermissionError:
             continue  # openstacksdk too moves on to the next file when it may not read one
-        except (OSError, ValueError, yaml.YAMLError) as exc:
+        except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot parse this OpenStack client file: {type(exc).__name__}",
                               path=path, hint="fix it or move it away; openstack would "
                               "skip it and read the next file in its search path") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import http.client
 import json
 import re
 from collections.abc import Iterator
@@ -103,6 +104,23 @@ def retry_after_seconds(value: str | None) -> float | None:
     return parse_retry_after(value)
 
 
+def _http_trouble(exc: BaseException) -> http.client.HTTPException | None:
+    """The http.client error (an over-long header line, too many headers, a bad status
+    line, a hang-up before answering) somewhere under ``exc``, if there is one."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen or len(seen) > 50:
+            continue
+        seen.add(id(current))
+        if isinstance(current, http.client.HTTPException):
+            return current
+        # urllib3 nests it as ProtocolError("Connection aborted.", LineTooLong(...)).
+        todo.extend([current.__cause__, current.__context__, *current.args])
+    return None
+
+
 @contextlib.contextmanager
 def mapped(what: str) -> Iterator[None]:
     """Translate keystoneauth1's transport and auth failures raised inside the block."""
@@ -121,6 +139,20 @@ def mapped(what: str) -> Iterator[None]:
         raise ServerUnreachable(f"{what}: timed out connecting", backend=BACKEND,
                                 server_message=_safe(exc)) from exc
     except ks_exc.ConnectFailure as exc:
+        # keystoneauth1 calls every requests ConnectionError a connect failure, also when
+        # the server was reached and then hung up or answered something that is not HTTP.
+        answered = _http_trouble(exc)
+        if isinstance(answered, http.client.RemoteDisconnected):
+            raise ServerUnreachable(f"{what}: the server closed the connection without "
+                                    "answering", backend=BACKEND, server_message=_safe(exc),
+                                    hint="try again; if it persists, check the endpoint"
+                                    ) from exc
+        if answered is not None:
+            raise BackendError(f"{what}: the server's answer is not valid HTTP "
+                               f"({type(answered).__name__})", backend=BACKEND,
+                               server_message=_safe(exc),
+                               hint="check the endpoint (or auth_url): is it the API's address?"
+                               ) from exc
         raise ServerUnreachable(f"{what}: cannot connect", backend=BACKEND,
                                 server_message=_safe(exc),
                                 hint="is the endpoint right and the service up?") from exc

@@ -15,6 +15,7 @@ from typing import IO, Any
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import session as ks_session
 
+from imagehub._limits import check_retries
 from imagehub.diskformat import label_by_bytes
 from imagehub.errors import (
     BackendError,
@@ -182,7 +183,8 @@ class GlanceManager(ImageManager):
             interface=settings.interface,
             endpoint_override=settings.endpoint_override,
             page_size=int(opts.get("page_size") or 500),
-            retries=int(opts["retries"]) if opts.get("retries") is not None else 3,
+            retries=check_retries(opts["retries"], key="retries")
+            if opts.get("retries") is not None else 3,
             legacy_tasks=opts.get("legacy_tasks"),
             download_hashes=str(opts.get("download_hashes") or "all"),
             cloud=cloud,

@@ -9,16 +9,17 @@ gets it printed.
 from __future__ import annotations
 
 import contextlib
-import math
+import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
 from keystoneauth1 import plugin, session
 
 from imagehub import _http_deadline, _redact, _tls
-from imagehub.errors import ConfigError
+from imagehub._limits import check_timeout
+from imagehub.errors import AuthenticationError
 
 # Seconds to wait for a connection, and for each read of an answer. A read waiting this
 # long is a stalled server; data transfers use the same value as an inactivity limit, so
@@ -30,18 +31,40 @@ SECRET_AUTH_KEYS = frozenset({"password", "token", "application_credential_secre
                               "secret", "client_secret", "passcode", "access_token"})
 
 
+# Belt and braces beside the token check below: logins never nest this deep.
+MAX_LOGIN_NESTING = 4
+_nesting = threading.local()
+
+
 class RedactingSession(session.Session):
     """A Session whose auth headers (tokens fetched at run time) are secrets, and whose
     logins (discovery, then the token request) share one timeout between them."""
 
-    def _login(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def _login(self, *, token_needed: bool = False) -> Iterator[None]:
         timeout = self.timeout
         seconds = timeout[-1] if isinstance(timeout, tuple) else timeout
-        return _http_deadline.budget(float(seconds or DEFAULT_TIMEOUT))
+        # keystoneauth1 retries a discovery answered 401 with a token, and getting that
+        # token needs discovery first, under the auth plugin's lock it already holds: a
+        # self-deadlock no deadline can end. A login never needs a token inside itself
+        # otherwise (discovery and the token request go unauthenticated).
+        depth = getattr(_nesting, "depth", 0)
+        if depth >= MAX_LOGIN_NESTING or (token_needed and depth):
+            raise AuthenticationError(
+                "the identity service refuses its version discovery without a token, and a "
+                "token needs discovery first", backend="glance",
+                hint="check auth_url: it should be Keystone's public address, e.g. "
+                "https://host:5000/v3")
+        _nesting.depth = depth + 1
+        try:
+            with _http_deadline.budget(float(seconds or DEFAULT_TIMEOUT)):
+                yield
+        finally:
+            _nesting.depth = depth
 
     def get_auth_headers(self, auth: plugin.BaseAuthPlugin | None = None,
                          **kwargs: Any) -> dict[str, str] | None:
-        with self._login():
+        with self._login(token_needed=True):
             headers: dict[str, str] | None = super().get_auth_headers(auth, **kwargs)
         if headers:
             _redact.register(*headers.values())
@@ -75,9 +98,7 @@ def build(auth: plugin.BaseAuthPlugin, *, options: Mapping[str, Any], verify: An
     made = RedactingSession(auth=auth, verify=_tls.effective_verify(checked), cert=cert,
                             user_agent="imagehub",
                             session=_http_deadline.mount(requests.Session()))
-    read = float(timeout) if timeout is not None else DEFAULT_TIMEOUT
-    if not math.isfinite(read) or read <= 0:
-        raise ConfigError("must be a positive number of seconds", key="timeout")
+    read = check_timeout(timeout if timeout is not None else DEFAULT_TIMEOUT)
     # requests takes (connect, read); keystoneauth1 passes the value through untouched.
     made.timeout = (min(CONNECT_TIMEOUT, read), read)  # type: ignore[assignment]
     return made

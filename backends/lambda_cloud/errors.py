@@ -140,10 +140,22 @@ def map_transport_errors(method: str, path: str, base_url: str, timeout: float,
             backend=BACKEND, hint="raise the cloud's 'timeout' option, or try again later"),
             retry=idempotent, cause=exc) from exc
     except httpx.RemoteProtocolError as exc:
-        raise Failure(BackendError(
-            f"Lambda Cloud's response to {where} was cut short: {exc}", backend=BACKEND,
-            hint="the connection dropped mid-response; try again"),
-            retry=idempotent, cause=exc) from exc
+        # h11 says which: a hang-up before any answer, a body cut short, or an answer
+        # that is not HTTP at all (an over-long or malformed head).
+        said = str(exc)
+        if "without sending a response" in said:
+            error = BackendError(f"Lambda Cloud closed the connection for {where} without "
+                                 "answering", backend=BACKEND,
+                                 hint="try again; if it persists, check base_url")
+        elif "complete message body" in said:
+            error = BackendError(f"Lambda Cloud's response to {where} was cut short: {exc}",
+                                 backend=BACKEND,
+                                 hint="the connection dropped mid-response; try again")
+        else:
+            error = BackendError(f"Lambda Cloud's answer to {where} is not valid HTTP "
+                                 f"({exc})", backend=BACKEND,
+                                 hint="check base_url: is it the API's address?")
+        raise Failure(error, retry=idempotent, cause=exc) from exc
     except httpx.HTTPError as exc:
         raise Failure(BackendError(f"talking to Lambda Cloud for {where} failed: "
                                    f"{type(exc).__name__}: {exc}", backend=BACKEND),

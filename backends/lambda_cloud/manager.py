@@ -7,7 +7,6 @@ is one GET whose records are filtered, paged and resolved here.
 from __future__ import annotations
 
 import builtins
-import math
 import sys
 import time
 import urllib.parse
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 
 from imagehub import _redact, _tls
+from imagehub._limits import check_retries, check_timeout
 from imagehub.errors import (
     AmbiguousImage,
     BackendError,
@@ -91,14 +91,12 @@ class LambdaManager(ImageManager):
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got "
                               f"{_redact.excerpt(base_url)}", key="base_url")
-        if not math.isfinite(timeout) or timeout <= 0:
-            raise ConfigError("timeout must be a positive number of seconds", key="timeout")
+        timeout = check_timeout(timeout)
         checked = _tls.check_verify(verify, cloud=cloud)
         if checked is False:
             _tls.warn_insecure(f"cloud {cloud or BACKEND!r}")
         _tls.warn_cleartext(base_url, "the API key and answers")
-        if max_retries < 0:
-            raise ConfigError("max_retries must be 0 or more", key="max_retries")
+        max_retries = check_retries(max_retries, key="max_retries")
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
         self.max_retries = max_retries

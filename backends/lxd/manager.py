@@ -10,7 +10,6 @@ a unix-socket source and for public images, and errors that keep LXD's own words
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import threading
 import urllib.parse
@@ -20,6 +19,7 @@ from typing import Any, ClassVar
 import requests
 
 from imagehub import _redact
+from imagehub._limits import check_timeout
 from imagehub.errors import (
     ChecksumMismatch,
     ConfigError,
@@ -142,8 +142,8 @@ class LXDManager(ImageManager):
         # LXD checks If-Match and then writes, not atomically: two PUTs that overlap can
         # both pass, and one undoes the other. Updates through one manager take turns.
         self._update_lock = threading.Lock()
-        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-            raise ConfigError("must be a positive number of seconds", key="timeout")
+        if timeout is not None:
+            timeout = check_timeout(timeout)
         self.timeout = timeout
         self.endpoint: Endpoint | None = None
         if client is None:
@@ -224,6 +224,10 @@ class LXDManager(ImageManager):
                                   backend=self.name)
         records = sorted(self._records(image_type), key=lambda r: str(r["fingerprint"]))
         if marker is not None:
+            # A marker that names no image is an error (the hook contract, as Glance does):
+            # paging on from where it would have been would skip or repeat images silently.
+            if not any(str(r["fingerprint"]) == marker for r in records):
+                raise ImageNotFound(f"marker {marker!r} is not an image", backend=self.name)
             records = [r for r in records if str(r["fingerprint"]) > marker]
         more = limit is not None and len(records) > limit
         page = records[:limit] if limit is not None else records

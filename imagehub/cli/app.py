@@ -246,19 +246,24 @@ IMAGE_COLUMNS = ("id", "name", "architecture", "size", "status", "visibility", "
 
 
 def emit(state: State, data: Any, *, columns: Sequence[str] | None = None) -> None:
-    """Print records as a table, JSON or YAML. JSON/YAML get the full records."""
+    """Print records as a table, JSON or YAML. JSON/YAML get the full records.
+
+    Output is redacted like errors and logs: records carry what servers and backends
+    said (a resolved auth_url with userinfo, a raw record quoting a location URL).
+    """
     records = [_record(x) for x in data] if isinstance(data, list) else _record(data)
     if state.format == "json":
-        echo_out(json.dumps(records, indent=2, sort_keys=True, default=str))
+        echo_out(redact(json.dumps(records, indent=2, sort_keys=True, default=str)))
     elif state.format == "yaml":
-        echo_out(yaml.safe_dump(records, sort_keys=True, default_flow_style=False), nl=False)
+        echo_out(redact(yaml.safe_dump(records, sort_keys=True, default_flow_style=False)),
+                 nl=False)
     elif isinstance(records, list):
-        echo_out(table(records, columns or (list(records[0]) if records else [])))
+        echo_out(redact(table(records, columns or (list(records[0]) if records else []))))
     else:
         shown = {k: v for k, v in records.items() if k != "raw"}  # raw: json/yaml only
         width = max((len(k) for k in shown), default=0)
         for key, value in shown.items():
-            echo_out(f"{key.ljust(width)}  {_cell(value, key, full=True)}")
+            echo_out(redact(f"{key.ljust(width)}  {_cell(value, key, full=True)}"))
 
 
 def _record(item: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from imagehub.errors import (
     ImageConflict,
     ImageHubError,
     ImageNotFound,
+    InvalidArgument,
     PermissionDenied,
     UnsupportedOperation,
 )
@@ -242,6 +243,16 @@ class ListingConformance(_Fixtures):
         assert len(seen) == len(set(seen)), "an image appeared on two pages"
         assert seen == everything, "pages, joined, must be all() in the same order"
 
+    def test_list_with_a_deleted_marker_raises_not_found(
+            self, manager: ImageManager, make_image: Callable[..., Image]) -> None:
+        """The hook contract: ``ImageNotFound`` when ``marker`` names no image, never a
+        first page again (a pager would then loop) or an empty last page (it would stop)."""
+        requires(manager, Capability.LIST, Capability.CREATE, Capability.DELETE)
+        gone = make_image()
+        manager.delete(gone.id)
+        with pytest.raises(ImageNotFound):
+            manager.list(limit=1, marker=gone.id)
+
     def test_filters_narrow(self, manager: ImageManager, seeded: list[Image]) -> None:
         """Every declared server filter, plus name and properties, among the seeds."""
         requires(manager, Capability.LIST)
@@ -357,13 +368,46 @@ class CreateExportConformance(_Fixtures):
                                             make_image: Callable[..., Image]) -> None:
         requires(manager, Capability.CREATE, Capability.GET)
         name = _unique("kept")
-        made = make_image(name=name, description="kit words",
-                          properties={"kit_a": "1", "kit_b": "two"})
+        # Keys and values exactly as given: case, spaces and non-ASCII are the user's.
+        given = {"kit_a": "1", "kit_b": "two", "Kit_Case": "Mixed Value é"}
+        made = make_image(name=name, description="kit words", properties=given)
         for image in (made, manager.get(made.id)):
             assert image.name == name
             assert image.description == "kit words"
-            assert {k: image.properties.get(k) for k in ("kit_a", "kit_b")} == {
-                "kit_a": "1", "kit_b": "two"}
+            assert {k: image.properties.get(k) for k in given} == given
+
+    def test_create_keeps_its_visibility(self, manager: ImageManager,
+                                         make_image: Callable[..., Image]) -> None:
+        """A backend that stores visibility (declares it updatable) keeps the one given at
+        create, or refuses it with a specific error (a member may not publish)."""
+        requires(manager, Capability.CREATE, Capability.GET)
+        if "visibility" not in type(manager).updatable:
+            pytest.skip(f"backend {manager.name!r} does not declare 'visibility' updatable")
+        took = []
+        for wanted in (Visibility.PUBLIC, Visibility.SHARED, Visibility.COMMUNITY):
+            try:
+                made = make_image(visibility=wanted)
+            except (PermissionDenied, UnsupportedOperation, InvalidArgument):
+                continue
+            for image in (made, manager.get(made.id)):
+                assert image.visibility is wanted, (
+                    f"created with visibility {wanted.value}, the image is "
+                    f"{image.visibility.value}")
+            took.append(wanted)
+        assert took, "visibility is declared updatable but create refused every value"
+
+    def test_create_keeps_its_tags(self, manager: ImageManager,
+                                   make_image: Callable[..., Image]) -> None:
+        """A backend that stores tags (declares them updatable) keeps those given at
+        create, as ``imagehub create --tag`` and migrate pass them."""
+        requires(manager, Capability.CREATE, Capability.GET)
+        if "tags" not in type(manager).updatable:
+            pytest.skip(f"backend {manager.name!r} does not declare 'tags' updatable")
+        tags = [_unique("kit-tag"), _unique("kit-tag")]
+        made = make_image(tags=tags)
+        for image in (made, manager.get(made.id)):
+            assert sorted(image.tags) == sorted(tags), (
+                f"created with tags {tags}, the image has {image.tags}")
 
     def test_export_save_to_path(self, manager: ImageManager, image_payload: ImagePayload,
                                  make_image: Callable[..., Image], tmp_path: Path) -> None:
@@ -458,9 +502,11 @@ class UpdateConformance(_Fixtures):
             pytest.skip(f"backend {manager.name!r} does not declare {key!r} updatable")
         image = updatable_image
         if key == "properties":
-            updated = manager.update(image, properties={"drop": "changed", "new": "1"})
+            updated = manager.update(image, properties={"drop": "changed", "new": "1",
+                                                        "New_Case": "Mixed é"})
             self._check(manager, image, updated, lambda i: (
                 i.properties.get("new") == "1" and i.properties.get("drop") == "changed"
+                and i.properties.get("New_Case") == "Mixed é"
                 and i.properties.get("keep") == "yes"), "properties (merged)")
         elif key == "remove_properties":
             updated = manager.update(image, remove_properties=["drop"])

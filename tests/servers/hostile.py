@@ -5,12 +5,15 @@ Glance (``/v2/...``) and Keystone (``/v3``, ``/v3/auth/tokens``). ``mode`` says 
 misbehaves:
 
 - ``echo``: refuse (``status``, 401 by default) with every request header and the request
-  body quoted back, in the error message, the suggestion and a response header. Keystone
+  body quoted back, in the error message, the suggestion and a response header; the
+  credential header's value is also quoted base64-encoded as HTTP Basic would carry it. Keystone
   in this mode echoes the password it was sent.
 - ``silent``: accept the connection and never answer.
 - ``drip``: answer 200 and send the body one byte every ``drip_every`` seconds.
 - ``drip-head``: send the status line and headers themselves one byte at a time.
 - ``endless``: answer 200 with a JSON body that never ends.
+- ``endless-chunked``: the same endless body, sent with chunked transfer encoding.
+- ``endless-error``: answer ``status`` with an endless chunked JSON error body.
 - ``huge``: answer 200 with a valid JSON listing of ``huge_bytes`` bytes.
 - ``sink``: read an upload whole, however slowly it comes, then answer 204.
 - ``cut``: serve image creation, then cut the connection after ``cut_after`` bytes of
@@ -24,6 +27,7 @@ self-signed certificate (``cert_path``).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import secrets
@@ -109,6 +113,8 @@ class HostileServer:
             self._drip_head(h)
         elif self.mode == "endless":
             self._endless(h)
+        elif self.mode in ("endless-chunked", "endless-error"):
+            self._endless_chunked(h, 200 if self.mode == "endless-chunked" else self.status)
         elif self.mode == "huge":
             self._huge(h)
         elif self.mode == "cut":
@@ -141,6 +147,13 @@ class HostileServer:
         quoted = " ".join(f"{k}: {v}" for k, v in h.headers.items())
         quoted += " body: " + body.decode("utf-8", "replace")
         auth = h.headers.get("Authorization") or h.headers.get("X-Auth-Token") or ""
+        # The credential re-encoded as HTTP Basic would carry it, behind user names of
+        # different lengths so it starts at each byte offset of a base64 group, and with
+        # no header name next to it.
+        credential = auth.split(" ", 1)[-1]
+        quoted += " as basic: " + " ".join(
+            base64.b64encode(f"{user}{credential}".encode()).decode()
+            for user in ("", "u:", "user:", "apikey:"))
         doc = {"error": {"code": "global/invalid-api-key" if self.status == 401 else
                          "provider/internal-error",
                          "message": f"rejected request {quoted}",
@@ -211,6 +224,27 @@ class HostileServer:
             h.wfile.write(b'{"data": [' if h.path.startswith("/api/") else b'{"images": [')
             while not self._stop.is_set():
                 h.wfile.write(item * 64)
+        except OSError:
+            pass
+        h.close_connection = True
+
+    def _endless_chunked(self, h: _Handler, status: int) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        head = b'{"data": [' if h.path.startswith("/api/") else b'{"images": ['
+        if status >= 400:
+            head = b'{"error": {"message": "'
+        block = (b'"' + b"x" * 1000 + b'",') * 64 if status < 400 else b"x" * 64000
+
+        def chunk(data: bytes) -> bytes:
+            return b"%x\r\n%s\r\n" % (len(data), data)
+
+        try:
+            h.wfile.write(chunk(head))
+            while not self._stop.is_set():
+                h.wfile.write(chunk(block))
         except OSError:
             pass
         h.close_connection = True
