@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import importlib
 import queue as queue_module
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +33,10 @@ Getter = Callable[[float], list[Any]]
 
 def dask_client(executor: concurrent.futures.Executor) -> Any:
     """The distributed Client behind ``Client.get_executor()``, else None."""
-    if not type(executor).__module__.startswith("distributed."):
+    if "distributed" not in sys.modules:
+        return None  # nobody made a Dask executor without importing distributed
+    cfexecutor: Any = importlib.import_module("distributed.cfexecutor")
+    if not isinstance(executor, cfexecutor.ClientExecutor):
         return None
     return getattr(executor, "_client", None)
 
@@ -42,8 +47,6 @@ def _channel(executor: concurrent.futures.Executor
     """A queue workers can reach from where they run, and how the client reads it."""
     client = dask_client(executor)
     if client is not None:
-        import importlib
-
         # Typed as Any: distributed ships no annotations for its Queue.
         queue: Any = importlib.import_module("distributed").Queue(client=client)
 
@@ -81,6 +84,8 @@ class _Drain:
     def __init__(self, get: Getter, progress: ProgressCallback) -> None:
         self.get, self.progress = get, progress
         self.stop = threading.Event()
+        #: bytes reported so far per source image id
+        self.reported: dict[str, int] = {}
         self.thread = threading.Thread(target=self._run, name="imagehub-sync-progress",
                                        daemon=True)
         self.thread.start()
@@ -92,16 +97,27 @@ class _Drain:
                 reports = self.get(0.2)
             except Exception:  # noqa: BLE001 - a queue gone with its cluster: no more bars
                 return
-            for image, done, total, delta, elapsed, _worker in reports:
+            for ref, image, done, total, delta, elapsed, _worker in reports:
+                self.reported[ref] = self.reported.get(ref, 0) + delta
                 with contextlib.suppress(Exception):
                     self.progress(Progress(image, done, total, delta, elapsed))
             if stopping and not reports:
                 return
 
-    def close(self) -> None:
+    def close(self, items: list[Transfer | None]) -> None:
         # Workers flush before they return, so what is queued now is the last of it.
         self.stop.set()
         self.thread.join(timeout=10)
+        if self.thread.is_alive():
+            return
+        # A report lost on the way (a worker's queue call failed): the bar still ends at
+        # every byte moved.
+        for t in items:
+            missing = (t.bytes - self.reported.get(t.source.id, 0)) if t else 0
+            if t is not None and missing > 0:
+                with contextlib.suppress(Exception):
+                    self.progress(Progress(t.source.id, t.bytes, t.bytes, missing,
+                                           t.seconds))
 
 
 def run_remote(tasks: list[tuple[int, TransferTask, Transfer]],
@@ -131,7 +147,7 @@ def run_remote(tasks: list[tuple[int, TransferTask, Transfer]],
             raise
         finally:
             if drain is not None:
-                drain.close()
+                drain.close(items)
     sweep_run(dst, run)
 
 

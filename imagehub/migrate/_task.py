@@ -21,7 +21,7 @@ from ..manager import ImageManager
 from ._options import Options
 from ._plan import plan_one
 from ._progress import Progress
-from ._transfer import Transfer, carry_out
+from ._transfer import Transfer, carry_out, log
 
 # How often a worker sends the bytes it moved to the client: often enough for a bar,
 # rarely enough that a scheduler-routed queue is not a message per chunk.
@@ -97,8 +97,8 @@ def _connect(cloud: str, worker: str) -> ImageManager:
 class _Reporter:
     """Batches one transfer's progress into a report every REPORT_EVERY seconds."""
 
-    def __init__(self, channel: Channel | None, worker: str) -> None:
-        self.channel, self.worker = channel, worker
+    def __init__(self, channel: Channel | None, worker: str, ref: str) -> None:
+        self.channel, self.worker, self.ref = channel, worker, ref
         self.pending = 0
         self.last = time.monotonic()
         self.latest: Progress | None = None
@@ -113,18 +113,19 @@ class _Reporter:
         p, self.last = self.latest, time.monotonic()
         if self.channel is None or p is None or not self.pending:
             return
-        report = (p.image, p.done, p.total, self.pending, p.elapsed, self.worker)
+        report = (self.ref, p.image, p.done, p.total, self.pending, p.elapsed, self.worker)
         self.pending = 0
         try:
             self.channel.put(report)
-        except Exception:  # noqa: BLE001 - a lost progress report never fails a transfer
-            pass
+        except Exception as exc:  # noqa: BLE001 - a lost report never fails a transfer
+            # The client makes up what it missed from the Transfer when the task ends.
+            log.debug("sync: a progress report from %s was lost: %s", self.worker, exc)
 
 
 def run_task(task: TransferTask, channel: Channel | None = None) -> TaskOutcome:
     """Carry one task out on this worker; every failure comes back as a TaskOutcome."""
     worker = worker_name()
-    reporter = _Reporter(channel, worker)
+    reporter = _Reporter(channel, worker, task.ref)
     try:
         src = _connect(task.source, worker)
         dst = _connect(task.destination, worker)
