@@ -261,8 +261,10 @@ def test_lxd_to_glance_through_the_cluster_carries_no_secret(
         "region_name": openstack_cloud.region_name}
     clouds.write_text(yaml.safe_dump(config))
     monkeypatch.setenv("IMAGEHUB_CONFIG", str(clouds))
-    images = [_lxd_image(lxd_one, tmp_path / kind, kind)[0]
-              for kind in ("unified", "container")]
+    images = []
+    for kind in ("unified", "container"):
+        (tmp_path / kind).mkdir()
+        images.append(_lxd_image(lxd_one, tmp_path / kind, kind)[0])
     try:
         executor = Recording(cluster.client)
         summary = imagehub.sync("lxd-one", "glance", executor=executor)
