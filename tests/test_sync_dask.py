@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import pytest
 import yaml
@@ -44,6 +44,8 @@ distributed: Any = pytest.importorskip(
 from distributed.cfexecutor import ClientExecutor  # noqa: E402
 
 MiB = 1024 * 1024
+P = ParamSpec("P")
+T = TypeVar("T")
 START_TIMEOUT = 120.0
 
 
@@ -112,19 +114,20 @@ def _wait(ready: Callable[[], bool], what: str) -> None:
         time.sleep(0.1)
 
 
-class Recording(ClientExecutor):  # type: ignore[misc]  # distributed is untyped
+class Recording(ClientExecutor):
     """Dask's own executor, keeping the pickled bytes of everything submitted."""
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
-        super().__init__(client, **kwargs)
+        super().__init__(client, **kwargs)  # type: ignore[no-untyped-call]
         self.payloads: list[bytes] = []
         self.tasks: list[TransferTask] = []
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any
-               ) -> concurrent.futures.Future[Any]:
+    # Executor's signature (fn positional-only), which distributed's untyped one loosens.
+    def submit(self, fn: Callable[P, T], /,  # type: ignore[override]
+               *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
         self.payloads.append(pickle.dumps((fn, args, kwargs)))
         self.tasks.extend(a for a in args if isinstance(a, TransferTask))
-        return super().submit(fn, *args, **kwargs)  # type: ignore[no-any-return]
+        return super().submit(fn, *args, **kwargs)  # type: ignore[no-untyped-call,no-any-return]
 
 
 @pytest.fixture(scope="module")
