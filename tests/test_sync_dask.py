@@ -27,7 +27,7 @@ import yaml
 
 import imagehub
 from imagehub.backends.local import LocalManager
-from imagehub.migrate._task import TransferTask
+from imagehub.migrate._task import TransferTask, run_task
 from tests.test_migrate import _leftovers, _lxd_image, _tagged
 from tests.test_migrate import glance as glance
 from tests.test_migrate import glance_tidy as glance_tidy
@@ -194,6 +194,19 @@ def test_fifty_images_between_two_local_stores(cluster: Cluster, use_clouds: Pat
     assert (again.present, again.copied) == (50, 0)
 
 
+def test_a_task_run_twice_copies_once(use_clouds: Path) -> None:
+    """What Dask does after a worker dies between committing a copy and reporting it."""
+    src = imagehub.connect("many-src")
+    image = src.create(os.urandom(20_000), name="twice")
+    task = TransferTask(source="many-src", destination="many-dst", ref=image.id,
+                        name="twice", run="r")
+    first, second = run_task(task), run_task(task)
+    assert first.transfer is not None and first.transfer.action == "copied"
+    assert second.transfer is not None and second.transfer.action == "present"
+    assert second.transfer.image == first.transfer.image
+    assert [i.name for i in imagehub.connect("many-dst").all()].count("twice") == 1
+
+
 def test_worker_missing_a_cloud_fails_its_tasks_naming_it(
         cluster: Cluster, use_clouds: Path, tmp_path: Path) -> None:
     bare = tmp_path / "bare.yaml"
@@ -287,6 +300,10 @@ def test_lxd_to_glance_through_the_cluster_carries_no_secret(
                 "source", "destination", "ref", "name", "run", "stream", "disk_format",
                 "verify", "retries", "staging_dir"}
             assert (task.source, task.destination) == ("lxd-one", "glance")
+        # A task run again (Dask retrying it after its worker died having finished the
+        # copy) finds that copy on Glance by the identity it records: no second copy.
+        again = run_task(executor.tasks[0])
+        assert again.transfer is not None and again.transfer.action == "present"
     finally:
         for image in images:
             with contextlib.suppress(imagehub.ImageNotFound):

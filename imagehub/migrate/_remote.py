@@ -58,7 +58,11 @@ def _channel(executor: concurrent.futures.Executor
                 time.sleep(timeout)
             return got
 
-        yield queue, batch
+        try:
+            yield queue, batch
+        finally:
+            with contextlib.suppress(Exception):
+                queue.close()  # the scheduler forgets it once no holder is left
         return
     if isinstance(executor, concurrent.futures.ProcessPoolExecutor):
         import multiprocessing
@@ -125,7 +129,9 @@ def run_remote(tasks: list[tuple[int, TransferTask, Transfer]],
                dst: ImageManager, run: str, progress: ProgressCallback | None) -> None:
     """Run ``tasks`` on ``executor``; ``Transfer`` in each is the failure to report when
     the task never reports back (its ``source`` and planned bytes)."""
-    with _channel(executor) as (channel, get):
+    # No callback, no channel: workers then send no reports at all.
+    with (_channel(executor) if progress is not None
+          else contextlib.nullcontext((None, None))) as (channel, get):
         drain = _Drain(get, progress) if progress and get else None
         futures = {executor.submit(run_task, task, channel): (i, blank)
                    for i, task, blank in tasks}

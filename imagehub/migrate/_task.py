@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ..errors import ImageHubError, MigrationError
 from ..manager import ImageManager
+from ._identity import copies_by_record
 from ._options import Options
 from ._plan import plan_one
 from ._progress import Progress
@@ -131,9 +132,12 @@ def run_task(task: TransferTask, channel: Channel | None = None) -> TaskOutcome:
         dst = _connect(task.destination, worker)
         image = src.get(task.ref)
         # Planned again here against the destination as it is now: a task retried after
-        # its first worker died finds the copy that worker finished, and skips it.
+        # its first worker died finds the copy that worker finished, and skips it. The
+        # client's full index already ruled out older copies, so only the copies migrate
+        # records are asked for, not a listing of every image per task.
         p = plan_one(src, image, dst, name=task.name, stream=task.stream,
-                     fmt=task.disk_format, index=None, staging_dir=task.staging_dir)
+                     fmt=task.disk_format, index=copies_by_record(dst, image),
+                     staging_dir=task.staging_dir)
         options = Options(verify=task.verify, progress=reporter, retries=task.retries,
                           staging_dir=task.staging_dir, run=task.run)
         done = carry_out(p, options)
