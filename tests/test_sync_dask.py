@@ -363,3 +363,22 @@ def test_cli_sync_on_the_cluster(cluster: Cluster, use_clouds: Path,
     for bad in ("dask://", "nope", "threads:0"):
         assert _run(["sync", "many-src", "many-dst", "--executor", bad]) != 0
         assert "imagehub: error:" in capsys.readouterr().err
+
+
+def test_cli_processes_read_the_config_file_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    monkeypatch.delenv("IMAGEHUB_CONFIG", raising=False)
+    config = tmp_path / "given.yaml"
+    config.write_text(yaml.safe_dump({"clouds": {
+        n: {"backend": "local", "path": str(tmp_path / n)} for n in ("g-src", "g-dst")}}))
+    src = LocalManager(path=tmp_path / "g-src", cloud="g-src")
+    want = _fill(src, 3, 50_000)
+    capsys.readouterr()
+    assert _run(["--config", str(config), "--format", "json", "sync", "g-src", "g-dst",
+                 "--executor", "processes:2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["copied"] == 3 and all(t["worker"] for t in out["items"])
+    assert _held(LocalManager(path=tmp_path / "g-dst", cloud="g-dst")) == want
