@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import importlib
 import queue as queue_module
 import sys
@@ -158,8 +159,6 @@ def run_remote(tasks: list[tuple[int, TransferTask, Transfer]],
 
 
 def _outcome(future: concurrent.futures.Future[TaskOutcome], blank: Transfer) -> Transfer:
-    import dataclasses
-
     try:
         outcome = future.result()
     except Exception as exc:  # noqa: BLE001 - a lost worker, a payload that did not travel
