@@ -382,3 +382,11 @@ def test_cli_processes_read_the_config_file_given(
     out = json.loads(capsys.readouterr().out)
     assert out["copied"] == 3 and all(t["worker"] for t in out["items"])
     assert _held(LocalManager(path=tmp_path / "g-dst", cloud="g-dst")) == want
+
+
+def test_dask_is_imported_only_when_an_executor_asks_for_it() -> None:
+    code = ("import sys, imagehub, imagehub.cli.migrate; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    assert out.strip() == "[]"
