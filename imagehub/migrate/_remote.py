@@ -162,8 +162,10 @@ def _outcome(future: concurrent.futures.Future[TaskOutcome], blank: Transfer) ->
     try:
         outcome = future.result()
     except Exception as exc:  # noqa: BLE001 - a lost worker, a payload that did not travel
+        hint = ("; install imagehub (the same version) where the workers run"
+                if isinstance(exc, ImportError) else "")
         return dataclasses.replace(
-            blank, error=f"the task did not come back: {type(exc).__name__}: {exc}")
+            blank, error=f"the task did not come back: {type(exc).__name__}: {exc}{hint}")
     if outcome.transfer is not None:
         return dataclasses.replace(outcome.transfer, source=blank.source)
     return dataclasses.replace(blank, error=outcome.error, worker=outcome.worker)
