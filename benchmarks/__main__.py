@@ -1,13 +1,13 @@
 """``python -m benchmarks [NAME...]`` (``make bench``): run the benchmarks, each printing
 ratios against a baseline measured in the same run. Names: hub, lxd, glance, migrate,
-migrate_vm."""
+migrate_vm, dask_sync."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-ALL = ("hub", "lxd", "glance", "migrate", "migrate_vm")
+ALL = ("hub", "lxd", "glance", "migrate", "migrate_vm", "dask_sync")
 
 
 def main(argv: list[str]) -> int:

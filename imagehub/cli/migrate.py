@@ -8,10 +8,13 @@ import click
 
 from ..errors import MigrationError
 from ..migrate import Progress, SyncSummary, plan, sync
+from ..migrate._executors import SPECS, open_executor
 from ..qemuimg import CONVERTIBLE
 from .app import State, cli, emit, parse_pairs, pass_state
 
 SYNC_COLUMNS = ("source_id", "action", "path", "image_id", "bytes", "seconds", "error")
+# With --executor the table says where each transfer ran.
+PLACED_COLUMNS = (*SYNC_COLUMNS[:-1], "worker", "error")
 
 
 def _bar(state: State, total: int | None, label: str) -> Callable[[Progress], None] | None:
@@ -71,22 +74,29 @@ def migrate_cmd(state: State, source: str, destination: str, name: str | None,
 @click.option("--disk-format", type=click.Choice(sorted(CONVERTIBLE)),
               help="convert each copy to this disk format with qemu-img")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--executor", "executor_spec", metavar="SPEC",
+              help=f"where transfers run: {SPECS} (a Dask cluster needs "
+                   "'imagehub[dask]'; its workers connect with their own clouds file)")
 @pass_state
 def sync_cmd(state: State, source: str, destination: str, filters: tuple[str, ...],
              latest: bool, jobs: int, dry_run: bool, stream: bool, disk_format: str | None,
-             retries: int) -> None:
+             retries: int, executor_spec: str | None) -> None:
     """Copy every image SRC_CLOUD has and DST_CLOUD lacks (by content, not by name).
 
     Safe to re-run: what was copied is found by its checksum and skipped, and a run cut
     short is finished by the next one.
     """
-    summary = sync(state.manager(source), state.manager(destination),
-                   filters=parse_pairs(filters, "--filter"), latest=latest, jobs=jobs,
-                   dry_run=dry_run, stream=stream, retries=retries, disk_format=disk_format,
-                   staging_dir=state.config.staging_dir,
-                   progress=None if dry_run else _bar(state, None, "sync"))
+    src, dst = state.manager(source), state.manager(destination)
+    with open_executor(None if dry_run else executor_spec, jobs,
+                       state.config_path) as executor:
+        summary = sync(src, dst, filters=parse_pairs(filters, "--filter"), latest=latest,
+                       jobs=jobs, dry_run=dry_run, stream=stream, retries=retries,
+                       disk_format=disk_format, staging_dir=state.config.staging_dir,
+                       progress=None if dry_run else _bar(state, None, "sync"),
+                       executor=executor)
     if state.format == "table":
-        emit(state, [t.to_dict() for t in summary.items], columns=SYNC_COLUMNS)
+        emit(state, [t.to_dict() for t in summary.items],
+             columns=SYNC_COLUMNS if executor_spec is None else PLACED_COLUMNS)
         if not state.quiet:
             click.echo(_totals(summary), err=True)
     else:

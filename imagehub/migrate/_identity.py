@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from ..manager import Capability, ImageManager
 from ..models import Image
 from ..streams import parse_checksum
@@ -68,12 +71,15 @@ def identities(image: Image) -> set[str]:
 class Index:
     """The destination's images by identity, so sync asks the destination once."""
 
-    def __init__(self, dst: ImageManager) -> None:
+    def __init__(self, dst: ImageManager | None, images: Iterable[Image] | None = None
+                 ) -> None:
         self.by_key: dict[str, list[Image]] = {}
         self.stale: list[Image] = []
-        if Capability.LIST not in type(dst).capabilities:
-            return
-        for image in dst.all():
+        if images is None:
+            if dst is None or Capability.LIST not in type(dst).capabilities:
+                return
+            images = dst.all()
+        for image in images:
             if image.status != "active":
                 if PROP_TRANSFER in image.properties and image.status not in GONE:
                     self.stale.append(image)
@@ -92,6 +98,25 @@ class Index:
             for held in self.by_key.get(key, ()):
                 out.setdefault(held.id, held)
         return list(out.values())
+
+
+def copies_by_record(dst: ImageManager, image: Image) -> Index:
+    """The destination's copies of ``image`` that migrate made (found by the identity
+    they record), asked for by property instead of listing every image: what a worker
+    checks before it copies, after the client's full index said the copy was missing."""
+    if Capability.LIST not in type(dst).capabilities:
+        return Index(None, ())
+    wanted: list[tuple[str, str]] = []
+    content = content_checksum(image)
+    if content:
+        wanted.append((PROP_SHA256, content.split(":", 1)[1]))
+    wanted += [(PROP_SOURCE_CHECKSUM, key) for key in sorted(identities(image))]
+    found: dict[str, Image] = {}
+    for prop, value in wanted:
+        filters: dict[str, Any] = {"status": "active", f"properties.{prop}": value}
+        for held in dst.all(**filters):
+            found.setdefault(held.id, held)
+    return Index(None, found.values())
 
 
 def recorded_identity(source: Image, content: str | None) -> dict[str, str]:

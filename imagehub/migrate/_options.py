@@ -24,3 +24,6 @@ class Options:
     staging_dir: str | None = None
     # One event for a whole sync, so Ctrl-C reaches every transfer in flight.
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
+    #: a sync run's id: the prefix of every attempt token, so the run can sweep what its
+    #: killed workers left once it ends (None: tokens are bare uuids)
+    run: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ from ._cleanup import sweep
 from ._identity import Index, identities
 from ._options import Options, ProgressCallback
 from ._plan import Plan, _staging_dir, check_pair, check_transfer_options, manager, plan_one
+from ._remote import run_remote
+from ._task import TransferTask
 from ._transfer import Transfer, carry_out
 
 
@@ -76,7 +79,8 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
          dry_run: bool = False, progress: ProgressCallback | None = None,
          stream: bool = False, verify: bool = True, retries: int = 3,
          stale_after: float = 3600.0, config: Any = None, disk_format: str | None = None,
-         staging_dir: str | None = None) -> SyncSummary:
+         staging_dir: str | None = None,
+         executor: concurrent.futures.Executor | None = None) -> SyncSummary:
     """Copy every image of ``src`` (matching ``filters``) that ``dst`` lacks.
 
     Keyed on content: an image whose content the destination already holds is
@@ -85,6 +89,14 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
     than ``stale_after`` seconds) are deleted. Ctrl-C cancels the running transfers,
     cleans them up, and re-raises. ``disk_format`` converts each copy as ``migrate``
     does (qemu-img, staged in ``staging_dir``, else the config's, else TMPDIR).
+
+    ``executor`` runs the transfers: None is a pool of ``jobs`` threads in this process;
+    a ThreadPoolExecutor is used as that pool. Any other ``concurrent.futures.Executor``
+    (a ProcessPoolExecutor, ``dask.distributed.Client(...).get_executor()``) gets one
+    picklable task per image holding the cloud names, the image id, the destination
+    name and the options, never a secret: each worker connects to the clouds by name
+    with its own configuration (``$IMAGEHUB_CONFIG``). Each Transfer names its
+    ``worker``; ``progress`` gets every worker's reports.
     """
     check_transfer_options(verify=verify, progress=progress, dry_run=dry_run, stream=stream,
                            retries=retries)
@@ -134,15 +146,31 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
 
     options = Options(verify=verify, progress=progress, retries=retries,
                       staging_dir=staging_dir or _staging_dir(config))
-    if todo:
-        _run_all(todo, items, options, max(1, jobs))
+    if todo and (executor is None
+                 or isinstance(executor, concurrent.futures.ThreadPoolExecutor)):
+        _run_all(todo, items, options, max(1, jobs), executor)
+    elif todo:
+        assert executor is not None
+        run = uuid.uuid4().hex
+        tasks = [(i, _task(src_m, dst_m, p, options, run, stream, disk_format),
+                  Transfer(source=p.source, action="failed", path=p.path,
+                           planned_bytes=p.bytes)) for i, p in todo]
+        run_remote(tasks, items, executor, dst_m, run, progress)
     return SyncSummary(source=src_m.cloud, destination=dst_m.cloud, dry_run=dry_run,
                        items=tuple(t for t in items if t is not None),
                        seconds=time.monotonic() - started)
 
 
+def _task(src: ImageManager, dst: ImageManager, p: Plan, options: Options, run: str,
+          stream: bool, disk_format: str | None) -> TransferTask:
+    return TransferTask(source=src.cloud, destination=dst.cloud, ref=p.source.id,
+                        name=p.name, run=run, stream=stream, disk_format=disk_format,
+                        verify=options.verify, retries=options.retries,
+                        staging_dir=options.staging_dir)
+
+
 def _run_all(todo: list[tuple[int, Plan]], items: list[Transfer | None], options: Options,
-             jobs: int) -> None:
+             jobs: int, given: concurrent.futures.Executor | None = None) -> None:
     def one(p: Plan) -> Transfer:
         try:
             return carry_out(p, options)
@@ -150,8 +178,8 @@ def _run_all(todo: list[tuple[int, Plan]], items: list[Transfer | None], options
             return Transfer(source=p.source, action="failed", path=p.path, error=str(exc),
                             planned_bytes=p.bytes)
 
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs,
-                                                 thread_name_prefix="imagehub-sync")
+    pool = given or concurrent.futures.ThreadPoolExecutor(
+        max_workers=jobs, thread_name_prefix="imagehub-sync")
     futures = {pool.submit(one, p): i for i, p in todo}
     try:
         for future in concurrent.futures.as_completed(futures):
@@ -161,6 +189,10 @@ def _run_all(todo: list[tuple[int, Plan]], items: list[Transfer | None], options
         options.cancel.set()
         for future in futures:
             future.cancel()
-        pool.shutdown(wait=True)
+        if given is None:
+            pool.shutdown(wait=True)
+        else:
+            concurrent.futures.wait(futures)
         raise
-    pool.shutdown(wait=True)
+    if given is None:
+        pool.shutdown(wait=True)

@@ -54,6 +54,9 @@ class Transfer:
     attempts: int = 0
     error: str | None = None
     planned_bytes: int | None = None
+    #: which worker carried the transfer out (a Dask worker's address, else host:pid);
+    #: None when it ran in the calling process
+    worker: str | None = None
 
     @property
     def rate(self) -> float:
@@ -75,6 +78,7 @@ class Transfer:
             "checks": list(self.checks),
             "attempts": self.attempts,
             "error": self.error,
+            "worker": self.worker,
         }
 
 
@@ -98,7 +102,8 @@ def carry_out(p: Plan, options: Options) -> Transfer:
     def attempt() -> Transfer:
         nonlocal attempts
         attempts += 1
-        token = uuid.uuid4().hex
+        token = (f"{options.run}.{uuid.uuid4().hex}" if options.run
+                 else uuid.uuid4().hex)
         made: list[Image] = []
         try:
             return _attempt(p, options, token, made, started, attempts)
