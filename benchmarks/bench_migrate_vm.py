@@ -98,7 +98,7 @@ def _incompressible_disk(workdir: Path, mib: int) -> tuple[Path, Path]:
 def run(size_mib: int, workdir: Path, rounds: int) -> list[str]:
     sys.path.insert(0, str(REPO))
     from imagehub.backends.glance import GlanceManager
-    from imagehub.migrate._vmmeta import metadata_tarball
+    from imagehub.migration._vmmeta import metadata_tarball
     from tests.servers.lxd import start_daemon, stop_daemon
     from tests.servers.openstack import password_session, provision, start_openstack
 

@@ -41,7 +41,7 @@ from .errors import (
 )
 from .hub import CloudFailure, Hub, HubListing
 from .manager import Capability, ImageManager, Option, Page, UpdateSpec
-from .migrate import Plan, Progress, SyncSummary, Transfer, migrate, plan, sync
+from .migration import Plan, Progress, SyncSummary, Transfer, migrate, plan, sync
 from .models import (
     Image,
     Member,

@@ -1,7 +1,7 @@
 """Disk format conversion with the real ``qemu-img`` (Debian/Ubuntu package ``qemu-utils``).
 
 Conversion needs seekable files, so callers stage the source on disk first (see
-``imagehub.migrate._staging``). The child is always reaped: on Ctrl-C or any other error
+``imagehub.migration._staging``). The child is always reaped: on Ctrl-C or any other error
 it is killed and waited for, so no half-written output keeps growing behind our back.
 """
 

@@ -342,7 +342,7 @@ def test_records_a_failing_backend_leaves_behind_are_deleted(
         src: LocalManager, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     image = src.create(os.urandom(MiB), name="leak")
     leaky = LeakyStore(path=tmp_path / "leaky", cloud="leaky")
-    caplog.set_level("INFO", logger="imagehub.migrate")
+    caplog.set_level("INFO", logger="imagehub.migration")
     with pytest.raises(imagehub.ServerUnreachable):
         imagehub.plan(src, image, leaky).execute(retries=2, backoff=0.01)
     # three attempts, each left a record, each record deleted by its own cleanup
@@ -512,7 +512,7 @@ def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
         "import importlib, signal, sys, time\n"
         # A user's terminal delivers Ctrl-C; an inherited 'ignore' (see ctrl_c) would not.
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "m = importlib.import_module('imagehub.migrate._stream')\n"
+        "m = importlib.import_module('imagehub.migration._stream')\n"
         "m.QUEUE_DEPTH = 1\n"
         "from imagehub.cli import main\n"
         "import imagehub.cli.migrate as c\n"

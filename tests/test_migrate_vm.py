@@ -231,7 +231,7 @@ def test_free_space_is_checked_before_any_byte(src: LocalManager, dst: LocalMana
     import shutil
     import types
 
-    from imagehub.migrate import _convert
+    from imagehub.migration import _convert
 
     image = src.create(_disk(tmp_path, "qcow2"), name="vm")
     monkeypatch.setattr(shutil, "disk_usage",

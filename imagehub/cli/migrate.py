@@ -7,8 +7,8 @@ from collections.abc import Callable
 import click
 
 from ..errors import MigrationError
-from ..migrate import Progress, SyncSummary, plan, sync
-from ..migrate._executors import SPECS, open_executor
+from ..migration import Progress, SyncSummary, plan, sync
+from ..migration._executors import SPECS, open_executor
 from ..qemuimg import CONVERTIBLE
 from .app import State, cli, emit, parse_pairs, pass_state
 

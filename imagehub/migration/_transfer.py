@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ._plan import Plan
 
 # The package's logger under the name it had as one module, which logging setups name.
-log = logging.getLogger("imagehub.migrate")
+log = logging.getLogger("imagehub.migration")
 
 Path_ = str  # "native:<kind>" | "stream" | "convert" | "none"
 

@@ -16,7 +16,7 @@ from ..manager import ImageManager
 from ..models import Image
 from ..streams import ImageStream
 
-log = logging.getLogger("imagehub.migrate")
+log = logging.getLogger("imagehub.migration")
 
 
 def make_resumable(src: ImageManager, image: Image, stream: ImageStream, resumes: int

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ._plan import Plan
 
 # The package's logger under the name it had as one module, which logging setups name.
-log = logging.getLogger("imagehub.migrate")
+log = logging.getLogger("imagehub.migration")
 
 # Statuses of records on their way out (Glance lists some for a while): nothing to delete.
 GONE = frozenset({"deleted", "pending_delete"})

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ._plan import Plan
 
 # The package's logger under the name it had as one module, which logging setups name.
-log = logging.getLogger("imagehub.migrate")
+log = logging.getLogger("imagehub.migration")
 
 
 def native_route(src: ImageManager, dst: ImageManager) -> str | None:

@@ -45,30 +45,16 @@ Failure
 
 from __future__ import annotations
 
-# The names outside __all__ were importable from the single module; the ``as`` aliases
-# keep them importable (and re-exported under mypy --strict).
-from ._formats import PORTABLE_CONTAINER_FORMATS as PORTABLE_CONTAINER_FORMATS
-from ._formats import PORTABLE_DISK_FORMATS as PORTABLE_DISK_FORMATS
-from ._formats import VM_DISK_FORMATS as VM_DISK_FORMATS
 from ._identity import content_checksum
-from ._options import ProgressCallback as ProgressCallback
-from ._packing import MAX_PACKED as MAX_PACKED
 from ._plan import Plan, migrate, plan
 from ._progress import Progress
-from ._properties import PROP_CONTAINER_FORMAT as PROP_CONTAINER_FORMAT
-from ._properties import PROP_DISK_FORMAT as PROP_DISK_FORMAT
-from ._properties import PROP_FORMAT_BACKEND as PROP_FORMAT_BACKEND
-from ._properties import PROP_PART as PROP_PART
-from ._properties import PROP_PARTS as PROP_PARTS
 from ._properties import (
     PROP_SHA256,
     PROP_SOURCE,
     PROP_SOURCE_CHECKSUM,
     PROP_TRANSFER,
 )
-from ._stream import QUEUE_DEPTH as QUEUE_DEPTH
 from ._sync import SyncSummary, sync
-from ._transfer import Path_ as Path_
 from ._transfer import Transfer
 
 __all__ = [
