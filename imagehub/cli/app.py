@@ -86,25 +86,81 @@ _open_bars: list[Any] = []
 pass_state = click.make_pass_decorator(State)
 
 
+_CLOUD_HELP = "cloud to act on (default: the configured default, 'local')"
+_CONFIG_HELP = "clouds file (default: $IMAGEHUB_CONFIG, then the XDG config dir)"
+_FORMAT_HELP = "output format; json and yaml are stable for scripts"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="clouds file (default: $IMAGEHUB_CONFIG, then the XDG config dir)")
-@click.option("-c", "--cloud", help="cloud to act on (default: the configured default, 'local')")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="output format; json and yaml are stable for scripts")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help=_CONFIG_HELP)
+@click.option("-c", "--cloud", help=_CLOUD_HELP)
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True, help=_FORMAT_HELP)
 @click.option("--debug", is_flag=True, help="show tracebacks and debug logging")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars or chatter")
 @click.version_option(package_name="imagehub")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, cloud: str | None, fmt: str,
         debug: bool, quiet: bool) -> None:
-    """Manage machine images across clouds through one interface."""
+    """Manage machine images across clouds through one interface.
+
+    The options above may also be given after the command, as in
+    'imagehub list -c lab -f json'.
+    """
     global _debug
     _debug = debug
     logs.setup(debug)
     state = State(config_path, cloud, fmt, debug, quiet)
     ctx.obj = state
     ctx.call_on_close(state.close)
+
+
+def _set_global(field: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A callback storing a global option given after the command into the State."""
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value is None or value is False or ctx.resilient_parsing:
+            return
+        state = ctx.find_object(State)
+        if state is None:
+            return
+        if field == "config_path" and state._config is not None:
+            state._config = None  # not read yet in practice; never keep a stale one
+        setattr(state, field, value)
+        if field == "debug":
+            global _debug
+            _debug = True
+            logs.setup(True)
+    return store
+
+
+def _global_params() -> list[click.Parameter]:
+    """The group's options again, for every command: after the command they mean the same."""
+    return [
+        click.Option(["--config", "config_path"], type=click.Path(dir_okay=False),
+                     help=_CONFIG_HELP, expose_value=False, callback=_set_global("config_path"),
+                     is_eager=True),
+        click.Option(["-c", "--cloud"], help=_CLOUD_HELP, expose_value=False,
+                     callback=_set_global("cloud"), is_eager=True),
+        click.Option(["-f", "--format", "fmt"], type=click.Choice(FORMATS), help=_FORMAT_HELP,
+                     expose_value=False, callback=_set_global("format"), is_eager=True),
+        click.Option(["--debug"], is_flag=True, default=None, help="tracebacks, debug logs",
+                     expose_value=False, callback=_set_global("debug"), is_eager=True),
+        click.Option(["-q", "--quiet"], is_flag=True, default=None, help="no chatter",
+                     expose_value=False, callback=_set_global("quiet"), is_eager=True),
+    ]
+
+
+def add_global_options(command: click.Command) -> None:
+    """Give ``command`` and every command under it the global options (once)."""
+    if getattr(command, "_imagehub_globals", False):
+        return
+    if command is not cli:
+        taken = {o for p in command.params for o in getattr(p, "opts", [])}
+        command.params.extend(p for p in _global_params() if not taken & set(p.opts))
+    command._imagehub_globals = True  # type: ignore[attr-defined]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_global_options(sub)
 
 
 _debug = False
@@ -135,6 +191,7 @@ def _quiet_stdout() -> None:
 
 def _main(argv: Sequence[str] | None) -> NoReturn:
     try:
+        add_global_options(cli)
         # Without standalone mode click returns an Exit's code instead of raising it.
         code = cli.main(args=list(argv) if argv is not None else None, prog_name="imagehub",
                         standalone_mode=False)
