@@ -291,24 +291,38 @@ class Member:
         }
 
 
-def latest(images: Iterable[Image], keys: tuple[str, ...] = ("family", "region", "architecture")
-           ) -> list[Image]:
+_LATEST_KEYS = ("family", "region", "architecture")
+
+
+def latest(images: Iterable[Image], keys: tuple[str, ...] = _LATEST_KEYS) -> list[Image]:
     """The newest image of each group (default: family x region x architecture).
 
-    Newest means the latest ``created_at``, ties broken by ``version`` then ``id`` so the
-    answer never depends on listing order.
+    An image without a family is grouped by its name (with its region and architecture)
+    instead, and one without a name stands alone: images that share no family and no
+    name are never merged. Newest means the latest ``created_at``, ties broken by
+    ``version`` then ``id`` so the answer never depends on listing order.
     """
     best: dict[tuple[Any, ...], Image] = {}
     for image in images:
-        group = tuple(getattr(image, k, None) or image.properties.get(k) for k in keys)
+        group = _group(image, keys)
         current = best.get(group)
         if current is None or _recency(image) > _recency(current):
             best[group] = image
     return sorted(best.values(), key=lambda i: tuple(str(x) for x in _group_key(i, keys)))
 
 
+def _group(image: Image, keys: tuple[str, ...]) -> tuple[Any, ...]:
+    values = tuple(getattr(image, k, None) or image.properties.get(k) for k in keys)
+    if keys != _LATEST_KEYS or values[0]:
+        return ("family", *values)
+    return ("name", image.name or image.id, *values[1:]) if image.name else ("id", image.id)
+
+
 def _group_key(image: Image, keys: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(getattr(image, k, None) or "" for k in keys)
+    values = tuple(getattr(image, k, None) or "" for k in keys)
+    if keys == _LATEST_KEYS and not values[0]:
+        return (image.name or image.id, *values[1:])
+    return values
 
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)

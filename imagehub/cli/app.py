@@ -34,6 +34,9 @@ class State:
     format: str
     debug: bool
     quiet: bool
+    #: tables: ids whole (--wide), else cut to the shortest unique prefix, at least this
+    wide: bool = False
+    id_width: int = 12
     _config: Config | None = None
     _managers: dict[str, ImageManager] = dataclasses.field(default_factory=dict)
 
@@ -200,6 +203,8 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
     except ImageHubError as exc:
         if _debug:
             click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+        if exc.cli_hint:
+            exc.hint = exc.cli_hint  # the same advice, in the syntax of where it is read
         click.echo(f"imagehub: error: {_one_line(str(exc))}", err=True)
         # A bad argument is a usage error, whichever layer noticed it.
         sys.exit(2 if isinstance(exc, InvalidArgument) else 1)
@@ -263,7 +268,8 @@ def emit(state: State, data: Any, *, columns: Sequence[str] | None = None) -> No
     elif state.format == "yaml":
         click.echo(yaml.safe_dump(records, sort_keys=True, default_flow_style=False), nl=False)
     elif isinstance(records, list):
-        click.echo(table(records, columns or (list(records[0]) if records else [])))
+        click.echo(table(records, columns or (list(records[0]) if records else []),
+                         id_width=None if state.wide else state.id_width))
     else:
         shown = {k: v for k, v in records.items() if k != "raw"}  # raw: json/yaml only
         width = max((len(k) for k in shown), default=0)
@@ -278,24 +284,51 @@ def _record(item: Any) -> dict[str, Any]:
     return dict(item)
 
 
-def _cell(value: Any, key: str, full: bool = False) -> str:
-    return printable(_plain_cell(value, key, full))
+def _cell(value: Any, key: str, full: bool = False, id_width: int | None = None) -> str:
+    return printable(_plain_cell(value, key, full, id_width))
 
 
-def _plain_cell(value: Any, key: str, full: bool) -> str:
+def _plain_cell(value: Any, key: str, full: bool, id_width: int | None = None) -> str:
     if value is None:
         return "-"
     if key == "size" and isinstance(value, int):
         return _human_size(value)
-    if key == "id" and not full and isinstance(value, str) and len(value) > 12:
-        return value[:12]
-    if key in ("created_at", "updated_at") and isinstance(value, str) and not full:
-        return value[:19].replace("T", " ")
+    if key == "id" and not full and id_width is not None and isinstance(value, str):
+        return value[:id_width]
+    if key.endswith("_at") and isinstance(value, str):
+        return _when(value)
     if isinstance(value, list):
         return ",".join(map(str, value)) or "-"
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
     return str(value)
+
+
+def _when(value: str) -> str:
+    """A timestamp to the second, with its zone: ``2024-05-01 10:00:00 UTC``."""
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    shown = when.strftime("%Y-%m-%d %H:%M:%S")
+    offset = when.utcoffset()
+    if offset is None:
+        return shown
+    if not offset:
+        return f"{shown} UTC"
+    return f"{shown} {when.strftime('%z')[:3]}:{when.strftime('%z')[3:]}"
+
+
+def unique_prefix_width(ids: Sequence[str], minimum: int) -> int:
+    """The shortest width at which every distinct id in ``ids`` is told apart, >= minimum."""
+    import itertools
+
+    # Sorted, an id shares its longest prefix with a neighbour.
+    ordered = sorted(set(ids))
+    return max([minimum, *(len(os.path.commonprefix([a, b])) + 1  # noqa: RUF071 - ids, not paths
+                           for a, b in itertools.pairwise(ordered))])
 
 
 def _human_size(n: int) -> str:
@@ -307,8 +340,15 @@ def _human_size(n: int) -> str:
     return str(n)
 
 
-def table(records: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
-    rows = [[_cell(r.get(c), c) for c in columns] for r in records]
+def table(records: Iterable[dict[str, Any]], columns: Sequence[str],
+          id_width: int | None = 12) -> str:
+    """Rows under upper-case headers; ids cut to ``id_width`` or more, never ambiguous
+    within the table (None: whole)."""
+    records = list(records)
+    if id_width is not None:
+        id_width = unique_prefix_width(
+            [r["id"] for r in records if isinstance(r.get("id"), str)], id_width)
+    rows = [[_cell(r.get(c), c, id_width=id_width) for c in columns] for r in records]
     head = [c.upper().replace("_AT", "") for c in columns]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(head)]

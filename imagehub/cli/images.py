@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from ..errors import ImageNotFound
+from ..errors import ImageLookupError, ImageNotFound
 from ..filters import sort_images
 from ..hub import CloudFailure, Hub
-from ..manager import Capability, UpdateSpec
-from ..models import Visibility
+from ..manager import Capability, ImageManager, UpdateSpec
+from ..models import Image, Visibility
 from ..models import latest as latest_images
 from ..verify import VerifyResult, verify_image
 from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, printable
@@ -21,31 +21,53 @@ from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, print
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="keep images whose KEY is VALUE (properties.K for properties; a repeated "
                    "KEY means any of its values; see 'Filters' in the docs)")
-@click.option("--latest", is_flag=True, help="newest image per family, region and architecture")
+@click.option("--latest", is_flag=True,
+              help="newest image per family, region and architecture (per name when an "
+                   "image has no family)")
 @click.option("--sort", "sort_key", metavar="[-]KEY", help="sort by a field; '-' for descending")
 @click.option("--limit", type=click.IntRange(min=1), help="show at most N images")
+@click.option("--marker", metavar="ID",
+              help="one page of --limit images after image ID; the next page's marker is "
+                   "printed on stderr (an empty page is the end)")
 @click.option("--all-clouds", is_flag=True,
               help="list every configured cloud at once; failures are warnings (exit 1)")
+@click.option("--wide", is_flag=True, help="show ids whole")
+@click.option("--id-width", type=click.IntRange(min=4), default=12, show_default=True,
+              help="shortest id prefix shown (longer where needed to tell ids apart)")
 @pass_state
 def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str | None,
-             limit: int | None, all_clouds: bool) -> None:
+             limit: int | None, marker: str | None, all_clouds: bool, wide: bool,
+             id_width: int) -> None:
     """List images."""
+    state.wide, state.id_width = wide or state.wide, id_width
     wanted = parse_filters(filters)
     failures: list[CloudFailure] = []
     columns: tuple[str, ...] = IMAGE_COLUMNS
+    next_marker: str | None = None
+    if marker is not None and (all_clouds or latest):
+        raise click.UsageError("--marker pages one cloud's plain listing; it does not go "
+                               "with --all-clouds or --latest")
     if all_clouds:
         with Hub(state.config) as hub:
             listing = hub.all(latest=latest, **wanted)
         images, failures = listing.images, listing.failures
         columns = ("cloud", *IMAGE_COLUMNS)
+    elif marker is not None:
+        if sort_key:
+            wanted["sort"] = sort_key
+        page = state.manager().list(limit=limit, marker=marker, **wanted)
+        images, next_marker = list(page), page.next_marker
     else:
         images = list(state.manager().all(latest=latest, **wanted))
-    if sort_key:
+    if sort_key and marker is None:
         images = sort_images(images, sort_key.lstrip("-"), sort_key.startswith("-"))
     if any(i.region for i in images):  # region-scoped clouds list one record per region
         at = columns.index("architecture") + 1
         columns = (*columns[:at], "region", "version", *columns[at:])
     emit(state, images[:limit] if limit else images, columns=columns)
+    if marker is not None and not state.quiet:
+        click.echo(f"imagehub: next page: --marker {next_marker}" if next_marker
+                   else "imagehub: last page", err=True)
     warn_failures(failures)
 
 
@@ -101,13 +123,21 @@ def latest_cmd(state: State, family: str, architecture: str | None,
     raise ImageNotFound(f"no image of {wanted} in {where}")
 
 
+_REGION_HELP = "the region's record, for a name that exists in several regions"
+
+
+def _get(state: State, ref: str, region: str | None) -> tuple[ImageManager, Image]:
+    manager, bare = state.target(ref)
+    return manager, (manager.get(bare, region=region) if region else manager.get(bare))
+
+
 @cli.command()
 @click.argument("ref")
+@click.option("--region", help=_REGION_HELP)
 @pass_state
-def show(state: State, ref: str) -> None:
+def show(state: State, ref: str, region: str | None) -> None:
     """Show one image ([CLOUD:]REF: id, fingerprint prefix, name or alias)."""
-    manager, bare = state.target(ref)
-    emit(state, manager.get(bare))
+    emit(state, _get(state, ref, region)[1])
 
 
 @cli.command()
@@ -143,11 +173,13 @@ def create(state: State, files: tuple[str, ...], name: str, description: str | N
 @click.option("-o", "--output", metavar="PATH|-",
               help="file (or directory for split images); '-' for stdout")
 @click.option("--force", is_flag=True, help="overwrite an existing file")
+@click.option("--region", help=_REGION_HELP)
 @pass_state
-def export(state: State, ref: str, output: str | None, force: bool) -> None:
+def export(state: State, ref: str, output: str | None, force: bool,
+           region: str | None) -> None:
     """Download an image, verified against its checksum; no partial file is left."""
-    manager, bare = state.target(ref)
-    with manager.export(bare) as stream:
+    manager, image = _get(state, ref, region)
+    with manager.export(image) as stream:
         progress = state.progress(stream.size, "download")
         if output == "-":
             if sys.stdout.isatty():
@@ -157,9 +189,12 @@ def export(state: State, ref: str, output: str | None, force: bool) -> None:
         image = stream.image
         target = output or (image.id if len(stream.parts) == 1 else f"{image.id}.parts")
         written = stream.save(target, force=force, progress=progress)
-    if not state.quiet:
+    if state.format != "table":
+        emit(state, {"id": image.id, "name": image.name,
+                     "files": [str(p) for p in written]})
+    elif not state.quiet:
         for path in written:
-            click.echo(printable(str(path)), err=state.format != "table")
+            click.echo(printable(str(path)))
 
 
 @cli.command()
@@ -196,7 +231,9 @@ def delete(state: State, ref: str) -> None:
     manager.require(Capability.DELETE, "delete")  # refuse before any request
     image = manager.get(bare)
     manager.delete(image)
-    if not state.quiet:
+    if state.format != "table":
+        emit(state, {"deleted": image.id, "name": image.name})
+    elif not state.quiet:
         click.echo(f"deleted {image.id}", err=True)
 
 
@@ -277,6 +314,8 @@ def alias_add(state: State, ref: str, name: str, description: str | None) -> Non
 def alias_remove(state: State, name: str) -> None:
     manager, bare = state.target(name)
     manager.remove_alias(bare)
+    if state.format != "table":
+        emit(state, {"removed_alias": bare})
 
 
 @cli.command()
@@ -297,6 +336,8 @@ def unshare(state: State, ref: str, project: str) -> None:
     """Stop sharing an image with a project."""
     manager, bare = state.target(ref)
     manager.unshare(bare, project)
+    if state.format != "table":
+        emit(state, {"image": bare, "unshared": project})
 
 
 @cli.command()
@@ -354,7 +395,14 @@ def launch(state: State, ref: str | None, family: str | None, region: str,
             raise click.UsageError(f"family {family!r} in {region} has images for {archs}; "
                                    "choose one with --architecture")
         target = newest[0]
-    else:
-        target = manager.get(bare)
-    ids = manager.launch(target, region, instance_type, ssh_key, name=name)
-    emit(state, [{"instance_id": i, "image_id": target.id} for i in ids])
+        ids = manager.launch(target, region, instance_type, ssh_key, name=name)
+        emit(state, [{"instance_id": i, "image_id": target.id} for i in ids])
+        return
+    # As launch() in Python: a name found in several regions means this region's record.
+    try:
+        chosen: Image | str = manager.get(bare, region=region)
+    except ImageLookupError:
+        chosen = bare  # launch() knows refs (family:...) and images valid in any region
+    ids = manager.launch(chosen, region, instance_type, ssh_key, name=name)
+    shown = chosen.id if isinstance(chosen, Image) else chosen
+    emit(state, [{"instance_id": i, "image_id": shown} for i in ids])
