@@ -33,6 +33,7 @@ SOURCES = ("openstack", "lxc", "lambda")
 #: the name prefix a discovered cloud gets when its own name is taken
 _PREFIX = {"openstack": "os", "lxc": "lxc"}
 LAMBDA_KEY_VAR = "LAMBDA_API_KEY"
+_LXD_PROTOCOL = "lxd"  # lxc's protocol for an LXD server (others are image servers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _lxc(out: Discovered) -> None:
     path, remotes = found
     out.read.append(str(path))
     for name, remote in remotes.items():
-        if (remote.get("protocol") or "lxd") != "lxd":
+        if (remote.get("protocol") or _LXD_PROTOCOL) != _LXD_PROTOCOL:
             continue  # an image server, not an LXD
         out.clouds.append(Found(name, "lxd", {"remote": name}, f"lxc remote in {path}",
                                 str(path), "lxc"))
@@ -145,14 +146,11 @@ def discover(sources: tuple[str, ...] = SOURCES,
     """Every cloud the given sources offer, in priority order; problems collected."""
     env = os.environ if env is None else env
     out = Discovered()
+    readers = {"openstack": lambda: _openstack(out, env), "lxc": lambda: _lxc(out),
+               "lambda": lambda: _lambda(out, env)}
     for source in sources:
         try:
-            if source == "openstack":
-                _openstack(out, env)
-            elif source == "lxc":
-                _lxc(out)
-            elif source == "lambda":
-                _lambda(out, env)
+            readers[source]()
         except ImageHubError as exc:
             out.problems.append(f"{source}: {exc}")
     out.searched = list(dict.fromkeys(out.searched))  # openstack's path list repeats

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -141,30 +142,66 @@ def show(state: State, ref: str, region: str | None) -> None:
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, allow_dash=False))
-@click.option("--name", required=True, help="image name")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=False))
+@click.option("--name", help="image name (required for an upload)")
 @click.option("--description")
 @click.option("--public", is_flag=True, help="make the image public")
 @click.option("--property", "properties", multiple=True, metavar="K=V")
 @click.option("--alias", "aliases", multiple=True, metavar="ALIAS")
 @click.option("--tag", "tags", multiple=True)
 @click.option("--disk-format", help="e.g. qcow2, raw (the backend's default otherwise)")
+@click.option("--container-format", help="Glance: bare, ovf, docker ...")
+@click.option("--min-ram", type=click.IntRange(min=0), help="Glance: MiB of RAM it needs")
+@click.option("--min-disk", type=click.IntRange(min=0), help="Glance: GiB of disk it needs")
+@click.option("--protected", is_flag=True, default=None, help="Glance: refuse deletion")
+@click.option("--from-url", metavar="URL",
+              help="the server downloads the image itself (LXD: a direct-URL image; "
+                   "Glance: an import task)")
+@click.option("--from-remote", metavar="REMOTE:ALIAS",
+              help="LXD pulls from an image server: lxc's remotes (images:debian/12) or "
+                   "https://SERVER:ALIAS")
+@click.option("--server-cert", metavar="PEM", help="with --from-remote: pin this certificate")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="with --from-url/--from-remote: wait, with a line per status change")
+@click.option("--timeout", type=click.FloatRange(min=0), help="seconds to wait at most")
 @pass_state
-def create(state: State, files: tuple[str, ...], name: str, description: str | None,
+def create(state: State, files: tuple[str, ...], name: str | None, description: str | None,
            public: bool, properties: tuple[str, ...], aliases: tuple[str, ...],
-           tags: tuple[str, ...], disk_format: str | None) -> None:
-    """Upload an image from FILE, or from METADATA ROOTFS for a split image."""
+           tags: tuple[str, ...], disk_format: str | None, container_format: str | None,
+           min_ram: int | None, min_disk: int | None, protected: bool | None,
+           from_url: str | None, from_remote: str | None, server_cert: str | None,
+           wait: bool, timeout: float | None) -> None:
+    """Upload an image from FILE, or from METADATA ROOTFS for a split image; or have the
+    server fetch it (--from-url, --from-remote)."""
+    sources = sum(map(bool, (files, from_url, from_remote)))
+    if sources != 1:
+        raise click.UsageError("give FILE (or METADATA ROOTFS), --from-url or --from-remote")
     if len(files) > 2:
         raise click.UsageError("give one image file, or a metadata tarball and a rootfs")
     manager = state.manager()
+    if from_url or from_remote:
+        from .capabilities import pull
+
+        pull(state, manager, url=from_url, remote=from_remote, name=name, aliases=aliases,
+             public=public, properties=parse_pairs(properties, "--property"), wait=wait,
+             timeout=timeout, server_cert=server_cert, disk_format=disk_format,
+             container_format=container_format)
+        return
+    if not name:
+        raise click.UsageError("an upload needs --name")
+    extra: dict[str, Any] = {k: v for k, v in (("min_ram", min_ram), ("min_disk", min_disk),
+                                               ("protected", protected)) if v is not None}
+    if container_format is not None:
+        extra["container_format"] = container_format
+    if timeout is not None:
+        extra["timeout"] = timeout
     total = sum(Path(f).stat().st_size for f in files if Path(f).is_file())
     data, metadata = (files[1], files[0]) if len(files) == 2 else (files[0], None)
     image = manager.create(
         data, name=name, metadata=metadata, description=description,
         visibility=Visibility.PUBLIC if public else None,
         properties=parse_pairs(properties, "--property"), aliases=aliases, tags=tags,
-        disk_format=disk_format, progress=state.progress(total, "upload"))
+        disk_format=disk_format, progress=state.progress(total, "upload"), **extra)
     emit(state, image)
 
 
@@ -204,18 +241,29 @@ def export(state: State, ref: str, output: str | None, force: bool,
 @click.option("--property", "properties", multiple=True, metavar="K=V")
 @click.option("--remove-property", "removed", multiple=True, metavar="K")
 @click.option("--public/--private", default=None)
+@click.option("--protected/--unprotected", default=None, help="Glance: refuse deletion")
+@click.option("--min-ram", type=click.IntRange(min=0), help="Glance: MiB of RAM it needs")
+@click.option("--min-disk", type=click.IntRange(min=0), help="Glance: GiB of disk it needs")
+@click.option("--auto-update/--no-auto-update", default=None,
+              help="LXD: refresh the image from its source")
 @pass_state
 def update(state: State, ref: str, name: str | None, description: str | None,
            properties: tuple[str, ...], removed: tuple[str, ...],
-           public: bool | None) -> None:
-    """Change an image's name, description, properties or visibility."""
+           public: bool | None, protected: bool | None, min_ram: int | None,
+           min_disk: int | None, auto_update: bool | None) -> None:
+    """Change an image's name, description, properties, visibility, and the settings only
+    some backends have."""
     manager, bare = state.target(ref)
+    extra = {k: v for k, v in (("protected", protected), ("min_ram", min_ram),
+                               ("min_disk", min_disk), ("auto_update", auto_update))
+             if v is not None}
     spec = UpdateSpec.from_changes({
         "name": name, "description": description,
         "properties": parse_pairs(properties, "--property"),
         "remove_properties": removed,
         "visibility": None if public is None else (
             Visibility.PUBLIC if public else Visibility.PRIVATE),
+        **extra,
     })
     if not spec.keys():
         raise click.UsageError("nothing to change")
