@@ -112,7 +112,7 @@ def test_lxd_create_from_url_and_from_remote(
 class _Files(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = self.files.get(self.path)
         if body is None:
             self.send_error(404)
