@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .compat import ImageSpellings
+from .compat import ImageSpellings, bind_image_class
 from .errors import InvalidArgument, InvalidArgumentType, UnboundImageError
 
 if TYPE_CHECKING:
@@ -125,6 +125,14 @@ class Image(ImageSpellings):
     tags: tuple[str, ...] = ()
     properties: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
     owner: str | None = None
+    #: when the data was uploaded, when a cached copy expires, when it was last used
+    #: (pylxd's attributes; None where a backend does not say)
+    uploaded_at: _dt.datetime | None = None
+    expires_at: _dt.datetime | None = None
+    last_used_at: _dt.datetime | None = None
+    #: LXD: refreshed from its source automatically; a cached copy of a remote image
+    auto_update: bool | None = None
+    cached: bool | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False,
                                                repr=False)
     _manager: ImageManager | None = dataclasses.field(
@@ -147,8 +155,20 @@ class Image(ImageSpellings):
         object.__setattr__(self, "visibility", _enum(Visibility, "visibility", self.visibility))
         object.__setattr__(self, "aliases", tuple(self.aliases))
         object.__setattr__(self, "tags", tuple(self.tags))
-        for name in ("created_at", "updated_at"):
+        for name in ("created_at", "updated_at", "uploaded_at", "expires_at", "last_used_at"):
             object.__setattr__(self, name, _datetime(name, getattr(self, name)))
+
+    # -- pylxd's attribute names ------------------------------------------------------------
+    @property
+    def public(self) -> bool:
+        """``visibility is Visibility.PUBLIC`` (pylxd's ``image.public``)."""
+        return self.visibility is Visibility.PUBLIC
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The sha256 hex digest of the image (LXD's fingerprint is its id), else None."""
+        algo, sep, digest = (self.checksum or "").partition(":")
+        return digest if sep and algo == "sha256" else None
 
     # -- data ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -230,6 +250,8 @@ class Image(ImageSpellings):
         return self.manager.members(self)
 
 
+
+bind_image_class(Image)
 
 _E = TypeVar("_E", bound=enum.Enum)
 
