@@ -65,7 +65,7 @@ def test_pylxd_page(lxd_daemon: LXDDaemon, lxd_image_server: ImageServer, tmp_pa
 class _Files(http.server.BaseHTTPRequestHandler):
     body = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
