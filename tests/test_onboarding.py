@@ -209,3 +209,42 @@ def test_cloud_already_in_the_file_is_not_listed_twice(
     assert "devstack" not in rows and "lambda" not in rows
     assert rows["os-dev"]["source"] == f"imagehub {cfg}"
     assert "already configured as 'os-dev'" in err
+
+
+def complete(words: str, monkeypatch: pytest.MonkeyPatch,
+             capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """What bash completion offers for the last word of ``words``."""
+    monkeypatch.setenv("_IMAGEHUB_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", words)
+    monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - (0 if words.endswith(" ")
+                                                                 else 1)))
+    from imagehub.cli import cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(prog_name="imagehub")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert all("," in line for line in lines), lines
+    return [line.split(",", 1)[1] for line in lines]
+
+
+def test_completion_of_clouds_and_refs(home: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "own.yaml"
+    cfg.write_text("discovered: false\nclouds:\n"
+                   f"  lab: {{backend: local, path: {tmp_path / 'lab'}}}\n")
+    image = tmp_path / "d.img"
+    image.write_bytes(os.urandom(1000))
+    assert run(capsys, "--config", str(cfg), "-c", "lab", "create", str(image), "--name",
+               "webby", "--alias", "webby-a")[0] == 0
+    assert complete(f"imagehub --config {cfg} -c ", monkeypatch, capsys) == ["local", "lab"]
+    assert complete(f"imagehub --config {cfg} -c lab show web", monkeypatch, capsys) == [
+        "webby", "webby-a"]
+    assert complete(f"imagehub --config {cfg} export lab:webby-", monkeypatch, capsys) == [
+        "lab:webby-a"]
+    assert complete(f"imagehub --config {cfg} show ", monkeypatch, capsys) == [
+        "local:", "lab:"]
+    # A broken config completes nothing instead of printing a traceback.
+    cfg.write_text("clouds: [\n")
+    assert complete(f"imagehub --config {cfg} show ", monkeypatch, capsys) == []

@@ -90,13 +90,56 @@ pass_state = click.make_pass_decorator(State)
 
 
 _CLOUD_HELP = "cloud to act on (default: the configured default, 'local')"
+
+
+# -- shell completion -------------------------------------------------------------------------
+def _completion_config(ctx: click.Context) -> Config:
+    root = ctx.find_root()
+    return load_config(root.params.get("config_path"))
+
+
+def complete_cloud(ctx: click.Context, _param: click.Parameter,
+                   incomplete: str) -> list[Any]:
+    """Cloud names for ``-c`` (never an error: completion must not print tracebacks)."""
+    try:
+        return [n for n in _completion_config(ctx).clouds if n.startswith(incomplete)]
+    except Exception:  # noqa: BLE001 - a broken config completes nothing
+        return []
+
+
+def complete_ref(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """``[CLOUD:]REF``: images' names, aliases and ids of the cloud, and ``CLOUD:``."""
+    try:
+        config = _completion_config(ctx)
+        head, sep, rest = incomplete.partition(":")
+        cloud: str | None
+        if sep and head in config.clouds:
+            cloud, prefix, wanted = head, f"{head}:", rest
+        else:
+            cloud, prefix, wanted = ctx.find_root().params.get("cloud"), "", incomplete
+        manager = config.connect(cloud)
+        try:
+            names: dict[str, None] = {}
+            for image in manager.all():
+                for ref in (image.name, *image.aliases, image.id):
+                    if ref and ref.startswith(wanted):
+                        names[prefix + ref] = None
+        finally:
+            manager.close()
+        found = list(names)
+        if not prefix:
+            found += [f"{n}:" for n in config.clouds if n.startswith(incomplete)]
+        return found
+    except Exception:  # noqa: BLE001 - an unreachable cloud completes nothing
+        return []
+
 _CONFIG_HELP = "clouds file (default: $IMAGEHUB_CONFIG, then the XDG config dir)"
 _FORMAT_HELP = "output format; json and yaml are stable for scripts"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help=_CONFIG_HELP)
-@click.option("-c", "--cloud", help=_CLOUD_HELP)
+@click.option("-c", "--cloud", help=_CLOUD_HELP, shell_complete=complete_cloud)
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True, help=_FORMAT_HELP)
 @click.option("--debug", is_flag=True, help="show tracebacks and debug logging")
@@ -143,7 +186,8 @@ def _global_params() -> list[click.Parameter]:
                      help=_CONFIG_HELP, expose_value=False, callback=_set_global("config_path"),
                      is_eager=True),
         click.Option(["-c", "--cloud"], help=_CLOUD_HELP, expose_value=False,
-                     callback=_set_global("cloud"), is_eager=True),
+                     callback=_set_global("cloud"), is_eager=True,
+                     shell_complete=complete_cloud),
         click.Option(["-f", "--format", "fmt"], type=click.Choice(FORMATS), help=_FORMAT_HELP,
                      expose_value=False, callback=_set_global("format"), is_eager=True),
         click.Option(["--debug"], is_flag=True, default=None, help="tracebacks, debug logs",

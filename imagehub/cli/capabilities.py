@@ -17,7 +17,7 @@ import click
 from ..errors import UnsupportedOperation
 from ..manager import ImageManager, UpdateSpec
 from ..operations import Operation
-from .app import State, cli, emit, pass_state, printable
+from .app import State, cli, complete_ref, emit, pass_state, printable
 
 
 def backend_method(manager: ImageManager, name: str, what: str) -> Callable[..., Any]:
@@ -140,7 +140,7 @@ def task_import(state: State, url: str, name: str, disk_format: str, container_f
 
 
 @task.command("export")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.option("-o", "--output", required=True, metavar="PATH")
 @click.option("--force", is_flag=True, help="overwrite an existing file")
 @click.option("--wait/--no-wait", default=True, show_default=True)
@@ -183,7 +183,7 @@ def _retag(state: State, ref: str, tags: tuple[str, ...], add: bool) -> None:
 
 
 @tag.command("add")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("tags", nargs=-1, required=True)
 @pass_state
 def tag_add(state: State, ref: str, tags: tuple[str, ...]) -> None:
@@ -192,7 +192,7 @@ def tag_add(state: State, ref: str, tags: tuple[str, ...]) -> None:
 
 
 @tag.command("remove")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("tags", nargs=-1, required=True)
 @pass_state
 def tag_remove(state: State, ref: str, tags: tuple[str, ...]) -> None:
@@ -202,7 +202,7 @@ def tag_remove(state: State, ref: str, tags: tuple[str, ...]) -> None:
 
 # -- member status, activation ----------------------------------------------------------------
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @pass_state
 def pending(state: State, ref: str) -> None:
     """As the member project, put a share back to pending (neither accepted nor rejected)."""
@@ -211,7 +211,7 @@ def pending(state: State, ref: str) -> None:
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @pass_state
 def deactivate(state: State, ref: str) -> None:
     """Make an image's data unreadable to non-admins until reactivated (Glance)."""
@@ -220,7 +220,7 @@ def deactivate(state: State, ref: str) -> None:
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @pass_state
 def reactivate(state: State, ref: str) -> None:
     """Make a deactivated image readable again (Glance)."""

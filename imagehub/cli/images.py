@@ -15,7 +15,16 @@ from ..manager import Capability, ImageManager, UpdateSpec
 from ..models import Image, Visibility
 from ..models import latest as latest_images
 from ..verify import VerifyResult, verify_image
-from .app import IMAGE_COLUMNS, State, cli, emit, parse_pairs, pass_state, printable
+from .app import (
+    IMAGE_COLUMNS,
+    State,
+    cli,
+    complete_ref,
+    emit,
+    parse_pairs,
+    pass_state,
+    printable,
+)
 
 
 @cli.command("list")
@@ -133,7 +142,7 @@ def _get(state: State, ref: str, region: str | None) -> tuple[ImageManager, Imag
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.option("--region", help=_REGION_HELP)
 @pass_state
 def show(state: State, ref: str, region: str | None) -> None:
@@ -206,7 +215,7 @@ def create(state: State, files: tuple[str, ...], name: str | None, description: 
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.option("-o", "--output", metavar="PATH|-",
               help="file (or directory for split images); '-' for stdout")
 @click.option("--force", is_flag=True, help="overwrite an existing file")
@@ -235,7 +244,7 @@ def export(state: State, ref: str, output: str | None, force: bool,
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.option("--name")
 @click.option("--description")
 @click.option("--property", "properties", multiple=True, metavar="K=V")
@@ -271,7 +280,7 @@ def update(state: State, ref: str, name: str | None, description: str | None,
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @pass_state
 def delete(state: State, ref: str) -> None:
     """Delete an image."""
@@ -286,7 +295,7 @@ def delete(state: State, ref: str) -> None:
 
 
 @cli.command()
-@click.argument("refs", nargs=-1)
+@click.argument("refs", nargs=-1, shell_complete=complete_ref)
 @click.option("--all", "all_images", is_flag=True, help="every image of the cloud")
 @click.option("--repair", is_flag=True,
               help="local store: remove orphan blobs (data no image uses)")
@@ -347,7 +356,7 @@ def alias() -> None:
 
 
 @alias.command("add")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("name")
 @click.option("--description")
 @pass_state
@@ -367,7 +376,7 @@ def alias_remove(state: State, name: str) -> None:
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("project")
 @pass_state
 def share(state: State, ref: str, project: str) -> None:
@@ -377,7 +386,7 @@ def share(state: State, ref: str, project: str) -> None:
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("project")
 @pass_state
 def unshare(state: State, ref: str, project: str) -> None:
@@ -389,7 +398,7 @@ def unshare(state: State, ref: str, project: str) -> None:
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @pass_state
 def members(state: State, ref: str) -> None:
     """List the projects an image is shared with."""
@@ -398,7 +407,7 @@ def members(state: State, ref: str) -> None:
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @pass_state
 def accept(state: State, ref: str) -> None:
     """As the member project, accept an image shared with you."""
@@ -407,7 +416,7 @@ def accept(state: State, ref: str) -> None:
 
 
 @cli.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @pass_state
 def reject(state: State, ref: str) -> None:
     """As the member project, reject an image shared with you."""
@@ -416,7 +425,7 @@ def reject(state: State, ref: str) -> None:
 
 
 @cli.command()
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 @click.option("--family", help="launch the latest image of this family instead of REF")
 @click.option("--region", required=True)
 @click.option("--architecture", "--arch", help="with --family: which architecture's image")
