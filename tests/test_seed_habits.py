@@ -32,7 +32,7 @@ def other(tmp_path: Path) -> Iterator[LocalManager]:
 
 
 def test_read_only_item_access(store: LocalManager) -> None:
-    image = store.create(b"x" * 1000, name="web", properties={"os": "debian"})
+    image: Image = store.create(b"x" * 1000, name="web", properties={"os": "debian"})
     assert image["name"] == "web" and image["id"] == image.id
     assert image["properties"] == {"os": "debian"}
     assert image["public"] is False
