@@ -249,8 +249,11 @@ class Config:
         except KeyError:
             names = ", ".join(sorted(self.clouds)) or "none"
             where = self.path or self.looked_for or str(default_config_path())
+            table = self.discovery
+            unread = f"; could not read: {'; '.join(table.problems)}" \
+                if table is not None and table.problems else ""
             raise ConfigError(
-                f"no cloud named {wanted!r} (configured clouds: {names})",
+                f"no cloud named {wanted!r} (configured clouds: {names}){unread}",
                 hint=f"define it under 'clouds:' in {where}, or add it to your OpenStack "
                      "clouds.yaml or lxc remotes; 'imagehub clouds' shows where each cloud "
                      "comes from and where imagehub looked (see docs/configuration.md)"

@@ -4,6 +4,7 @@ anywhere, errors that say where the configuration goes."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,9 @@ def test_unreadable_other_tool_file_is_a_warning_not_a_failure(
     assert "lab" in by_name(json.loads(out))
     assert "warning: openstack" in err and "clouds.yaml" in err
     assert run(capsys, "list", "-c", "local")[0] == 0
+    # Asking for a cloud of the unreadable file says why it is missing.
+    code, _, err = run(capsys, "list", "-c", "devstack")
+    assert code == 1 and "could not read: openstack" in err
 
 
 def test_missing_cloud_says_where_config_goes(
@@ -248,3 +252,14 @@ def test_completion_of_clouds_and_refs(home: Path, tmp_path: Path,
     # A broken config completes nothing instead of printing a traceback.
     cfg.write_text("clouds: [\n")
     assert complete(f"imagehub --config {cfg} show ", monkeypatch, capsys) == []
+
+
+def test_a_new_lxd_client_certificate_is_announced(
+        home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("pylxd")
+    from imagehub.backends.lxd.connection import ensure_client_cert
+
+    cert = home / ".config" / "imagehub" / "lxd" / "client.crt"
+    with caplog.at_level(logging.WARNING, logger="imagehub"):
+        ensure_client_cert(cert, cert.with_suffix(".key"))
+    assert cert.exists() and str(cert) in caplog.text and "trust" in caplog.text
