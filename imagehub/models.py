@@ -128,8 +128,9 @@ class Image(ImageSpellings):
     #: when the data was uploaded, when a cached copy expires, when it was last used
     #: (pylxd's attributes; None where a backend does not say)
     uploaded_at: _dt.datetime | None = None
-    expires_at: _dt.datetime | None = None
-    last_used_at: _dt.datetime | None = None
+    # These two move whenever the server uses the image: not part of its identity.
+    expires_at: _dt.datetime | None = dataclasses.field(default=None, compare=False)
+    last_used_at: _dt.datetime | None = dataclasses.field(default=None, compare=False)
     #: LXD: refreshed from its source automatically; a cached copy of a remote image
     auto_update: bool | None = None
     cached: bool | None = None
