@@ -120,6 +120,10 @@ def test_pages_filled_after_client_filtering(run: Run, tmp_path: Path,
     assert code == 0, err
     assert [i["id"] for i in json.loads(out)] == seen[1:3]
     assert "last page" in err or "--marker" in err
+    # A cloud that cannot sort pages itself refuses --sort with --marker, rather than
+    # sorting each page on its own.
+    code, _, err = run("list", "--limit", "2", "--marker", seen[0], "--sort", "-name")
+    assert code == 2 and "cannot sort pages itself" in err
 
 
 def test_json_result_for_commands_that_printed_nothing(run: Run, tmp_path: Path) -> None:

@@ -63,9 +63,17 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
         images, failures = listing.images, listing.failures
         columns = ("cloud", *IMAGE_COLUMNS)
     elif marker is not None:
+        manager = state.manager()
         if sort_key:
-            wanted["sort"] = sort_key
-        page = state.manager().list(limit=limit, marker=marker, **wanted)
+            # Sorted pages follow one another only where the server sorts (Glance);
+            # elsewhere each page would be sorted on its own, which is not a paging.
+            if "sort_key" not in manager.server_filters:
+                raise click.UsageError(
+                    f"cloud {manager.cloud!r} cannot sort pages itself, so --sort does not "
+                    "go with --marker there; without --marker, --sort sorts everything")
+            wanted["sort_key"] = sort_key.lstrip("-")
+            wanted["sort_dir"] = "desc" if sort_key.startswith("-") else "asc"
+        page = manager.list(limit=limit, marker=marker, **wanted)
         images, next_marker = list(page), page.next_marker
     else:
         images = list(state.manager().all(latest=latest, **wanted))
