@@ -191,8 +191,11 @@ def create(state: State, files: tuple[str, ...], name: str | None, description: 
     """Upload an image from FILE, or from METADATA ROOTFS for a split image; or have the
     server fetch it (--from-url, --from-remote)."""
     sources = sum(map(bool, (files, from_url, from_remote)))
-    if sources != 1:
-        raise click.UsageError("give FILE (or METADATA ROOTFS), --from-url or --from-remote")
+    if sources == 0:
+        raise click.UsageError("Missing argument 'FILES...': give FILE (or METADATA "
+                               "ROOTFS), or --from-url or --from-remote")
+    if sources > 1:
+        raise click.UsageError("give only one of FILE, --from-url and --from-remote")
     if len(files) > 2:
         raise click.UsageError("give one image file, or a metadata tarball and a rootfs")
     manager = state.manager()
