@@ -254,12 +254,16 @@ def test_completion_of_clouds_and_refs(home: Path, tmp_path: Path,
     assert complete(f"imagehub --config {cfg} show ", monkeypatch, capsys) == []
 
 
-def test_a_new_lxd_client_certificate_is_announced(
+def test_a_new_lxd_client_certificate_in_lxcs_folder_is_announced(
         home: Path, caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("pylxd")
     from imagehub.backends.lxd.connection import ensure_client_cert
 
-    cert = home / ".config" / "imagehub" / "lxd" / "client.crt"
+    own = home / ".config" / "imagehub" / "lxd" / "client.crt"
     with caplog.at_level(logging.WARNING, logger="imagehub"):
-        ensure_client_cert(cert, cert.with_suffix(".key"))
-    assert cert.exists() and str(cert) in caplog.text and "trust" in caplog.text
+        ensure_client_cert(own, own.with_suffix(".key"))
+    assert own.exists() and caplog.text == ""  # imagehub's own folder: nothing to say
+    lxcs = home / ".config" / "lxc" / "client.crt"  # e.g. client_cert: ~/.config/lxc/...
+    with caplog.at_level(logging.WARNING, logger="imagehub"):
+        ensure_client_cert(lxcs, lxcs.with_suffix(".key"))
+    assert lxcs.exists() and str(lxcs) in caplog.text and "lxc's configuration" in caplog.text

@@ -186,8 +186,12 @@ def ensure_client_cert(cert: Path, key: Path) -> None:
                                         serialization.PrivateFormat.TraditionalOpenSSL,
                                         serialization.NoEncryption()))
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    _log.warning("created a new LXD client certificate %s (and its key %s); the server must "
-                 "trust it: 'lxc config trust add' there, or set trust_password", cert, key)
+    # Writing into lxc's own folder is said out loud: lxc will use that identity too.
+    in_lxc = lxc_conf_dir().resolve() in (cert.parent.resolve(), *cert.parent.resolve().parents)
+    (_log.warning if in_lxc else _log.debug)(
+        "created a new LXD client certificate %s (and its key %s)%s; the server must trust "
+        "it: 'lxc config trust add' there, or set trust_password", cert, key,
+        " in lxc's configuration folder" if in_lxc else "")
 
 
 def https_session(url: str, *, client_cert: Path | None, client_key: Path | None,
