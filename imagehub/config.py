@@ -3,6 +3,10 @@
 Found from ``--config``, then ``$IMAGEHUB_CONFIG``, then ``$XDG_CONFIG_HOME/imagehub/
 clouds.yaml``. Without any file a single cloud ``local`` exists and is the default. A
 secret option may be given as ``KEY_env: VARNAME`` so the file holds no secret.
+
+Clouds the user configured for other tools (OpenStack, lxc, Lambda; see
+:mod:`imagehub.discovery`) are added behind the file's: the file wins on a name clash, and
+its ``discovered:`` key renames, hides or turns off discovered clouds.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ import yaml
 
 from . import _redact
 from ._redact import excerpt
+from .discovery import SOURCES, Found, discover, prefixed
 from .errors import BackendNotFound, BackendUnavailable, ConfigError, ImageHubError
 from .manager import ImageManager, Option
 from .paths import config_home
@@ -27,7 +32,9 @@ from .registry import get_backend, why_not_viable
 __all__ = ["CloudConfig", "Config", "default_config_path", "load_config"]
 
 DEFAULT_CLOUD = "local"
-_TOP_KEYS = {"clouds", "default", "staging_dir"}
+_TOP_KEYS = {"clouds", "default", "staging_dir", "discovered"}
+_DISCOVERED_KEYS = {"sources", "hide", "rename"}
+BUILT_IN = "built in"
 # Scalars and containers a cloud's options may hold once YAML aliases are expanded; a
 # clouds file is a few dozen. Past this it is an alias bomb, not a configuration.
 _MAX_EXPANDED = 10_000
@@ -81,6 +88,9 @@ class CloudConfig:
     backend: str
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     path: str | None = None
+    #: where the cloud came from, for people: the imagehub file, an OpenStack clouds.yaml,
+    #: the OS_* variables, an lxc remote, LAMBDA_API_KEY, or "built in"
+    source: str = BUILT_IN
 
     def __repr__(self) -> str:
         # Options may hold secrets; show only which keys are set.
@@ -148,12 +158,94 @@ class CloudConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DiscoveryRules:
+    """The file's ``discovered:`` key: which sources, which names hidden or renamed."""
+    sources: tuple[str, ...] = SOURCES
+    hide: frozenset[str] = frozenset()
+    rename: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+_BACKEND_ALIASES = {"openstack": "glance"}
+
+
+def _same_cloud(own: CloudConfig, found: Found) -> bool:
+    """Whether a cloud of the file already is ``found`` (``backend: glance, cloud: x``)."""
+    backend = _BACKEND_ALIASES.get(own.backend, own.backend)
+    return backend == found.backend and all(
+        own.options.get(k) == v for k, v in found.options.items())
+
+
+class CloudTable(Mapping[str, CloudConfig]):
+    """The file's clouds first, then discovered ones, discovered only when needed.
+
+    Looking up a cloud the file names never reads another tool's files; a miss, or
+    listing every cloud, runs discovery once.
+    """
+
+    def __init__(self, own: Mapping[str, CloudConfig], rules: DiscoveryRules,
+                 env: Mapping[str, str] | None = None) -> None:
+        self._own = dict(own)
+        self._rules = rules
+        self._env = env
+        self._all: dict[str, CloudConfig] | None = None
+        self.read: list[str] = []
+        self.searched: list[str] = []
+        self.problems: list[str] = []
+        #: discovered clouds left out, and why (a clash, or hidden by the file)
+        self.left_out: dict[str, str] = {}
+
+    def _merged(self) -> dict[str, CloudConfig]:
+        if self._all is not None:
+            return self._all
+        found = discover(self._rules.sources, self._env)
+        self.read, self.searched, self.problems = found.read, found.searched, found.problems
+        merged = dict(self._own)
+        for cloud in found.clouds:
+            if cloud.name in self._rules.hide:
+                self.left_out[cloud.name] = f"{cloud.source}: hidden by the imagehub file"
+                continue
+            same = next((c.name for c in self._own.values() if _same_cloud(c, cloud)), None)
+            if same is not None:
+                self.left_out[cloud.name] = f"{cloud.source}: already configured as {same!r}"
+                continue
+            name = self._rules.rename.get(cloud.name, cloud.name)
+            if name in merged:
+                alt = prefixed(cloud)
+                if name != cloud.name or alt is None or alt in merged:
+                    self.left_out[cloud.name] = (f"{cloud.source}: name taken by "
+                                                 f"{merged[name].source}")
+                    continue
+                name = alt
+            merged[name] = CloudConfig(name=name, backend=cloud.backend,
+                                       options=dict(cloud.options), path=cloud.path,
+                                       source=cloud.source)
+        self._all = merged
+        return merged
+
+    def __getitem__(self, name: str) -> CloudConfig:
+        if name in self._own:
+            return self._own[name]
+        return self._merged()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._own or name in self._merged()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._merged())
+
+    def __len__(self) -> int:
+        return len(self._merged())
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     clouds: Mapping[str, CloudConfig]
     default: str = DEFAULT_CLOUD
     path: str | None = None
     #: where migrate stages files it converts (None: TMPDIR)
     staging_dir: str | None = None
+    #: the imagehub file looked for, whether or not it exists
+    looked_for: str | None = None
 
     def cloud(self, name: str | None = None) -> CloudConfig:
         wanted = name or self.default
@@ -161,8 +253,21 @@ class Config:
             return self.clouds[wanted]
         except KeyError:
             names = ", ".join(sorted(self.clouds)) or "none"
-            raise ConfigError(f"no cloud named {wanted!r} (configured clouds: {names})",
-                              path=self.path) from None
+            where = self.path or self.looked_for or str(default_config_path())
+            table = self.discovery
+            unread = f"; could not read: {'; '.join(table.problems)}" \
+                if table is not None and table.problems else ""
+            raise ConfigError(
+                f"no cloud named {wanted!r} (configured clouds: {names}){unread}",
+                hint=f"define it under 'clouds:' in {where}, or add it to your OpenStack "
+                     "clouds.yaml or lxc remotes; 'imagehub clouds' shows where each cloud "
+                     "comes from and where imagehub looked (see docs/configuration.md)"
+            ) from None
+
+    @property
+    def discovery(self) -> CloudTable | None:
+        """The discovered-clouds table, for reporting what was read and searched."""
+        return self.clouds if isinstance(self.clouds, CloudTable) else None
 
     def connect(self, name: str | None = None) -> ImageManager:
         """Build the manager for cloud ``name`` (the default cloud when None)."""
@@ -206,7 +311,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         if explicit:
             raise ConfigError("file not found", path=str(chosen),
                               hint="check --config / IMAGEHUB_CONFIG")
-        return Config(clouds={DEFAULT_CLOUD: _local_cloud()})
+        return Config(clouds=CloudTable({DEFAULT_CLOUD: _local_cloud()}, DiscoveryRules()),
+                      looked_for=str(chosen))
     where = str(chosen)
     try:
         data = yaml.load(chosen.read_text(encoding="utf-8"), Loader=_Loader)
@@ -225,6 +331,44 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except RecursionError as exc:
         raise ConfigError("nested too deeply to be a clouds file", path=where) from exc
     return parse_config(data, where)
+
+
+_OPENSTACK_KEYS = {"auth", "auth_type", "region_name", "regions", "profile", "interface",
+                   "identity_api_version"}
+
+
+def _looks_like_openstack(clouds: Mapping[Any, Any]) -> bool:
+    return any(isinstance(b, dict) and "backend" not in b and _OPENSTACK_KEYS & set(b)
+               for b in clouds.values())
+
+
+def _rules(data: Any, where: str | None) -> DiscoveryRules:
+    if data is None:
+        return DiscoveryRules()
+    if data is False:
+        return DiscoveryRules(sources=())
+    if not isinstance(data, dict):
+        raise ConfigError("'discovered' must be a mapping (sources, hide, rename) or false",
+                          path=where, key="discovered")
+    for key in data:
+        if key not in _DISCOVERED_KEYS:
+            raise ConfigError(f"unknown key {excerpt(key)} (known: "
+                              f"{', '.join(sorted(_DISCOVERED_KEYS))})", path=where,
+                              key="discovered")
+    sources = data.get("sources", list(SOURCES))
+    if not isinstance(sources, list) or any(s not in SOURCES for s in sources):
+        raise ConfigError(f"must be a list of {', '.join(SOURCES)}", path=where,
+                          key="discovered.sources")
+    hide = data.get("hide") or []
+    if not isinstance(hide, list) or not all(isinstance(h, str) for h in hide):
+        raise ConfigError("must be a list of cloud names", path=where, key="discovered.hide")
+    rename = data.get("rename") or {}
+    if not isinstance(rename, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() and ":" not in v
+            for k, v in rename.items()):
+        raise ConfigError("must map discovered names to new names (no ':')", path=where,
+                          key="discovered.rename")
+    return DiscoveryRules(sources=tuple(sources), hide=frozenset(hide), rename=dict(rename))
 
 
 def parse_config(data: Any, where: str | None = None) -> Config:
@@ -258,6 +402,12 @@ def parse_config(data: Any, where: str | None = None) -> Config:
             raise ConfigError("each cloud must be a mapping", path=where, cloud=name)
         backend = body.get("backend")
         if not isinstance(backend, str) or not backend:
+            if _looks_like_openstack(raw_clouds):
+                raise ConfigError(
+                    "this looks like an OpenStack clouds.yaml (the openstack CLI's file), "
+                    "not an imagehub file", path=where, cloud=name, key="backend",
+                    hint="drop --config: imagehub reads clouds.yaml by itself (see "
+                         "'imagehub clouds'); or set OS_CLIENT_CONFIG_FILE to this file")
             raise ConfigError("missing 'backend' (for example: backend: lxd)", path=where,
                               cloud=name, key="backend")
         for key, value in body.items():
@@ -268,14 +418,16 @@ def parse_config(data: Any, where: str | None = None) -> Config:
                 raise ConfigError(f"value expands to more than {_MAX_EXPANDED} items "
                                   "(YAML aliases?)", path=where, cloud=name, key=key)
         options = {str(k): v for k, v in body.items() if k != "backend"}
-        clouds[name] = CloudConfig(name=name, backend=backend, options=options, path=where)
+        clouds[name] = CloudConfig(name=name, backend=backend, options=options, path=where,
+                                   source=f"imagehub {where}" if where else "imagehub")
+    table = CloudTable(clouds, _rules(data.get("discovered"), where))
     default = data.get("default", DEFAULT_CLOUD)
-    if not isinstance(default, str) or default not in clouds:
+    if not isinstance(default, str) or default not in table:
         raise ConfigError(f"default cloud {excerpt(default)} is not defined", path=where,
                           key="default")
     staging = data.get("staging_dir")
     if staging is not None and (not isinstance(staging, str) or not staging.strip()):
         raise ConfigError("staging_dir must be a directory path", path=where,
                           key="staging_dir")
-    return Config(clouds=clouds, default=str(default), path=where,
+    return Config(clouds=table, default=str(default), path=where, looked_for=where,
                   staging_dir=os.path.expanduser(staging) if staging else None)

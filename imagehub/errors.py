@@ -77,15 +77,18 @@ __all__ = [
 ]
 
 
-_TEXT_FIELDS = frozenset({"message", "server_message", "hint"})
+_TEXT_FIELDS = frozenset({"message", "server_message", "hint", "cli_hint"})
 
 
 class ImageHubError(Exception):
     """Root of every error imagehub raises on purpose.
 
     ``message`` is imagehub's sentence, ``server_message`` the provider's own words
-    (kept verbatim, minus secrets), ``hint`` what to do next.
+    (kept verbatim, minus secrets), ``hint`` what to do next. ``cli_hint``, when set,
+    is the same advice in command-line syntax; the CLI shows it instead of ``hint``.
     """
+
+    cli_hint: str | None = None
 
     def __init__(
         self,

@@ -378,11 +378,28 @@ class ImageManager(ManagerSpellings, abc.ABC):
             _check_text("marker", marker)
         plan = prepare(filters, self._server_keys(), self._server_filter_ok)
         page = self._list(limit, marker, plan.server)
+        props = {k for i in page for k in i.properties}
         kept = [self.bind(i) for i in page if matches(i, plan.client)]
-        plan.check_shorthand({k for i in page for k in i.properties})
+        next_marker = page.next_marker
+        # Filters matched here can thin a server page out, even to nothing; read on until
+        # the page is full or the listing ends, so an empty page always means the end.
+        want = limit or 1
+        topped_up = False
+        while plan.client and len(kept) < want and next_marker and next_marker != marker:
+            marker = next_marker
+            page = self._list(limit, marker, plan.server)
+            props.update(k for i in page for k in i.properties)
+            kept += [self.bind(i) for i in page if matches(i, plan.client)]
+            next_marker = page.next_marker
+            topped_up = True
+        # Trim only what topping up added: a backend's own page is passed on as it came,
+        # so one that ignores limit is still seen to (the conformance kit checks it).
+        if topped_up and limit is not None and len(kept) > limit:
+            kept, next_marker = kept[:limit], kept[limit - 1].id
+        plan.check_shorthand(props)
         if plan.sort_key:
             kept = sort_images(kept, plan.sort_key, plan.reverse)
-        return Page(kept, page.next_marker)
+        return Page(kept, next_marker if kept else None)
 
     def all(self, *, latest: bool = False, **filters: Any) -> Iterator[Image]:
         """Every image, lazily, following pagination. ``latest`` keeps the newest per

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .compat import ImageSpellings
+from .compat import ImageSpellings, bind_image_class
 from .errors import InvalidArgument, InvalidArgumentType, UnboundImageError
 
 if TYPE_CHECKING:
@@ -125,6 +125,15 @@ class Image(ImageSpellings):
     tags: tuple[str, ...] = ()
     properties: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
     owner: str | None = None
+    #: when the data was uploaded, when a cached copy expires, when it was last used
+    #: (pylxd's attributes; None where a backend does not say)
+    uploaded_at: _dt.datetime | None = None
+    # These two move whenever the server uses the image: not part of its identity.
+    expires_at: _dt.datetime | None = dataclasses.field(default=None, compare=False)
+    last_used_at: _dt.datetime | None = dataclasses.field(default=None, compare=False)
+    #: LXD: refreshed from its source automatically; a cached copy of a remote image
+    auto_update: bool | None = None
+    cached: bool | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False,
                                                repr=False)
     _manager: ImageManager | None = dataclasses.field(
@@ -147,8 +156,20 @@ class Image(ImageSpellings):
         object.__setattr__(self, "visibility", _enum(Visibility, "visibility", self.visibility))
         object.__setattr__(self, "aliases", tuple(self.aliases))
         object.__setattr__(self, "tags", tuple(self.tags))
-        for name in ("created_at", "updated_at"):
+        for name in ("created_at", "updated_at", "uploaded_at", "expires_at", "last_used_at"):
             object.__setattr__(self, name, _datetime(name, getattr(self, name)))
+
+    # -- pylxd's attribute names ------------------------------------------------------------
+    @property
+    def public(self) -> bool:
+        """``visibility is Visibility.PUBLIC`` (pylxd's ``image.public``)."""
+        return self.visibility is Visibility.PUBLIC
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The sha256 hex digest of the image (LXD's fingerprint is its id), else None."""
+        algo, sep, digest = (self.checksum or "").partition(":")
+        return digest if sep and algo == "sha256" else None
 
     # -- data ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +252,8 @@ class Image(ImageSpellings):
 
 
 
+bind_image_class(Image)
+
 _E = TypeVar("_E", bound=enum.Enum)
 
 
@@ -291,24 +314,38 @@ class Member:
         }
 
 
-def latest(images: Iterable[Image], keys: tuple[str, ...] = ("family", "region", "architecture")
-           ) -> list[Image]:
+_LATEST_KEYS = ("family", "region", "architecture")
+
+
+def latest(images: Iterable[Image], keys: tuple[str, ...] = _LATEST_KEYS) -> list[Image]:
     """The newest image of each group (default: family x region x architecture).
 
-    Newest means the latest ``created_at``, ties broken by ``version`` then ``id`` so the
-    answer never depends on listing order.
+    An image without a family is grouped by its name (with its region and architecture)
+    instead, and one without a name stands alone: images that share no family and no
+    name are never merged. Newest means the latest ``created_at``, ties broken by
+    ``version`` then ``id`` so the answer never depends on listing order.
     """
     best: dict[tuple[Any, ...], Image] = {}
     for image in images:
-        group = tuple(getattr(image, k, None) or image.properties.get(k) for k in keys)
+        group = _group(image, keys)
         current = best.get(group)
         if current is None or _recency(image) > _recency(current):
             best[group] = image
     return sorted(best.values(), key=lambda i: tuple(str(x) for x in _group_key(i, keys)))
 
 
+def _group(image: Image, keys: tuple[str, ...]) -> tuple[Any, ...]:
+    values = tuple(getattr(image, k, None) or image.properties.get(k) for k in keys)
+    if keys != _LATEST_KEYS or values[0]:
+        return ("family", *values)
+    return ("name", image.name or image.id, *values[1:]) if image.name else ("id", image.id)
+
+
 def _group_key(image: Image, keys: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(getattr(image, k, None) or "" for k in keys)
+    values = tuple(getattr(image, k, None) or "" for k in keys)
+    if keys == _LATEST_KEYS and not values[0]:
+        return (image.name or image.id, *values[1:])
+    return values
 
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)

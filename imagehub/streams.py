@@ -321,6 +321,7 @@ class ImageStream(StreamSpellings):
         self.close()
 
     def close(self) -> None:
+        self._file_closed = True
         for part in self.parts:
             closer = getattr(part.chunks, "close", None)
             if closer is not None:

@@ -565,10 +565,12 @@ class GlanceManager(ImageManager):
             self.http.request("DELETE", f"images/{image.id}", f"delete image {image.id}")
         except PermissionDenied as exc:
             if "protected" in (exc.server_message or "").lower():
-                raise PermissionDenied(
+                refused = PermissionDenied(
                     f"image {image.id} is protected and cannot be deleted", backend=BACKEND,
                     server_message=exc.server_message, status_code=exc.status_code,
-                    hint="unprotect it first: update(image, protected=False)") from exc
+                    hint="unprotect it first: update(image, protected=False)")
+                refused.cli_hint = f"unprotect it first: imagehub update {image.id} --unprotected"
+                raise refused from exc
             raise
 
     def _update(self, image: Image, spec: UpdateSpec) -> Image:

@@ -150,10 +150,11 @@ class LambdaManager(ImageManager):
         except AmbiguousImage as exc:
             regions = sorted({i.region or "" for i in exc.candidates})
             if len(regions) > 1 and "region" not in filters:
-                exc.hint = (f"Lambda lists one record per region ({', '.join(regions)}); "
-                            f"use the id, or name the region: get({ref!r}, "
-                            f"region={regions[0]!r}), or on the command line "
-                            f"list --filter name={ref} --filter region={regions[0]}")
+                said = f"Lambda lists one record per region ({', '.join(regions)}); "
+                exc.hint = (f"{said}use the id, or name the region: get({ref!r}, "
+                            f"region={regions[0]!r})")
+                exc.cli_hint = (f"{said}use the id, or name the region: --region "
+                                f"{regions[0]}")
             raise
 
     # -- launch ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ session built here has ``trust_env = False`` and carries its own ``verify`` and 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -22,10 +23,13 @@ import yaml
 from pylxd import exceptions as pylxd_exceptions
 
 from imagehub import _http_deadline, _tls
+from imagehub.discovery import lxc_conf_dir
 from imagehub.errors import AuthenticationError, ConfigError
 from imagehub.paths import config_home
 
 from .errors import BACKEND, TRUST_HINT, from_transport, lxd_errors
+
+_log = logging.getLogger(__name__)
 
 SYSTEM_SOCKETS = ("/var/snap/lxd/common/lxd/unix.socket", "/var/lib/lxd/unix.socket")
 
@@ -60,15 +64,6 @@ def default_socket() -> str:
     return SYSTEM_SOCKETS[-1]
 
 
-def lxc_conf_dir() -> Path:
-    """The ``lxc`` client's configuration folder, as ``lxc`` itself finds it."""
-    if os.environ.get("LXD_CONF"):
-        return Path(os.environ["LXD_CONF"])
-    home = Path.home()
-    snap = home / "snap" / "lxd" / "common" / "config"
-    return snap if snap.is_dir() else home / ".config" / "lxc"
-
-
 def from_lxc_remote(name: str, conf_dir: Path | None = None) -> Endpoint:
     """An Endpoint for ``lxc`` remote ``name``: its address, client cert and server cert."""
     base = conf_dir or lxc_conf_dir()
@@ -96,10 +91,14 @@ def from_lxc_remote(name: str, conf_dir: Path | None = None) -> Endpoint:
         path = addr[len("unix:"):].lstrip("/")
         return Endpoint(f"unix:{'/' + path if path else default_socket()}", project=project)
     server_cert = base / "servercerts" / f"{name}.crt"
+    # lxc's folder is lxc's: without a key pair there, ours is used (and made) in
+    # imagehub's own folder instead of writing one where lxc would later find it.
+    certs = base if (base / "client.crt").exists() or (base / "client.key").exists() \
+        else default_client_cert_dir()
     return Endpoint(
         addr.rstrip("/"),
-        client_cert=base / "client.crt",
-        client_key=base / "client.key",
+        client_cert=certs / "client.crt",
+        client_key=certs / "client.key",
         server_cert=server_cert if server_cert.exists() else None,
         project=project,
     )
@@ -187,6 +186,12 @@ def ensure_client_cert(cert: Path, key: Path) -> None:
                                         serialization.PrivateFormat.TraditionalOpenSSL,
                                         serialization.NoEncryption()))
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    # Writing into lxc's own folder is said out loud: lxc will use that identity too.
+    in_lxc = lxc_conf_dir().resolve() in (cert.parent.resolve(), *cert.parent.resolve().parents)
+    (_log.warning if in_lxc else _log.debug)(
+        "created a new LXD client certificate %s (and its key %s)%s; the server must trust "
+        "it: 'lxc config trust add' there, or set trust_password", cert, key,
+        " in lxc's configuration folder" if in_lxc else "")
 
 
 def https_session(url: str, *, client_cert: Path | None, client_key: Path | None,

@@ -55,5 +55,10 @@ def to_image(record: Mapping[str, Any], *, backend: str = BACKEND) -> Image:
         status="active",
         aliases=aliases,
         properties=props,
+        uploaded_at=_time(record.get("uploaded_at")),
+        expires_at=_time(record.get("expires_at")),
+        last_used_at=_time(record.get("last_used_at")),
+        auto_update=bool(record.get("auto_update")),
+        cached=bool(record.get("cached")),
         raw=dict(record),
     )

@@ -37,6 +37,9 @@ class State:
     format: str
     debug: bool
     quiet: bool
+    #: tables: ids whole (--wide), else cut to the shortest unique prefix, at least this
+    wide: bool = False
+    id_width: int = 12
     _config: Config | None = None
     _managers: dict[str, ImageManager] = dataclasses.field(default_factory=dict)
 
@@ -89,25 +92,125 @@ _open_bars: list[Any] = []
 pass_state = click.make_pass_decorator(State)
 
 
+_CLOUD_HELP = "cloud to act on (default: the configured default, 'local')"
+
+
+# -- shell completion -------------------------------------------------------------------------
+def _completion_config(ctx: click.Context) -> Config:
+    root = ctx.find_root()
+    return load_config(root.params.get("config_path"))
+
+
+def complete_cloud(ctx: click.Context, _param: click.Parameter,
+                   incomplete: str) -> list[Any]:
+    """Cloud names for ``-c`` (never an error: completion must not print tracebacks)."""
+    try:
+        return [n for n in _completion_config(ctx).clouds if n.startswith(incomplete)]
+    except Exception:  # noqa: BLE001 - a broken config completes nothing
+        return []
+
+
+def complete_ref(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """``[CLOUD:]REF``: images' names, aliases and ids of the cloud, and ``CLOUD:``."""
+    try:
+        config = _completion_config(ctx)
+        head, sep, rest = incomplete.partition(":")
+        cloud: str | None
+        if sep and head in config.clouds:
+            cloud, prefix, wanted = head, f"{head}:", rest
+        else:
+            cloud, prefix, wanted = ctx.find_root().params.get("cloud"), "", incomplete
+        manager = config.connect(cloud)
+        try:
+            names: dict[str, None] = {}
+            for image in manager.all():
+                for ref in (image.name, *image.aliases, image.id):
+                    if ref and ref.startswith(wanted):
+                        names[prefix + ref] = None
+        finally:
+            manager.close()
+        found = list(names)
+        if not prefix:
+            found += [f"{n}:" for n in config.clouds if n.startswith(incomplete)]
+        return found
+    except Exception:  # noqa: BLE001 - an unreachable cloud completes nothing
+        return []
+
+_CONFIG_HELP = "clouds file (default: $IMAGEHUB_CONFIG, then the XDG config dir)"
+_FORMAT_HELP = "output format; json and yaml are stable for scripts"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="clouds file (default: $IMAGEHUB_CONFIG, then the XDG config dir)")
-@click.option("-c", "--cloud", help="cloud to act on (default: the configured default, 'local')")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="output format; json and yaml are stable for scripts")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help=_CONFIG_HELP)
+@click.option("-c", "--cloud", help=_CLOUD_HELP, shell_complete=complete_cloud)
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True, help=_FORMAT_HELP)
 @click.option("--debug", is_flag=True, help="show tracebacks and debug logging")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars or chatter")
 @click.version_option(package_name="imagehub")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, cloud: str | None, fmt: str,
         debug: bool, quiet: bool) -> None:
-    """Manage machine images across clouds through one interface."""
+    """Manage machine images across clouds through one interface.
+
+    The options above may also be given after the command, as in
+    'imagehub list -c lab -f json'.
+    """
     global _debug
     _debug = debug
     logs.setup(debug)
     state = State(config_path, cloud, fmt, debug, quiet)
     ctx.obj = state
     ctx.call_on_close(state.close)
+
+
+def _set_global(field: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A callback storing a global option given after the command into the State."""
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value is None or value is False or ctx.resilient_parsing:
+            return
+        state = ctx.find_object(State)
+        if state is None:
+            return
+        if field == "config_path" and state._config is not None:
+            state._config = None  # not read yet in practice; never keep a stale one
+        setattr(state, field, value)
+        if field == "debug":
+            global _debug
+            _debug = True
+            logs.setup(True)
+    return store
+
+
+def _global_params() -> list[click.Parameter]:
+    """The group's options again, for every command: after the command they mean the same."""
+    return [
+        click.Option(["--config", "config_path"], type=click.Path(dir_okay=False),
+                     help=_CONFIG_HELP, expose_value=False, callback=_set_global("config_path"),
+                     is_eager=True),
+        click.Option(["-c", "--cloud"], help=_CLOUD_HELP, expose_value=False,
+                     callback=_set_global("cloud"), is_eager=True,
+                     shell_complete=complete_cloud),
+        click.Option(["-f", "--format", "fmt"], type=click.Choice(FORMATS), help=_FORMAT_HELP,
+                     expose_value=False, callback=_set_global("format"), is_eager=True),
+        click.Option(["--debug"], is_flag=True, default=None, help="tracebacks, debug logs",
+                     expose_value=False, callback=_set_global("debug"), is_eager=True),
+        click.Option(["-q", "--quiet"], is_flag=True, default=None, help="no chatter",
+                     expose_value=False, callback=_set_global("quiet"), is_eager=True),
+    ]
+
+
+def add_global_options(command: click.Command) -> None:
+    """Give ``command`` and every command under it the global options (once)."""
+    if getattr(command, "_imagehub_globals", False):
+        return
+    if command is not cli:
+        taken = {o for p in command.params for o in getattr(p, "opts", [])}
+        command.params.extend(p for p in _global_params() if not taken & set(p.opts))
+    command._imagehub_globals = True  # type: ignore[attr-defined]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_global_options(sub)
 
 
 _debug = False
@@ -182,6 +285,7 @@ def _quiet_stdout() -> None:
 
 def _main(argv: Sequence[str] | None) -> NoReturn:
     try:
+        add_global_options(cli)
         # Without standalone mode click returns an Exit's code instead of raising it.
         code = cli.main(args=list(argv) if argv is not None else None, prog_name="imagehub",
                         standalone_mode=False)
@@ -190,6 +294,8 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
     except ImageHubError as exc:
         if _debug:
             click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+        if exc.cli_hint:
+            exc.hint = exc.cli_hint  # the same advice, in the syntax of where it is read
         click.echo(f"imagehub: error: {_one_line(str(exc))}", err=True)
         # A bad argument is a usage error, whichever layer noticed it.
         sys.exit(2 if isinstance(exc, InvalidArgument) else 1)
@@ -258,7 +364,8 @@ def emit(state: State, data: Any, *, columns: Sequence[str] | None = None) -> No
         echo_out(redact(yaml.safe_dump(records, sort_keys=True, default_flow_style=False)),
                  nl=False)
     elif isinstance(records, list):
-        echo_out(redact(table(records, columns or (list(records[0]) if records else []))))
+        echo_out(redact(table(records, columns or (list(records[0]) if records else []),
+                              id_width=None if state.wide else state.id_width)))
     else:
         shown = {k: v for k, v in records.items() if k != "raw"}  # raw: json/yaml only
         width = max((len(k) for k in shown), default=0)
@@ -273,24 +380,51 @@ def _record(item: Any) -> dict[str, Any]:
     return dict(item)
 
 
-def _cell(value: Any, key: str, full: bool = False) -> str:
-    return printable(_plain_cell(value, key, full))
+def _cell(value: Any, key: str, full: bool = False, id_width: int | None = None) -> str:
+    return printable(_plain_cell(value, key, full, id_width))
 
 
-def _plain_cell(value: Any, key: str, full: bool) -> str:
+def _plain_cell(value: Any, key: str, full: bool, id_width: int | None = None) -> str:
     if value is None:
         return "-"
     if key == "size" and isinstance(value, int):
         return _human_size(value)
-    if key == "id" and not full and isinstance(value, str) and len(value) > 12:
-        return value[:12]
-    if key in ("created_at", "updated_at") and isinstance(value, str) and not full:
-        return value[:19].replace("T", " ")
+    if key == "id" and not full and id_width is not None and isinstance(value, str):
+        return value[:id_width]
+    if key.endswith("_at") and isinstance(value, str):
+        return _when(value)
     if isinstance(value, list):
         return ",".join(map(str, value)) or "-"
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
     return str(value)
+
+
+def _when(value: str) -> str:
+    """A timestamp to the second, with its zone: ``2024-05-01 10:00:00 UTC``."""
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    shown = when.strftime("%Y-%m-%d %H:%M:%S")
+    offset = when.utcoffset()
+    if offset is None:
+        return shown
+    if not offset:
+        return f"{shown} UTC"
+    return f"{shown} {when.strftime('%z')[:3]}:{when.strftime('%z')[3:]}"
+
+
+def unique_prefix_width(ids: Sequence[str], minimum: int) -> int:
+    """The shortest width at which every distinct id in ``ids`` is told apart, >= minimum."""
+    import itertools
+
+    # Sorted, an id shares its longest prefix with a neighbour.
+    ordered = sorted(set(ids))
+    return max([minimum, *(len(os.path.commonprefix([a, b])) + 1  # noqa: RUF071 - ids, not paths
+                           for a, b in itertools.pairwise(ordered))])
 
 
 def _human_size(n: int) -> str:
@@ -302,8 +436,15 @@ def _human_size(n: int) -> str:
     return str(n)
 
 
-def table(records: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
-    rows = [[_cell(r.get(c), c) for c in columns] for r in records]
+def table(records: Iterable[dict[str, Any]], columns: Sequence[str],
+          id_width: int | None = 12) -> str:
+    """Rows under upper-case headers; ids cut to ``id_width`` or more, never ambiguous
+    within the table (None: whole)."""
+    records = list(records)
+    if id_width is not None:
+        id_width = unique_prefix_width(
+            [r["id"] for r in records if isinstance(r.get("id"), str)], id_width)
+    rows = [[_cell(r.get(c), c, id_width=id_width) for c in columns] for r in records]
     head = [c.upper().replace("_AT", "") for c in columns]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(head)]
