@@ -1,6 +1,5 @@
 """The ``imagehub`` command line: a thin layer over the public API."""
 
-from . import images, info, migrate  # noqa: F401  (modules register their commands on import)
-from .app import cli, main
+from .app import cli, main  # the command modules load on first lookup (app.COMMAND_MODULES)
 
 __all__ = ["cli", "main"]

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import yaml
 
+from .. import __version__
 from .._redact import redact
-from ..config import Config, load_config
 from ..errors import ImageHubError, InvalidArgument
-from ..manager import ImageManager
 from ..refs import split_ref
 from . import logs
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..manager import ImageManager
 
 __all__ = ["State", "cli", "main", "pass_state", "printable"]
 
@@ -40,6 +43,8 @@ class State:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from ..config import load_config
+
             self._config = load_config(self.config_path)
         return self._config
 
@@ -85,8 +90,28 @@ class State:
 _open_bars: list[Any] = []
 pass_state = click.make_pass_decorator(State)
 
+# The modules whose import registers the subcommands on `cli`.
+COMMAND_MODULES = ("images", "info", "migrate")
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    # The subcommands (and the whole API behind them) are imported only when one is
+    # looked up, so --version, --help of an option and usage errors start in a few ms.
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        _load_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _load_commands()
+        return super().list_commands(ctx)
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="clouds file (default: $IMAGEHUB_CONFIG, then the XDG config dir)")
 @click.option("-c", "--cloud", help="cloud to act on (default: the configured default, 'local')")
@@ -94,7 +119,8 @@ pass_state = click.make_pass_decorator(State)
               show_default=True, help="output format; json and yaml are stable for scripts")
 @click.option("--debug", is_flag=True, help="show tracebacks and debug logging")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars or chatter")
-@click.version_option(package_name="imagehub")
+# The version given, not looked up: reading package metadata costs more than the rest.
+@click.version_option(version=__version__, prog_name="imagehub")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, cloud: str | None, fmt: str,
         debug: bool, quiet: bool) -> None:
@@ -204,6 +230,8 @@ def emit(state: State, data: Any, *, columns: Sequence[str] | None = None) -> No
     if state.format == "json":
         click.echo(json.dumps(records, indent=2, sort_keys=True, default=str))
     elif state.format == "yaml":
+        import yaml
+
         click.echo(yaml.safe_dump(records, sort_keys=True, default_flow_style=False), nl=False)
     elif isinstance(records, list):
         click.echo(table(records, columns or (list(records[0]) if records else [])))
