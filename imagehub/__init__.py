@@ -6,14 +6,12 @@
 ['ALIASES', 'ALL_IMAGE_OPS', 'CREATE']
 """
 
-from __future__ import annotations
-
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .config import Config, load_config
     from .connect import connect
     from .errors import (
@@ -151,7 +149,7 @@ _HOMES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -171,7 +169,7 @@ class _Package(types.ModuleType):
     # Importing the submodule imagehub.migrate or imagehub.connect binds it on the package,
     # which would hide the function of the same name users call as imagehub.migrate(...).
     # The submodule stays reachable through sys.modules and `from imagehub.migrate import`.
-    def __setattr__(self, name: str, value: Any) -> None:
+    def __setattr__(self, name: str, value: _typing.Any) -> None:
         if name in _SHADOWED and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)

@@ -96,9 +96,13 @@ COMMAND_MODULES = ("images", "info", "migrate")
 
 class _LazyGroup(click.Group):
     # The subcommands (and the whole API behind them) are imported only when one is
-    # looked up, so --version, --help of an option and usage errors start in a few ms.
+    # looked up, so --version, --help of an option and usage errors start in a few ms,
+    # and `list` does not pay for the migration machinery behind `migrate`.
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        _load_commands()
+        for name in COMMAND_MODULES:
+            if cmd_name in self.commands:
+                break
+            importlib.import_module(f"{__package__}.{name}")
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
