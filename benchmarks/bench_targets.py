@@ -94,9 +94,9 @@ def _imagehub_command() -> list[str]:
 
 def _env(workdir: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ, XDG_CONFIG_HOME=str(workdir / "config"),
-               XDG_DATA_HOME=str(workdir / "data"), XDG_CACHE_HOME=str(workdir / "cache"),
-               **extra)
-    env.pop("IMAGEHUB_CONFIG", None)
+               XDG_DATA_HOME=str(workdir / "data"), XDG_CACHE_HOME=str(workdir / "cache"))
+    env.pop("IMAGEHUB_CONFIG", None)  # only the clouds file a part writes for itself
+    env.update(extra)
     # An installed package runs from cached bytecode (pip compiles at install); without
     # it every start would compile imagehub's modules again, which is not what users see.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -157,9 +157,11 @@ def glance(workdir: Path, rounds: int, list_rounds: int, size_mib: int) -> list[
         auth = user.auth(cloud.auth_url)
         sess = password_session(cloud, user)
         base = f"{cloud.glance_url}/v2/images"
-        for i in range(30):
-            sess.post(base, json={"name": f"list-{i:02d}", "disk_format": "raw",
-                                  "container_format": "bare"})
+        for i in range(30):  # active images, each with a few bytes of data
+            made = sess.post(base, json={"name": f"list-{i:02d}", "disk_format": "raw",
+                                         "container_format": "bare"}).json()
+            sess.put(f"{base}/{made['id']}/file", data=b"%02d" % i * 512,
+                     headers={"Content-Type": "application/octet-stream"})
         # Both CLIs read one OpenStack clouds.yaml, as a user's would.
         os_config = workdir / "os-clouds.yaml"
         os_config.write_text(json.dumps({"clouds": {"bench": {
@@ -175,7 +177,8 @@ def glance(workdir: Path, rounds: int, list_rounds: int, size_mib: int) -> list[
         for argv in (hub, theirs):  # warm the page cache and check both see 30 images
             out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
             if out.returncode != 0 or out.stdout.count("list-") != 30:
-                raise RuntimeError(f"{argv[0]} did not list 30 images: {out.stderr[-1500:]}")
+                raise RuntimeError(f"{argv[0]} did not list 30 images: "
+                                   f"{out.stdout[-1500:]} {out.stderr[-1500:]}")
         listing = _interleaved({"imagehub": lambda: _wall(hub, env),
                                 "openstack": lambda: _wall(theirs, env)}, list_rounds)
 
