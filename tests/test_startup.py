@@ -125,5 +125,5 @@ def test_functions_named_like_their_submodules_stay_functions(tmp_path: Path) ->
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_name"):
-        imagehub.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+        imagehub.no_such_name  # noqa: B018
     assert not hasattr(imagehub, "no_such_name")
