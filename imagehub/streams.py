@@ -354,7 +354,8 @@ class ImageStream(StreamSpellings):
         """
         self._take()
         algos = {parse_checksum(c)[0] for c in self.expected} | ({"sha256"} if sha256 else set())
-        whole = Hasher(algos, threads=self._hash_threads)
+        # One digest is cheaper inline than handed to a thread while the caller writes.
+        whole = Hasher(algos, threads=self._hash_threads and len(algos) > 1)
         for part in self.parts:
             part_hasher = Hasher([parse_checksum(part.checksum)[0]]) if part.checksum else None
 
