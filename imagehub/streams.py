@@ -63,7 +63,8 @@ class _HashWorker(threading.Thread):
     def __init__(self, algo: str) -> None:
         super().__init__(daemon=True, name=f"hash-{algo}")
         self.hash = hashlib.new(algo)
-        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        # Two chunks in hand: enough to keep hashing busy, little added to an upload's RSS.
+        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
 
     def run(self) -> None:
         while (chunk := self.inbox.get()) is not None:
