@@ -15,8 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-import tenacity
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["MAX_RETRY_AFTER", "backoff", "parse_retry_after", "retrying"]
 
@@ -76,6 +78,9 @@ def retrying(*, attempts: int | None, retry_if: Callable[[BaseException], bool],
     retrying (and waiting) once set; ``within`` stops before a wait that would end more
     than that many seconds after the first try.
     """
+    # tenacity costs ~20 ms to import; only code that retries pays it.
+    import tenacity
+
     stop: tenacity.stop.stop_base = (tenacity.stop_never if attempts is None
                                      else tenacity.stop_after_attempt(max(1, attempts)))
     if cancel is not None:

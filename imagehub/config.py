@@ -12,13 +12,12 @@ its ``discovered:`` key renames, hides or turns off discovered clouds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from . import _redact
 from ._redact import excerpt
@@ -40,25 +39,34 @@ BUILT_IN = "built in"
 _MAX_EXPANDED = 10_000
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last)."""
+@functools.cache
+def _loader() -> type[Any]:
+    """The YAML loader for clouds files, built on first use: PyYAML costs ~20 ms to
+    import, which only reading a file pays."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # '<<: *defaults' entries may be overridden by explicit keys
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:
-                continue  # unhashable: SafeLoader reports it itself
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    f"duplicate key {excerpt(key)}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    class _Loader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+        def construct_mapping(self, node: yaml.MappingNode,
+                              deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *defaults' entries may be overridden by explicit keys
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    continue  # unhashable: SafeLoader reports it itself
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {excerpt(key)}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return _Loader
 
 
 def _expanded_size(value: Any, memo: dict[int, int] | None = None) -> int:
@@ -314,8 +322,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return Config(clouds=CloudTable({DEFAULT_CLOUD: _local_cloud()}, DiscoveryRules()),
                       looked_for=str(chosen))
     where = str(chosen)
+    import yaml
+
     try:
-        data = yaml.load(chosen.read_text(encoding="utf-8"), Loader=_Loader)
+        data = yaml.load(chosen.read_text(encoding="utf-8"), Loader=_loader())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", path=where) from exc
     except yaml.YAMLError as exc:

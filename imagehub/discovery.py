@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ImageHubError
 
 __all__ = ["SOURCES", "Discovered", "Found", "discover", "lxc_conf_dir", "lxc_image_servers",
@@ -64,6 +62,8 @@ def lxc_conf_dir() -> Path:
 
 
 def _lxc_remotes(conf_dir: Path | None = None) -> tuple[Path, dict[str, Any]] | None:
+    import yaml  # only when lxc's remotes are looked at: PyYAML costs start-up time
+
     path = (conf_dir or lxc_conf_dir()) / "config.yml"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

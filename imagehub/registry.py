@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from importlib import metadata
+from typing import TYPE_CHECKING
 
 from .errors import BackendNotFound, BackendUnavailable, InvalidBackend
 from .manager import Capability, ImageManager
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 __all__ = ["INSTALL_HINTS", "NAMESPACE", "BackendInfo", "available_backends", "get_backend",
            "refresh", "why_not_viable"]
@@ -55,6 +58,9 @@ class BackendInfo:
 def _entry_points() -> dict[str, metadata.EntryPoint]:
     # Scanned once: installing a plugin mid-process is not supported (restart instead),
     # and tests that fake one call refresh().
+    # importlib.metadata itself costs tens of ms to import: only a backend lookup pays it.
+    from importlib import metadata
+
     found: dict[str, metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=NAMESPACE):
         found.setdefault(ep.name, ep)

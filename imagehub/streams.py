@@ -66,7 +66,8 @@ class _HashWorker(threading.Thread):
     def __init__(self, algo: str) -> None:
         super().__init__(daemon=True, name=f"hash-{algo}")
         self.hash = hashlib.new(algo)
-        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        # Two chunks in hand: enough to keep hashing busy, little added to an upload's RSS.
+        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
 
     def run(self) -> None:
         while (chunk := self.inbox.get()) is not None:
@@ -74,25 +75,35 @@ class _HashWorker(threading.Thread):
 
 
 class Hasher:
-    """Several digests over one stream; with ``threads=True`` each runs in its own thread."""
+    """Several digests over one stream; with ``threads=True`` each runs in its own thread.
+
+    A threaded Hasher hashes beside the thread that feeds it (one algorithm too), so a
+    sender is not slowed by hashing; :meth:`close` (or a digest) ends its threads.
+    """
 
     def __init__(self, algos: Iterable[str] = ("sha256",), *, threads: bool = False) -> None:
         self.algos = list(dict.fromkeys(a.lower() for a in algos))
-        self._threads = threads and len(self.algos) > 1
+        self._threads = threads and bool(self.algos)
         self._workers: dict[str, _HashWorker] = {}
         self._hashes: dict[str, Any] = {}
         if self._threads:
+            # Started by the first chunk, so a Hasher never fed leaves no thread behind.
             self._workers = {a: _HashWorker(a) for a in self.algos}
-            for w in self._workers.values():
-                w.start()
         else:
             self._hashes = {a: hashlib.new(a) for a in self.algos}
         self.bytes = 0
         self._done = False
+        self._started = False
 
     def update(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
         if self._threads:
+            if self._done:
+                return  # closed: an abandoned stream's reader must not wait on dead threads
+            if not self._started:
+                self._started = True
+                for w in self._workers.values():
+                    w.start()
             for w in self._workers.values():
                 w.inbox.put(chunk)
         else:
@@ -101,12 +112,23 @@ class Hasher:
 
     def _finish(self) -> None:
         if self._threads and not self._done:
-            for w in self._workers.values():
-                w.inbox.put(None)
-            for w in self._workers.values():
-                w.join()
+            if self._started:
+                for w in self._workers.values():
+                    w.inbox.put(None)
+                for w in self._workers.values():
+                    w.join()
             self._hashes = {a: w.hash for a, w in self._workers.items()}
         self._done = True
+
+    def close(self) -> None:
+        """End the hashing threads, for a stream abandoned before its digests were read."""
+        self._finish()
+
+    def __enter__(self) -> Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def hexdigest(self, algo: str) -> str:
         self._finish()
@@ -359,7 +381,8 @@ class ImageStream(StreamSpellings):
         """
         self._take()
         algos = {self._algorithm(c) for c in self.expected} | ({"sha256"} if sha256 else set())
-        whole = Hasher(algos, threads=self._hash_threads)
+        # One digest is cheaper inline than handed to a thread while the caller writes.
+        whole = Hasher(algos, threads=self._hash_threads and len(algos) > 1)
         for part in self.parts:
             part_hasher = Hasher([self._algorithm(part.checksum)]) if part.checksum else None
 

@@ -15,10 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_all_matches_public_names() -> None:
-    public = {n for n, v in vars(imagehub).items()
-              if not n.startswith("_") and not inspect.ismodule(v)}
+    # Public names load on first use (module __getattr__): dir() lists them, and each
+    # must resolve to something other than a module.
+    public = {n for n in dir(imagehub)
+              if not n.startswith("_") and not inspect.ismodule(getattr(imagehub, n))}
     assert set(imagehub.__all__) == public
     assert len(imagehub.__all__) == len(set(imagehub.__all__))
+    assert set(imagehub._HOMES) == set(imagehub.__all__)
 
 
 def test_py_typed_is_shipped() -> None:

@@ -292,7 +292,10 @@ class LXDManager(ImageManager):
         """Stream ``parts`` to ``POST /1.0/images``; the sha256 is computed on the way."""
         self._check_aliases_free(name for name, _ in aliases)
         algo, digest = parse_checksum(checksum) if checksum else (None, None)
-        hasher = Hasher(["sha256"] + ([algo] if algo and algo != "sha256" else []))
+        # The fingerprint hash runs in threads of its own (hashlib drops the GIL), beside
+        # both the reader and the sender: on the reading thread it held back the upload.
+        hasher = Hasher(["sha256"] + ([algo] if algo and algo != "sha256" else []),
+                        threads=True)
         headers = {"X-LXD-public": "1" if public else "0"}
         if properties:
             headers["X-LXD-properties"] = urllib.parse.urlencode(dict(properties))
@@ -322,7 +325,8 @@ class LXDManager(ImageManager):
         # A source that fails mid-way drops the connection (guard_source): LXD then sees
         # the body end, logs "Store image POST data to disk: unexpected EOF" and removes
         # its lxd_build_* directory at once, and the caller gets the source's own error.
-        with source_errors(), self._errors("uploading the image"), \
+        # Leaving the block ends the hashing threads, whether the upload worked or not.
+        with source_errors(), self._errors("uploading the image"), hasher, \
                 overlap(body, depth=4) as flowing:
             response = self.api.images.post(data=guard_source(flowing), headers=headers)
         sent = hasher.hexdigest("sha256")

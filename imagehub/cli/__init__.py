@@ -1,8 +1,5 @@
 """The ``imagehub`` command line: a thin layer over the public API."""
 
-from . import capabilities, images, info, migrate  # noqa: F401  (modules register their commands on import)
-from .app import add_global_options, cli, main
-
-add_global_options(cli)  # after every module registered its commands
+from .app import cli, main  # the command modules load on first lookup (app.COMMAND_MODULES)
 
 __all__ = ["cli", "main"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import importlib
 import io
 import json
 import os
@@ -12,18 +13,20 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import yaml
 
+from .. import __version__
 from .._redact import redact
-from ..config import Config, load_config
 from ..errors import ImageHubError, InvalidArgument
-from ..manager import ImageManager
 from ..refs import split_ref
 from ..writes import output_error
 from . import logs
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..manager import ImageManager
 
 __all__ = ["State", "cli", "main", "pass_state", "printable"]
 
@@ -46,6 +49,8 @@ class State:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from ..config import load_config
+
             self._config = load_config(self.config_path)
         return self._config
 
@@ -91,12 +96,16 @@ class State:
 _open_bars: list[Any] = []
 pass_state = click.make_pass_decorator(State)
 
+# The modules whose import registers the subcommands on `cli`.
+COMMAND_MODULES = ("capabilities", "images", "info", "migrate")
 
 _CLOUD_HELP = "cloud to act on (default: the configured default, 'local')"
 
 
 # -- shell completion -------------------------------------------------------------------------
 def _completion_config(ctx: click.Context) -> Config:
+    from ..config import load_config
+
     root = ctx.find_root()
     return load_config(root.params.get("config_path"))
 
@@ -140,14 +149,40 @@ _CONFIG_HELP = "clouds file (default: $IMAGEHUB_CONFIG, then the XDG config dir)
 _FORMAT_HELP = "output format; json and yaml are stable for scripts"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    # The subcommands (and the whole API behind them) are imported only when one is
+    # looked up, so --version, --help of an option and usage errors start in a few ms,
+    # and `list` does not pay for the migration machinery behind `migrate`.
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for name in COMMAND_MODULES:
+            if cmd_name in self.commands:
+                break
+            importlib.import_module(f"{__package__}.{name}")
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            # Global options after the command too, given as each command is loaded.
+            add_global_options(command)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _load_commands()
+        return super().list_commands(ctx)
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help=_CONFIG_HELP)
 @click.option("-c", "--cloud", help=_CLOUD_HELP, shell_complete=complete_cloud)
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True, help=_FORMAT_HELP)
 @click.option("--debug", is_flag=True, help="show tracebacks and debug logging")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars or chatter")
-@click.version_option(package_name="imagehub")
+# The version given, not looked up: reading package metadata costs more than the rest.
+@click.version_option(version=__version__, prog_name="imagehub")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, cloud: str | None, fmt: str,
         debug: bool, quiet: bool) -> None:
@@ -361,6 +396,8 @@ def emit(state: State, data: Any, *, columns: Sequence[str] | None = None) -> No
     if state.format == "json":
         echo_out(redact(json.dumps(records, indent=2, sort_keys=True, default=str)))
     elif state.format == "yaml":
+        import yaml  # only for this format: it costs start-up time everywhere else
+
         echo_out(redact(yaml.safe_dump(records, sort_keys=True, default_flow_style=False)),
                  nl=False)
     elif isinstance(records, list):

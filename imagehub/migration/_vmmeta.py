@@ -11,8 +11,6 @@ import datetime as dt
 import io
 import tarfile
 
-import yaml
-
 from ..errors import IncompatibleFormat
 from ..models import Image, normalize_architecture
 
@@ -62,6 +60,8 @@ def metadata_tarball(image: Image, destination: str) -> bytes:
         "creation_date": int(created.timestamp()),
         "properties": {k: v for k, v in properties.items() if v},
     }
+    import yaml  # only a move that builds VM metadata pays for PyYAML
+
     text = yaml.safe_dump(document, sort_keys=True).encode()
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
