@@ -8,6 +8,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,13 +161,15 @@ def test_time_and_value_filters_agree_with_the_records(made: tuple[ImageManager,
     manager, image = made
     assert image.created_at is not None
     stamp = image.created_at.isoformat()
-    mine = {"name": image.name}
+    mine: dict[str, Any] = {"name": image.name}
     assert [i.id for i in manager.all(created_at=f"gte:{stamp}", **mine)] == [image.id]
     assert [i.id for i in manager.all(created_at=f"lt:{stamp}", **mine)] == []
     assert [i.id for i in manager.all(created_at=f"lte:{stamp}", **mine)] == [image.id]
     assert [i.id for i in manager.all(visibility=image.visibility.value.upper(), **mine)] \
         == [image.id]
-    for bad in ({"created_at": "soon"}, {"visibility": "everyone"}, {"public": "maybe"}):
+    wrong: list[dict[str, Any]] = [{"created_at": "soon"}, {"visibility": "everyone"},
+                                   {"public": "maybe"}]
+    for bad in wrong:
         with pytest.raises(imagehub.InvalidArgument):
             list(manager.all(**bad))
 

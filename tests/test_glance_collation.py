@@ -29,7 +29,8 @@ class _LooseGlance(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query)
         if url.path.rstrip("/").endswith("/v2/images"):
-            wanted = (query.get("name") or [None])[0]
+            names = query.get("name")
+            wanted = names[0] if names else None
             loose = wanted is None or wanted.rstrip().lower() == RECORD["name"].lower()
             body = json.dumps({"images": [RECORD] if loose else []}).encode()
             self.send_response(200)

@@ -256,19 +256,19 @@ def test_alias_description_must_be_text(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("call", "kind"), [
-    (lambda a, b, i: imagehub.migrate(a, i, b, retries="3"), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, retries="3"), TypeError),  # type: ignore[call-overload,arg-type,unused-ignore]
     (lambda a, b, i: imagehub.migrate(a, i, b, retries=-1), ValueError),
-    (lambda a, b, i: imagehub.migrate(a, i, b, verify="no"), TypeError),
-    (lambda a, b, i: imagehub.migrate(a, i, b, progress=5), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, verify="no"), TypeError),  # type: ignore[call-overload,arg-type,unused-ignore]
+    (lambda a, b, i: imagehub.migrate(a, i, b, progress=5), TypeError),  # type: ignore[call-overload,arg-type,unused-ignore]
     (lambda a, b, i: imagehub.migrate(a, i, b, name=""), ValueError),
-    (lambda a, b, i: imagehub.migrate(a, i, b, format=5), TypeError),
-    (lambda a, b, i: imagehub.migrate(a, i, 5), TypeError),
+    (lambda a, b, i: imagehub.migrate(a, i, b, format=5), TypeError),  # type: ignore[call-overload,arg-type,unused-ignore]
+    (lambda a, b, i: imagehub.migrate(a, i, 5), TypeError),  # type: ignore[call-overload,arg-type,unused-ignore]
     (lambda a, b, i: imagehub.sync(a, b, jobs=0), ValueError),
-    (lambda a, b, i: imagehub.sync(a, b, jobs="2"), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, jobs="2"), TypeError),  # type: ignore[call-overload,arg-type,unused-ignore]
     (lambda a, b, i: imagehub.sync(a, b, stale_after=-1), ValueError),
-    (lambda a, b, i: imagehub.sync(a, b, stale_after="1h"), TypeError),
-    (lambda a, b, i: imagehub.sync(a, b, filters=["family"]), TypeError),
-    (lambda a, b, i: imagehub.sync(a, b, dry_run="yes"), TypeError),
+    (lambda a, b, i: imagehub.sync(a, b, stale_after="1h"), TypeError),  # type: ignore[call-overload,arg-type,unused-ignore]
+    (lambda a, b, i: imagehub.sync(a, b, filters=["family"]), TypeError),  # type: ignore[call-overload,arg-type,unused-ignore]
+    (lambda a, b, i: imagehub.sync(a, b, dry_run="yes"), TypeError),  # type: ignore[call-overload,arg-type,unused-ignore]
 ])
 def test_migrate_and_sync_refuse_wrong_options_before_moving_anything(
         tmp_path: Path, call: Any, kind: type[Exception]) -> None:
@@ -320,7 +320,7 @@ def test_text_file_objects_are_type_errors(tmp_path: Path) -> None:
     source = tmp_path / "img"
     source.write_bytes(b"bytes")
     with source.open(encoding="ascii") as text, pytest.raises(imagehub.InvalidImageData) as exc:
-        store.create(text, name="x")
+        store.create(text, name="x")  # type: ignore[arg-type]
     assert isinstance(exc.value, TypeError)
 
 
