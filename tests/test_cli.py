@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from imagehub.cli import main
+from tests.cli_runner import CLIRun
 
 
-class CLI:
+class CLI(CLIRun):
     def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys = capsys
-        self.config = tmp_path / "clouds.yaml"
+        super().__init__(tmp_path / "clouds.yaml", capsys)
         self.config.write_text(
             "clouds:\n"
             f"  local: {{backend: local, path: {tmp_path / 'store'}, project: alice}}\n"
             f"  bob: {{backend: local, path: {tmp_path / 'store'}, project: bob}}\n")
 
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        try:
-            main(["--config", str(self.config), *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *args: str) -> Any:
-        code, out, err = self("--format", "json", *args)
-        assert code == 0, err
-        return json.loads(out)
 
 
 @pytest.fixture

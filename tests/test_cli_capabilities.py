@@ -15,33 +15,19 @@ from typing import Any
 import pytest
 import yaml
 
-from imagehub.cli import main
+from tests.cli_runner import CLIRun
 from tests.servers.lxd import LXDDaemon
 from tests.servers.lxd_images import unified_image
 from tests.servers.openstack import OpenStackCloud
 from tests.servers.simplestreams import ImageServer
 
 
-class Run:
+class Run(CLIRun):
     def __init__(self, clouds: dict[str, Any], tmp_path: Path,
                  capsys: pytest.CaptureFixture[str]) -> None:
-        self.config = tmp_path / "imagehub.yaml"
-        self.config.write_text(yaml.safe_dump({"discovered": False, "clouds": clouds}))
-        self.capsys = capsys
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        try:
-            main(["--config", str(self.config), *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *args: str) -> Any:
-        code, out, err = self(*args, "-f", "json")
-        assert code == 0, err
-        return json.loads(out)
+        config = tmp_path / "imagehub.yaml"
+        config.write_text(yaml.safe_dump({"discovered": False, "clouds": clouds}))
+        super().__init__(config, capsys)
 
 
 @pytest.fixture

@@ -11,30 +11,13 @@ from typing import Any
 
 import pytest
 
-from imagehub.cli import main
 from imagehub.cli.app import table, unique_prefix_width
 from imagehub.config import parse_config
 from imagehub.manager import ImageManager
+from tests.cli_runner import CLIRun
 from tests.servers.lambda_api import LambdaAPIServer
 
-
-class Run:
-    def __init__(self, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.config, self.capsys = config, capsys
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        try:
-            main(["--config", str(self.config), *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *args: str) -> Any:
-        code, out, err = self(*args, "-f", "json")
-        assert code == 0, err
-        return json.loads(out)
+Run = CLIRun
 
 
 @pytest.fixture

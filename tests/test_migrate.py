@@ -32,9 +32,9 @@ from imagehub import (
     Progress,
 )
 from imagehub.backends.local import LocalManager
-from imagehub.cli import main
 from imagehub.manager import CreateSpec
 from imagehub.streams import DataSource, open_source
+from tests.cli_runner import CLIRun
 from tests.servers.faultproxy import FaultProxy
 
 if TYPE_CHECKING:
@@ -388,18 +388,9 @@ def _config(tmp_path: Path) -> Path:
     return config
 
 
-class CLI:
+class CLI(CLIRun):
     def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys, self.config = capsys, _config(tmp_path)
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        try:
-            main(["--config", str(self.config), *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = self.capsys.readouterr()
-        return code, out, err
+        super().__init__(_config(tmp_path), capsys)
 
 
 @pytest.fixture
