@@ -97,7 +97,7 @@ _open_bars: list[Any] = []
 pass_state = click.make_pass_decorator(State)
 
 # The modules whose import registers the subcommands on `cli`.
-COMMAND_MODULES = ("capabilities", "images", "info", "migrate")
+COMMAND_MODULES = ("images", "info", "migrate", "capabilities")  # most used first
 
 _CLOUD_HELP = "cloud to act on (default: the configured default, 'local')"
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import ImageLookupError, ImageNotFound
 from ..filters import sort_images
-from ..hub import CloudFailure, Hub
 from ..manager import Capability, ImageManager, UpdateSpec
 from ..models import Image, Visibility
 from ..models import latest as latest_images
 from ..streams import safe_filename
-from ..verify import VerifyResult, verify_image
+
+if TYPE_CHECKING:
+    from ..hub import CloudFailure
+    from ..verify import VerifyResult
+
 from .app import (
     IMAGE_COLUMNS,
     State,
@@ -67,6 +70,8 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
         raise click.UsageError("--marker pages one cloud's plain listing; it does not go "
                                "with --all-clouds or --latest")
     if all_clouds:
+        from ..hub import Hub  # only --all-clouds pays for the thread pool and hub
+
         with Hub(state.config) as hub:
             listing = hub.all(latest=latest, **wanted)
         images, failures = listing.images, listing.failures
@@ -136,6 +141,8 @@ def warn_failures(failures: list[CloudFailure]) -> None:
 def latest_cmd(state: State, family: str, architecture: str | None,
                region: str | None) -> None:
     """The newest image of FAMILY in any configured cloud."""
+    from ..hub import Hub
+
     with Hub(state.config) as hub:
         listing = hub.latest_listing(family, architecture=architecture, region=region)
     if listing.images:
@@ -337,6 +344,8 @@ def verify(state: State, refs: tuple[str, ...], all_images: bool, repair: bool) 
     """
     if bool(refs) == all_images:
         raise click.UsageError("give REF... or --all")
+    from ..verify import verify_image
+
     results: list[VerifyResult] = []
     store_ok = True
     if all_images:
