@@ -36,6 +36,7 @@ from imagehub.manager import CreateSpec
 from imagehub.streams import DataSource, open_source
 from tests.cli_runner import CLIRun
 from tests.servers.faultproxy import FaultProxy
+from tests.servers.openstack_fixtures import alpha_glance
 
 if TYPE_CHECKING:
     from imagehub.backends.glance import GlanceManager
@@ -525,32 +526,6 @@ def test_cli_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
 # == real servers: LXD daemons, Keystone + Glance =========================================
 # Each test below uses the session fixtures of tests/servers/*_fixtures.py; they skip
 # (or fail under CI=true) with the exact reason when a server cannot run here.
-def _glance_manager(cloud: OpenStackCloud, **options: Any) -> GlanceManager:
-    from imagehub.backends.glance import GlanceManager
-
-    opts = {"auth_type": "password", "auth": cloud.project("alpha").auth(cloud.auth_url),
-            "region_name": cloud.region_name, **options}
-    manager = GlanceManager.from_options(opts, cloud="glance")
-    assert isinstance(manager, GlanceManager)
-    return manager
-
-
-@pytest.fixture(scope="module")
-def glance(openstack_cloud: OpenStackCloud) -> Iterator[GlanceManager]:
-    manager = _glance_manager(openstack_cloud)
-    yield manager
-    manager.close()
-
-
-@pytest.fixture
-def glance_tidy(glance: GlanceManager) -> Iterator[GlanceManager]:
-    """Glance as the test found it afterwards: images a test made are deleted."""
-    before = {i.id for i in glance.all()}
-    yield glance
-    for image in glance.all():
-        if image.id not in before and image.status not in ("deleted", "pending_delete"):
-            with contextlib.suppress(imagehub.ImageNotFound):
-                glance.delete(image)
 
 
 # Seconds per socket operation through the fault proxy. It applies to every request
@@ -565,7 +540,7 @@ def faulty_glance(openstack_cloud: OpenStackCloud, glance_tidy: GlanceManager
     """The same Glance reached through the fault proxy, with a bounded socket timeout
     and no backend-level retries, so each injected fault surfaces as an error."""
     with FaultProxy(openstack_cloud.glance_server.port) as proxy:
-        manager = _glance_manager(openstack_cloud, endpoint_override=proxy.url,
+        manager = alpha_glance(openstack_cloud, endpoint_override=proxy.url,
                                   timeout=FAULT_TIMEOUT, retries=0)
         yield proxy, manager
         manager.close()
@@ -815,7 +790,7 @@ def test_glance_killed_mid_upload_leaves_no_orphan(
             openstack_cloud.kill_glance()
             restarter.start()
 
-    glance = _glance_manager(openstack_cloud, timeout=10.0, retries=0)
+    glance = alpha_glance(openstack_cloud, timeout=10.0, retries=0)
     with pytest.raises((imagehub.TransferError, imagehub.BackendError)):
         imagehub.migrate(src, image, glance, retries=0, progress=kill_at_a_third)
     assert killed.is_set()

@@ -27,7 +27,8 @@ from imagehub import IncompatibleFormat, InvalidImageData, Progress
 from imagehub.backends.local import LocalManager
 from imagehub.qemuimg import QemuImgMissing
 from tests.servers.faultproxy import FaultProxy
-from tests.test_migrate import FAULT_TIMEOUT, _glance_manager
+from tests.servers.openstack_fixtures import alpha_glance
+from tests.test_migrate import FAULT_TIMEOUT
 
 if TYPE_CHECKING:
     from imagehub.backends.glance import GlanceManager
@@ -283,21 +284,6 @@ def test_no_staging_file_is_left_behind(way: str, src: LocalManager, dst: LocalM
 
 
 # -- real LXD, Glance and Keystone ----------------------------------------------------------
-@pytest.fixture(scope="module")
-def glance(openstack_cloud: OpenStackCloud) -> Iterator[GlanceManager]:
-    manager = _glance_manager(openstack_cloud)
-    yield manager
-    manager.close()
-
-
-@pytest.fixture
-def glance_tidy(glance: GlanceManager) -> Iterator[GlanceManager]:
-    before = {i.id for i in glance.all()}
-    yield glance
-    for image in glance.all():
-        if image.id not in before and image.status not in ("deleted", "pending_delete"):
-            with contextlib.suppress(imagehub.ImageNotFound):
-                glance.delete(image)
 
 
 @pytest.fixture
@@ -383,7 +369,7 @@ def test_a_cut_download_resumes_from_the_last_byte(
     data = os.urandom(size)
     stored = glance_tidy.create(data, name="resume")
     with FaultProxy(openstack_cloud.glance_server.port) as proxy:
-        glance = _glance_manager(openstack_cloud, endpoint_override=proxy.url,
+        glance = alpha_glance(openstack_cloud, endpoint_override=proxy.url,
                                  timeout=FAULT_TIMEOUT, retries=0)
         try:
             proxy.cut("down", size // 2)

@@ -29,8 +29,6 @@ import imagehub
 from imagehub.backends.local import LocalManager
 from imagehub.migration._task import TransferTask, run_task
 from tests.test_migrate import _leftovers, _lxd_image, _tagged
-from tests.test_migrate import glance as glance
-from tests.test_migrate import glance_tidy as glance_tidy
 from tests.test_migrate import lxd_one as lxd_one
 
 if TYPE_CHECKING:
