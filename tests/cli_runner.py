@@ -31,3 +31,11 @@ class CLIRun:
         code, out, err = self(*args, "-f", "json")
         assert code == 0, err
         return json.loads(out)
+
+
+def run_on_local_store(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                       *args: str) -> tuple[int, str, str]:
+    """``imagehub *args`` with one cloud, ``local``, whose store is ``tmp_path/store``."""
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  local: {{backend: local, path: {tmp_path / 'store'}}}\n")
+    return CLIRun(config, capsys)(*args)

@@ -14,6 +14,7 @@ from imagehub import ImageManager
 from imagehub.backends.lambda_cloud import LambdaManager, Pacer
 from imagehub.backends.local import LocalManager
 from imagehub.cli import main
+from tests.cli_runner import run_on_local_store
 from tests.servers.lambda_api import LambdaAPIServer
 
 
@@ -98,17 +99,7 @@ def test_property_shorthand_and_long_form(local: LocalManager) -> None:
     assert [i.name for i in local.all(alias="m")] == ["mid"]
 
 
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    config = tmp_path / "clouds.yaml"
-    config.write_text(f"clouds:\n  local: {{backend: local, path: {tmp_path / 'store'}}}\n")
-    capsys.readouterr()
-    try:
-        main(["--config", str(config), *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = run_on_local_store
 
 
 @pytest.mark.parametrize("args", [

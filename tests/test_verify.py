@@ -8,21 +8,10 @@ from pathlib import Path
 import pytest
 
 from imagehub.backends.local import LocalManager
-from imagehub.cli import main
 from imagehub.verify import verify_image
+from tests.cli_runner import run_on_local_store
 
-
-def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    config = tmp_path / "clouds.yaml"
-    config.write_text(f"clouds:\n  local: {{backend: local, path: {tmp_path / 'store'}}}\n")
-    capsys.readouterr()
-    try:
-        main(["--config", str(config), *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_on_local_store
 
 
 @pytest.fixture
