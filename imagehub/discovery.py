@@ -5,8 +5,9 @@ Three sources, read only when a cloud is asked for that the imagehub file does n
 
 - OpenStack: every cloud of ``clouds.yaml`` / ``secure.yaml`` and the ``OS_*`` variables
   cloud, found as the openstack CLI finds them (the glance backend's loader);
-- lxc: every LXD remote in lxc's ``config.yml`` (image servers such as ``images:`` are
-  not clouds; they are sources for ``create --from-remote``);
+- lxc: every LXD remote lxc itself knows: those of its ``config.yml`` or, with no such
+  file, lxc's built-in ``local`` remote when an LXD socket is there (image servers such
+  as ``images:`` are not clouds; they are sources for ``create --from-remote``);
 - Lambda: a cloud ``lambda`` when ``LAMBDA_API_KEY`` is set.
 
 A source that cannot be read is a problem listed by ``imagehub clouds``, never a reason
@@ -23,8 +24,8 @@ from typing import Any
 
 from .errors import ImageHubError
 
-__all__ = ["SOURCES", "Discovered", "Found", "discover", "lxc_conf_dir", "lxc_image_servers",
-           "prefixed"]
+__all__ = ["LXD_SYSTEM_SOCKETS", "SOURCES", "Discovered", "Found", "discover", "lxc_conf_dir",
+           "lxc_image_servers", "lxc_remotes", "lxd_socket", "prefixed"]
 
 #: discovery sources, in priority order (an earlier one keeps a clashing name)
 SOURCES = ("openstack", "lxc", "lambda")
@@ -32,6 +33,18 @@ SOURCES = ("openstack", "lxc", "lambda")
 _PREFIX = {"openstack": "os", "lxc": "lxc"}
 LAMBDA_KEY_VAR = "LAMBDA_API_KEY"
 _LXD_PROTOCOL = "lxd"  # lxc's protocol for an LXD server (others are image servers)
+#: where the snap and the distribution packages put LXD's socket, in lxc's order
+LXD_SYSTEM_SOCKETS = ("/var/snap/lxd/common/lxd/unix.socket", "/var/lib/lxd/unix.socket")
+# What lxc uses when it has no config.yml (lxc/config/default.go: DefaultRemotes), and
+# the image servers it lays over every config.yml it loads (StaticRemotes).
+_LXC_LOCAL = {"addr": "unix://", "protocol": _LXD_PROTOCOL, "public": False}
+_LXC_STATIC = {
+    "images": {"addr": "https://images.lxd.canonical.com", "protocol": "simplestreams"},
+    "ubuntu": {"addr": "https://cloud-images.ubuntu.com/releases",
+               "protocol": "simplestreams"},
+    "ubuntu-daily": {"addr": "https://cloud-images.ubuntu.com/daily",
+                     "protocol": "simplestreams"},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,20 +90,30 @@ def _lxc_remotes(conf_dir: Path | None = None) -> tuple[Path, dict[str, Any]] | 
     return path, {str(k): v for k, v in (remotes or {}).items() if isinstance(v, dict)}
 
 
+def lxd_socket() -> str:
+    """``$LXD_DIR/unix.socket``, else the first system socket that exists (else the last)."""
+    lxd_dir = os.environ.get("LXD_DIR")
+    if lxd_dir:
+        return os.path.join(lxd_dir, "unix.socket")
+    for path in LXD_SYSTEM_SOCKETS:
+        if os.path.exists(path):
+            return path
+    return LXD_SYSTEM_SOCKETS[-1]
+
+
+def lxc_remotes(conf_dir: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
+    """lxc's remotes as lxc itself sees them, and the file they came from (None: lxc's
+    defaults, as lxc uses them before anything wrote its ``config.yml``)."""
+    found = _lxc_remotes(conf_dir)
+    path, remotes = found if found is not None else (None, {"local": dict(_LXC_LOCAL)})
+    return path, {**remotes, **{k: dict(v) for k, v in _LXC_STATIC.items()}}
+
+
 def lxc_image_servers(conf_dir: Path | None = None) -> dict[str, dict[str, str]]:
     """lxc's simplestreams remotes (``images:``, ``ubuntu:`` ...): name -> addr, protocol."""
-    found = _lxc_remotes(conf_dir)
-    servers = {"images": {"addr": "https://images.lxd.canonical.com",
-                          "protocol": "simplestreams"},
-               "ubuntu": {"addr": "https://cloud-images.ubuntu.com/releases",
-                          "protocol": "simplestreams"},
-               "ubuntu-daily": {"addr": "https://cloud-images.ubuntu.com/daily",
-                                "protocol": "simplestreams"}}
-    if found is not None:
-        for name, remote in found[1].items():
-            if remote.get("protocol") == "simplestreams" and remote.get("addr"):
-                servers[name] = {"addr": str(remote["addr"]), "protocol": "simplestreams"}
-    return servers
+    return {name: {"addr": str(remote["addr"]), "protocol": "simplestreams"}
+            for name, remote in lxc_remotes(conf_dir)[1].items()
+            if remote.get("protocol") == "simplestreams" and remote.get("addr")}
 
 
 def _openstack(out: Discovered, env: Mapping[str, str]) -> None:
@@ -122,16 +145,20 @@ def _openstack(out: Discovered, env: Mapping[str, str]) -> None:
 def _lxc(out: Discovered) -> None:
     conf = lxc_conf_dir()
     out.searched.append(str(conf / "config.yml"))
-    found = _lxc_remotes(conf)
-    if found is None:
+    path, remotes = lxc_remotes(conf)
+    if path is not None:
+        out.read.append(str(path))
+    elif not os.path.exists(lxd_socket()):
+        # lxc would still show 'local'; without a daemon here it is not a cloud anyone
+        # set up, and checking it would only fail.
         return
-    path, remotes = found
-    out.read.append(str(path))
     for name, remote in remotes.items():
         if (remote.get("protocol") or _LXD_PROTOCOL) != _LXD_PROTOCOL:
             continue  # an image server, not an LXD
-        out.clouds.append(Found(name, "lxd", {"remote": name}, f"lxc remote in {path}",
-                                str(path), "lxc"))
+        source = (f"lxc remote in {path}" if path is not None else
+                  f"lxc's built-in remote (no {conf / 'config.yml'})")
+        out.clouds.append(Found(name, "lxd", {"remote": name}, source,
+                                None if path is None else str(path), "lxc"))
 
 
 def _lambda(out: Discovered, env: Mapping[str, str]) -> None:

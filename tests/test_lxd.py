@@ -731,6 +731,25 @@ def test_lxc_remote_configuration(lxd_daemon: LXDDaemon, trusted_tls: TLSFiles,
         LXDManager(remote="missing")
 
 
+def test_lxc_without_config_has_its_builtin_local_remote(
+        lxd_daemon: LXDDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before anything wrote lxc's config.yml, lxc still has 'local' (the daemon's socket),
+    and so has imagehub: as the discovered cloud 'lxc-local' and as remote='local'."""
+    conf = tmp_path / "fresh-lxc"
+    conf.mkdir()
+    monkeypatch.setenv("LXD_CONF", str(conf))
+    monkeypatch.setenv("LXD_DIR", str(lxd_daemon.lxd_dir))
+    made = LXDManager(endpoint=str(lxd_daemon.socket_path))
+    ids = {i.id for i in made.all()}
+    assert {i.id for i in LXDManager(remote="local").all()} == ids
+    config = parse_config({"clouds": {}})
+    assert {i.id for i in config.connect("lxc-local").all()} == ids
+    with pytest.raises(ConfigError, match=r"no lxc client configuration.*remotes: images, "
+                                          r"local, ubuntu, ubuntu-daily"):
+        LXDManager(remote="lab")
+    assert not (conf / "config.yml").exists() and list(conf.iterdir()) == []
+
+
 def test_clouds_file_builds_the_manager(lxd_daemon: LXDDaemon, trusted_tls: TLSFiles) -> None:
     config = parse_config({"clouds": {
         "sock": {"backend": "lxd", "endpoint": str(lxd_daemon.socket_path), "timeout": 10},

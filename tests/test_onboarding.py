@@ -267,3 +267,25 @@ def test_a_new_lxd_client_certificate_in_lxcs_folder_is_announced(
     with caplog.at_level(logging.WARNING, logger="imagehub"):
         ensure_client_cert(lxcs, lxcs.with_suffix(".key"))
     assert lxcs.exists() and str(lxcs) in caplog.text and "lxc's configuration" in caplog.text
+
+
+def test_lxc_without_config_offers_its_builtin_local_remote(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """lxc before 'lxc remote add' ever ran: no config.yml, yet 'local' works in lxc."""
+    (home / ".config" / "lxc" / "config.yml").unlink()
+    monkeypatch.setenv("LXD_DIR", str(tmp_path / "no-daemon"))
+    rows = by_name(json.loads(run(capsys, "clouds", "-f", "json")[1]))
+    # No daemon socket: lxc's default remote would point at nothing; not offered.
+    assert not [r for r in rows.values() if r["backend"] == "lxd"]
+    (tmp_path / "lxd").mkdir()
+    (tmp_path / "lxd" / "unix.socket").touch()
+    monkeypatch.setenv("LXD_DIR", str(tmp_path / "lxd"))
+    code, out, err = run(capsys, "clouds", "-f", "json")
+    assert code == 0, err
+    rows = by_name(json.loads(out))
+    assert [n for n, r in rows.items() if r["backend"] == "lxd"] == ["lxc-local"]
+    assert "lxc's built-in remote" in rows["lxc-local"]["source"]
+    assert str(home / ".config" / "lxc" / "config.yml") in rows["lxc-local"]["source"]
+    # Nothing was written into lxc's folder to get there.
+    assert list((home / ".config" / "lxc").iterdir()) == []

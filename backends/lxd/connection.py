@@ -19,19 +19,16 @@ from typing import Any
 
 import pylxd  # type: ignore[import-untyped]
 import requests
-import yaml
 from pylxd import exceptions as pylxd_exceptions
 
 from imagehub import _http_deadline, _tls
-from imagehub.discovery import lxc_conf_dir
-from imagehub.errors import AuthenticationError, ConfigError
+from imagehub.discovery import lxc_conf_dir, lxc_remotes, lxd_socket
+from imagehub.errors import AuthenticationError, ConfigError, ImageHubError
 from imagehub.paths import config_home
 
 from .errors import BACKEND, TRUST_HINT, from_transport, lxd_errors
 
 _log = logging.getLogger(__name__)
-
-SYSTEM_SOCKETS = ("/var/snap/lxd/common/lxd/unix.socket", "/var/lib/lxd/unix.socket")
 
 
 @dataclass(frozen=True)
@@ -55,13 +52,7 @@ class Endpoint:
 
 def default_socket() -> str:
     """``$LXD_DIR/unix.socket``, else the snap's or the distribution package's socket."""
-    lxd_dir = os.environ.get("LXD_DIR")
-    if lxd_dir:
-        return os.path.join(lxd_dir, "unix.socket")
-    for path in SYSTEM_SOCKETS:
-        if os.path.exists(path):
-            return path
-    return SYSTEM_SOCKETS[-1]
+    return lxd_socket()
 
 
 def from_lxc_remote(name: str, conf_dir: Path | None = None) -> Endpoint:
@@ -69,16 +60,15 @@ def from_lxc_remote(name: str, conf_dir: Path | None = None) -> Endpoint:
     base = conf_dir or lxc_conf_dir()
     config_path = base / "config.yml"
     try:
-        config: Any = yaml.safe_load(config_path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"no lxc client configuration at {str(config_path)!r}", key="remote",
-                          hint="add the remote with 'lxc remote add', or set 'endpoint'") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {str(config_path)!r}: {exc}", key="remote") from exc
-    remotes = config.get("remotes") or {}
+        conf_file, remotes = lxc_remotes(base)
+    except ImageHubError as exc:
+        raise ConfigError(str(exc), key="remote") from None
     if name not in remotes:
-        known = ", ".join(sorted(remotes)) or "none"
-        raise ConfigError(f"lxc has no remote named {name!r} (remotes: {known})", key="remote")
+        known = ", ".join(sorted(remotes))
+        where = (f"no lxc client configuration at {str(config_path)!r}" if conf_file is None
+                 else f"lxc has no remote named {name!r}")
+        raise ConfigError(f"{where} (remotes: {known})", key="remote",
+                          hint="add the remote with 'lxc remote add', or set 'endpoint'")
     remote = remotes[name] or {}
     protocol = remote.get("protocol") or "lxd"
     if protocol != "lxd":
