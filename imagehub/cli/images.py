@@ -147,10 +147,11 @@ def latest_cmd(state: State, family: str, architecture: str | None,
         listing = hub.latest_listing(family, architecture=architecture, region=region)
     if listing.images:
         emit(state, listing.images[0])
-    if listing.images or not listing.failures:
-        warn_failures(listing.failures)
+        warn_failures(listing.failures)  # an answer, but exit 1 if a cloud did not give one
+        return
     for failure in listing.failures:  # said before the error line they explain
-        click.echo(f"imagehub: warning: {' '.join(str(failure).split())}", err=True)
+        click.echo(f"imagehub: warning: {printable(' '.join(str(failure).split()))}",
+                   err=True)
     wanted = (f"family {family!r}" + (f" for {architecture}" if architecture else "")
               + (f" in {region}" if region else ""))
     where = "the clouds that answered" if listing.failures else "any configured cloud"
