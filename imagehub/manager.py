@@ -280,6 +280,10 @@ class ImageManager(ManagerSpellings, abc.ABC):
     #: the ``UpdateSpec`` fields (and backend keys in its ``extra``) ``_update`` honours;
     #: ``update`` refuses any other key before I/O, and the conformance kit exercises each
     updatable: ClassVar[frozenset[str]] = frozenset()
+    #: keyword arguments of ``create`` beyond the common ones that ``_create`` honours (in
+    #: ``spec.extra``); ``create`` refuses any other before reading a byte, so a misspelt
+    #: keyword is an error, never dropped in silence
+    create_options: ClassVar[frozenset[str]] = frozenset()
     #: property keys this backend cannot store as properties (its own record fields) ...
     reserved_properties: ClassVar[frozenset[str]] = frozenset()
     #: ... and prefixes of the ones it writes itself (its bookkeeping); migrate drops both
@@ -506,6 +510,14 @@ class ImageManager(ManagerSpellings, abc.ABC):
         ``wait=False`` an Operation is returned whose ``result`` is the Image.
         """
         self.require(Capability.CREATE, "create")
+        unknown = set(extra) - type(self).create_options
+        if unknown:
+            known = ", ".join(sorted(type(self).create_options)) or "none beyond the common ones"
+            raise InvalidArgument(
+                f"unknown create option(s) for a {self.name} image: "
+                f"{', '.join(sorted(unknown))} (backend options: {known})", backend=self.name,
+                hint="family, version, os and release go in properties={...}"
+                if unknown & {"family", "version", "os", "release"} else None)
         _check_text("image name", name)
         aliases = _strings("aliases", aliases)
         tags = _strings("tags", tags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,24 @@ def test_all_clouds_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert [i["name"] for i in json.loads(out)] == ["e"]
     code, out, err = run("--filter", "famly=x")
     assert code == 2 and "did you mean 'family'" in err and err.count("\n") == 1
+
+
+def test_latest_prints_the_newest_of_a_family_and_succeeds(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = LocalManager(path=tmp_path / "store")
+    for version in ("1", "2", "3"):  # newest: created last (version breaks a tie)
+        store.create(os.urandom(100), name=f"deb-{version}",
+                     properties={"family": "debian", "version": version})
+    store.create(os.urandom(100), name="other", properties={"family": "alpine", "version": "9"})
+    # A misspelt keyword is refused, not dropped in silence, and says where family goes.
+    with pytest.raises(imagehub.InvalidArgument, match="family") as info:
+        store.create(os.urandom(100), name="typo", family="debian")
+    assert info.value.hint is not None and "properties=" in info.value.hint
+    assert [i.name for i in store.all(name="typo")] == []
+    store.close()
+    code, out, err = cli(tmp_path, capsys, "latest", "debian", "-f", "json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["name"] == "deb-3"
+    code, out, err = cli(tmp_path, capsys, "latest", "fedora")
+    assert code == 1 and out == ""
+    assert "no image of family 'fedora' in any configured cloud" in err

@@ -104,6 +104,7 @@ class GlanceManager(ImageManager):
     unsupported_reason = "Glance has no image aliases; use names or tags"
     server_filters = _LIST_KEYS
     updatable = UPDATABLE
+    create_options = _CREATE_EXTRA
     ranged_export = True
     checksum_algorithms = frozenset({"sha512"})
     # Record fields of the image schema clash with properties of the same name, and

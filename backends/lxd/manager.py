@@ -107,6 +107,7 @@ class LXDManager(ImageManager):
     }
     server_filters = frozenset({"type"})
     updatable = _UPDATABLE
+    create_options = frozenset({"auto_update", "type", "vm"})
     native_copy = True
     max_parts = 2
     checksum_algorithms = frozenset({"sha256"})

@@ -357,6 +357,16 @@ class CreateExportConformance(_Fixtures):
         assert sum(seen) == len(image_payload.content), (
             f"progress reported {sum(seen)} of {len(image_payload.content)} bytes")
 
+    def test_create_refuses_an_option_it_does_not_know(
+            self, manager: ImageManager, make_image: Callable[..., Image]) -> None:
+        """A misspelt keyword (``descripton=``) is an error, never dropped in silence, and
+        the refused create leaves nothing behind."""
+        requires(manager, Capability.CREATE, Capability.LIST)
+        name = _unique("unknown-option")
+        with pytest.raises(InvalidArgument, match="kit_no_such_option"):
+            make_image(name=name, kit_no_such_option="x")
+        assert [i.id for i in manager.all() if i.name == name] == []
+
     def test_created_image_is_listed(self, manager: ImageManager,
                                      make_image: Callable[..., Image]) -> None:
         image = make_image()
