@@ -44,3 +44,57 @@ def test_wheel_contents(tmp_path: Path) -> None:
     for module, extra in (("cryptography", "lxd"), ("requests", "lxd"),
                           ("requests", "openstack")):
         assert any(r.startswith(module) and f'extra == "{extra}"' in r for r in requires)
+
+
+# Distribution names of the modules imported under another name.
+_DIST = {"yaml": "PyYAML", "pylxd": "pylxd", "keystoneauth1": "keystoneauth1"}
+_BACKEND_EXTRA = {"lxd": "lxd", "glance": "openstack", "lambda_cloud": "lambda"}
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def _extras() -> dict[str, set[str]]:
+    import configparser
+    import re
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+
+    def dists(text: str) -> set[str]:
+        return {re.split(r"[<>=!\[ ]", line.strip(), maxsplit=1)[0].lower()
+                for line in text.splitlines() if line.strip()}
+
+    out = {k: dists(v) for k, v in cfg["options.extras_require"].items()}
+    out[""] = dists(cfg["options"]["install_requires"])
+    return out
+
+
+def test_each_backend_extra_declares_every_module_it_imports() -> None:
+    """A backend's third-party imports (its own, and those of the core helpers it uses)
+    are declared in its extra or the core requirements, not left to whatever another
+    package pulls in today (httpcore under httpx, urllib3 under requests)."""
+    extras = _extras()
+    for package, extra in _BACKEND_EXTRA.items():
+        modules: set[str] = set()
+        for path in (ROOT / "backends" / package).rglob("*.py"):
+            modules |= _imports(path)
+        for helper in [m for m in modules if m.startswith("imagehub.")]:
+            file = ROOT / (helper.replace(".", "/") + ".py")
+            if file.exists():
+                modules |= _imports(file)
+        third_party = {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names) - {
+            "imagehub", "__future__"}
+        declared = extras[extra] | extras[""]
+        missing = {m for m in third_party if _DIST.get(m, m).lower() not in declared}
+        assert not missing, f"backend {package!r} imports {sorted(missing)} but the " \
+                            f"{extra!r} extra does not declare them"
