@@ -183,7 +183,8 @@ def show(state: State, ref: str, region: str | None) -> None:
 @click.option("--property", "properties", multiple=True, metavar="K=V")
 @click.option("--alias", "aliases", multiple=True, metavar="ALIAS")
 @click.option("--tag", "tags", multiple=True)
-@click.option("--disk-format", help="e.g. qcow2, raw (the backend's default otherwise)")
+@click.option("--disk-format", help="e.g. qcow2, raw; by default read from the file's "
+              "own bytes (a label they contradict is refused)")
 @click.option("--container-format", help="Glance: bare, ovf, docker ...")
 @click.option("--min-ram", type=click.IntRange(min=0), help="Glance: MiB of RAM it needs")
 @click.option("--min-disk", type=click.IntRange(min=0), help="Glance: GiB of disk it needs")
