@@ -20,6 +20,7 @@ import requests
 
 from imagehub import _redact
 from imagehub._limits import check_timeout
+from imagehub._retry import retrying
 from imagehub.errors import (
     ChecksumMismatch,
     ConfigError,
@@ -498,16 +499,14 @@ class LXDManager(ImageManager):
             raise UnsupportedOperation(self.name, f"{spec.visibility} visibility",
                                        _REASONS[Capability.MEMBERS])
         # PUT replaces the whole record, guarded by its ETag; when another writer got in
-        # between our read and our write LXD answers 412, and we re-read and re-apply.
-        for attempt in range(_UPDATE_ATTEMPTS):
-            try:
-                with self._update_lock:
-                    self._put_update(image, spec)
-            except ImageConflict:
-                if attempt == _UPDATE_ATTEMPTS - 1:
-                    raise
-                continue
-            break
+        # between our read and our write LXD answers 412, and we re-read and re-apply
+        # (at once: the conflict is over, there is nothing to wait out).
+        def put() -> None:
+            with self._update_lock:
+                self._put_update(image, spec)
+
+        retrying(attempts=_UPDATE_ATTEMPTS, retry_if=lambda e: isinstance(e, ImageConflict),
+                 wait=lambda _state: 0.0)(put)
         return self._image(image.id)
 
     def _put_update(self, image: Image, spec: UpdateSpec) -> None:
