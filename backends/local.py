@@ -53,7 +53,15 @@ from imagehub.manager import (
 )
 from imagehub.models import Image, Member, MemberStatus, Visibility, parse_datetime
 from imagehub.paths import data_home
-from imagehub.streams import DataSource, Hasher, ImageStream, StreamPart, cut_short, hashing
+from imagehub.streams import (
+    DataSource,
+    Hasher,
+    ImageStream,
+    StreamPart,
+    cut_short,
+    hashing,
+    read_chunks,
+)
 
 __all__ = ["LocalManager", "StoreReport", "default_path"]
 
@@ -801,7 +809,6 @@ def _fsync_dir(path: Path) -> None:
 
 def _chunks(fh: Any, size: int = 1 << 20) -> Iterator[bytes]:
     try:
-        while chunk := fh.read(size):
-            yield chunk
+        yield from read_chunks(fh.read, size)
     finally:
         fh.close()

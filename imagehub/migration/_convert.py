@@ -19,7 +19,7 @@ from ..errors import ChecksumMismatch, MigrationError
 from ..manager import ImageManager
 from ..models import Image
 from ..qemuimg import convert, info, qemu_img
-from ..streams import CHUNK_SIZE, Hasher, hashing
+from ..streams import CHUNK_SIZE, Hasher, hashing, read_chunks
 from ._destination import Sized, record
 from ._identity import label, norm, recorded_identity
 from ._options import Options
@@ -114,8 +114,7 @@ def _download(p: Plan, options: Options, staged: Path) -> tuple[int, tuple[str, 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK_SIZE):
-            yield chunk
+        yield from read_chunks(fh.read, CHUNK_SIZE)
 
 
 def _upload(p: Plan, options: Options, token: str, disk: Path, dst_fmt: str,
