@@ -15,6 +15,8 @@ what the user can do about it. Messages never contain secrets.
     ├── InvalidArgument             a bad argument value (also a ValueError)
     │   └── InvalidArgumentType     an argument of the wrong type (also a TypeError)
     ├── UnboundImageError           an Image built from data has no manager to act through
+    ├── ReadOnlyImageError          ``image.public = True``: says to call update() (compat;
+    │                               also the dataclass FrozenInstanceError it replaces)
     ├── UnsupportedOperation        the backend cannot do this; raised before any I/O
     ├── AuthenticationError         missing or rejected credentials
     ├── PermissionDenied            authenticated, but not allowed
@@ -23,6 +25,7 @@ what the user can do about it. Messages never contain secrets.
     │   └── AmbiguousImage          a ref matched several images (``candidates``)
     ├── ImageConflict               duplicate image, fingerprint or alias
     ├── InvalidImageData            the server or imagehub rejected the image bytes or metadata
+    │   └── UnreadableSource        a path or file given to create cannot be read (streams)
     ├── QuotaExceeded               the provider's storage or count quota is full
     ├── RateLimited                 throttled, still after bounded retries (``retry_after``)
     ├── BackendError                the server failed or answered something unusable
@@ -33,8 +36,13 @@ what the user can do about it. Messages never contain secrets.
     ├── OperationError
     │   ├── OperationFailed         a long-running operation ended in failure
     │   └── OperationTimeout        it did not finish within the timeout
+    ├── IncompleteAnswer            some clouds failed, so an answer over all may be stale (hub)
     └── MigrationError              migrate/sync could not be carried out
-        └── IncompatibleFormat      the destination cannot hold this image; no byte was moved
+        ├── IncompatibleFormat      the destination cannot hold this image; no byte was moved
+        ├── QemuImgMissing          a conversion needs qemu-img, which is not installed (qemuimg)
+        └── StagingSpaceError       no room to stage a conversion (migration._convert)
+
+The five named with a module live beside the code that raises them.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,47 @@ def test_a_source_that_fails_to_read_is_not_blamed_on_the_store(tmp_path: Path) 
         store.create(fh, name="x")
     assert list(store.all()) == [] and list((tmp_path / "s" / "tmp").iterdir()) == []
     assert list((tmp_path / "s" / "blobs" / "sha256").iterdir()) == []
+
+
+def _error_classes_outside_errors_module() -> set[type[imagehub.ImageHubError]]:
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.walk_packages(imagehub.__path__, "imagehub."):
+        if not module.name.endswith(("__main__", ".demo")):
+            importlib.import_module(module.name)
+
+    def below(cls: type[imagehub.ImageHubError]) -> Iterator[type[imagehub.ImageHubError]]:
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from below(sub)
+
+    return {c for c in below(imagehub.ImageHubError)
+            if c.__module__ != "imagehub.errors" and c.__module__.startswith("imagehub.")
+            and not c.__module__.startswith(("imagehub.backends.", "imagehub.testing"))}
+
+
+def _more_instances() -> list[imagehub.ImageHubError]:
+    from imagehub.compat import ReadOnlyImageError
+    from imagehub.hub import CloudFailure, IncompleteAnswer
+    from imagehub.migration._convert import StagingSpaceError
+    from imagehub.qemuimg import QemuImgMissing
+    from imagehub.streams import UnreadableSource
+
+    failure = CloudFailure("lam", imagehub.ServerUnreachable("down", backend="lambda"))
+    return [ReadOnlyImageError("public", True),
+            IncompleteAnswer("family 'debian'", None, [failure]),
+            StagingSpaceError("full", backend="lxd", hint="free space"),
+            QemuImgMissing("no qemu-img", hint="apt install qemu-utils"),
+            UnreadableSource("cannot read", backend="local")]
+
+
+def test_errors_defined_beside_their_code_are_tested_and_pickle() -> None:
+    """Error classes kept in the module that raises them (the tree in imagehub.errors
+    names them) cross process boundaries too: Dask and process pools pickle them."""
+    made = _more_instances()
+    assert {type(e) for e in made} == _error_classes_outside_errors_module()
+    for error in made:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert copy.hint == error.hint and copy.backend == error.backend
