@@ -30,7 +30,7 @@ import urllib3.exceptions
 
 from .errors import BackendError
 
-__all__ = ["MAX_TEXT_BODY", "budget", "mount"]
+__all__ = ["MAX_TEXT_BODY", "DeadlineMixin", "budget", "mount", "with_deadline"]
 
 # A backstop for any JSON or text answer; backends cap what they parse lower.
 MAX_TEXT_BODY = 64 * 2**20
@@ -101,6 +101,12 @@ class _Deadline:
                         None, "", "no answer within the deadline"  # type: ignore[arg-type]
                     ) from exc
                 raise
+
+
+def with_deadline(connection_cls: type[Any]) -> type[Any]:
+    """``connection_cls`` (an urllib3 HTTPConnection subclass, such as a library's own
+    unix-socket connection) whose answers keep the adapter's deadline."""
+    return type(f"Deadline{connection_cls.__name__}", (_Deadline, connection_cls), {})
 
 
 class _HTTPConnection(_Deadline, urllib3.connection.HTTPConnection):

@@ -4,10 +4,16 @@ subprocess (with and without --debug) and through the library."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import logging
 import os
+import shutil
+import socketserver
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -278,6 +284,76 @@ def test_lxd_over_https_stalling_fails_within_the_timeout(tls_server: HostileSer
     assert result.stderr.startswith("imagehub: error:"), result.stderr
     assert_clean(result.stderr, PASSWORD)
     assert seconds < 30, seconds
+
+
+class _DrippingLXD(socketserver.ThreadingUnixStreamServer):
+    """An LXD on a unix socket that answers ``GET /1.0`` and then drips (``drip``: the
+    body, ``drip-head``: the status line) one byte every 0.3 s, forever."""
+
+    daemon_threads = True
+
+    def __init__(self, path: str, mode: str) -> None:
+        self.mode, self.stop = mode, threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def address_string(self) -> str:
+                return "unix"
+
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] == "/1.0":
+                    body = json.dumps({"type": "sync", "status": "Success",
+                                       "status_code": 200, "metadata": {
+                                           "api_extensions": [], "api_status": "stable",
+                                           "api_version": "1.0", "auth": "trusted",
+                                           "environment": {"server_version": "5.0.2"}}})
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body.encode())
+                    return
+                head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 1000000000\r\n\r\n")
+                if outer.mode == "drip":
+                    self.wfile.write(head)
+                    self.wfile.flush()
+                while not outer.stop.is_set():
+                    try:
+                        self.wfile.write(head[:1] if outer.mode == "drip-head" else b" ")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    outer.stop.wait(0.3)
+
+        super().__init__(path, Handler)
+
+
+@pytest.mark.parametrize("mode", ["drip", "drip-head"])
+def test_lxd_over_its_unix_socket_dripping_fails_within_the_timeout(
+        tmp_path: Path, mode: str) -> None:
+    """The per-read timeout never fires on a byte every 0.3 s; the deadline does, over
+    the unix socket as over HTTPS."""
+    short = Path(tempfile.mkdtemp(prefix="ih-", dir="/tmp"))  # AF_UNIX paths are short
+    server = _DrippingLXD(str(short / "lxd.socket"), mode)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = write_config(tmp_path, {"c": {
+            "backend": "lxd", "endpoint": str(short / "lxd.socket"), "timeout": 2}})
+        result, seconds, _ = run_cli(config, "-c", "c", "list")
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("imagehub: error:"), result.stderr
+        assert seconds < 30, seconds
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def test_lxd_pinning_ignores_ca_bundle_variables(tls_server: HostileServer,

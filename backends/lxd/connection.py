@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,38 @@ def https_session(url: str, *, client_cert: Path | None, client_key: Path | None
     return session
 
 
+def unix_session(path: str) -> requests.Session:
+    """pylxd's session for a unix socket, with the deadlines HTTPS sessions get: a daemon
+    dripping its answer over the socket is timed out too, not only a silent one."""
+    url = pylxd.client.DEFAULT_SCHEME + urllib.parse.quote(path, safe="")
+    session: requests.Session = pylxd.client.get_session_for_url(url)
+    adapter_cls = getattr(pylxd.client, "_UnixAdapter", None)
+    pool_cls = getattr(pylxd.client, "_UnixSocketHTTPConnectionPool", None)
+    conn_cls = getattr(pylxd.client, "_UnixSocketHTTPConnection", None)
+    if adapter_cls is None or pool_cls is None or conn_cls is None:
+        return session  # another pylxd layout: the per-read timeout still holds
+    connection = _http_deadline.with_deadline(conn_cls)
+
+    class Pool(pool_cls):  # type: ignore[misc, valid-type]
+        def _new_conn(self) -> Any:
+            return connection(self.socket_path)
+
+    class Adapter(_http_deadline.DeadlineMixin, adapter_cls):  # type: ignore[misc, valid-type]
+        def get_connection(self, url: str, proxies: Any = None) -> Any:
+            with self.pools.lock:
+                pool = self.pools.get(url)
+                if pool is None:
+                    pool = self.pools[url] = Pool(url)
+            return pool
+
+        def get_connection_with_tls_context(self, request: Any, verify: Any,
+                                            proxies: Any = None, cert: Any = None) -> Any:
+            return self.get_connection(request.url)
+
+    session.mount(pylxd.client.DEFAULT_SCHEME, Adapter())
+    return session
+
+
 def connect(endpoint: Endpoint, *, trust_password: str | None = None,
             timeout: float | None = None) -> Any:
     """A pylxd Client for ``endpoint``; with ``trust_password`` the client gets trusted."""
@@ -215,7 +248,8 @@ def connect(endpoint: Endpoint, *, trust_password: str | None = None,
             raise from_transport(ConnectionError(f"no LXD socket at {path}"),
                                  what="connecting to LXD")
         with lxd_errors("connecting to LXD"):
-            return pylxd.Client(endpoint=path, project=endpoint.project, timeout=timeout)
+            return pylxd.Client(endpoint=path, project=endpoint.project, timeout=timeout,
+                                session=unix_session(path))
     if endpoint.client_cert is not None and endpoint.client_key is not None:
         ensure_client_cert(endpoint.client_cert, endpoint.client_key)
     session = https_session(endpoint.url, client_cert=endpoint.client_cert,
