@@ -30,7 +30,7 @@ import urllib3.exceptions
 
 from .errors import BackendError
 
-__all__ = ["MAX_TEXT_BODY", "DeadlineMixin", "budget", "mount", "with_deadline"]
+__all__ = ["MAX_TEXT_BODY", "DeadlineMixin", "budget", "cut_at", "mount", "with_deadline"]
 
 # A backstop for any JSON or text answer; backends cap what they parse lower.
 MAX_TEXT_BODY = 64 * 2**20
@@ -81,6 +81,25 @@ class _Watchdog:
         self._timer.cancel()
 
 
+class _NoWatch:
+    expired = threading.Event()  # never set
+
+    def __enter__(self) -> _NoWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def cut_at(sock: Any, deadline: float) -> _Watchdog | _NoWatch:
+    """A context manager that shuts ``sock`` down at ``deadline`` (a monotonic time) if
+    the block is still running; its ``expired`` event says whether it did. Without a
+    socket it watches nothing."""
+    if sock is None:
+        return _NoWatch()
+    return _Watchdog(sock, deadline - time.monotonic())
+
+
 class _Deadline:
     """Mixin: ``getresponse`` gives up once the request's deadline has passed."""
 
@@ -94,13 +113,20 @@ class _Deadline:
         _local.at = time.monotonic() + limit
         with _Watchdog(self.sock, limit) as watchdog:
             try:
-                return super().getresponse()  # type: ignore[misc]
+                response = super().getresponse()  # type: ignore[misc]
             except Exception as exc:
                 if watchdog.expired.is_set():
                     raise urllib3.exceptions.ReadTimeoutError(
                         None, "", "no answer within the deadline"  # type: ignore[arg-type]
                     ) from exc
                 raise
+            if watchdog.expired.is_set():
+                # http.client takes the end of the stream for the end of the headers: a
+                # head cut by the watchdog would pass for a whole answer with no body.
+                response.close()
+                raise urllib3.exceptions.ReadTimeoutError(
+                    None, "", "no answer within the deadline")  # type: ignore[arg-type]
+            return response
 
 
 def with_deadline(connection_cls: type[Any]) -> type[Any]:

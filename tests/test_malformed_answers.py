@@ -55,6 +55,11 @@ class RawServer:
                 elif self.mode == "many-headers":
                     conn.sendall(b"HTTP/1.1 200 OK\r\n"
                                  + b"".join(b"X-%d: v\r\n" % i for i in range(500)))
+                elif self.mode.startswith("body:"):
+                    body = self.mode[len("body:"):].encode()
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                                 % len(body) + body)
                 # "hang-up": close without a byte
             except OSError:
                 pass
@@ -106,3 +111,24 @@ def test_keystone_refusing_discovery_with_401_fails_at_once(tmp_path: Path) -> N
     assert result.returncode == 1
     assert "identity service refuses its version discovery" in result.stderr, result.stderr
     assert elapsed < 60  # the defect never ended
+
+
+@pytest.mark.parametrize("body", ["", "[]", "null", "42", '"images"', '{"images": 7}',
+                                  '{"images": [1]}', '{"images": [{"id": []}]}',
+                                  '{"data": 7}', '{"data": [1]}', '{"data": [{"id": 5}]}'])
+@pytest.mark.parametrize("backend", ["glance", "lambda"])
+def test_answering_json_of_the_wrong_shape_is_one_line(tmp_path: Path, body: str,
+                                                       backend: str) -> None:
+    """A 200 whose JSON is empty, not an object, or holds the wrong types is the server's
+    fault, said in one line: never an AttributeError from deep inside."""
+    server = RawServer("body:" + body)
+    make = glance_direct if backend == "glance" else lambda_cloud
+    try:
+        config = write_config(tmp_path, {"c": make(
+            server, timeout=20)})  # type: ignore[arg-type]
+        result, _, _ = run_cli(config, "-c", "c", "list")
+    finally:
+        server.close()
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("imagehub: error:"), result.stderr
+    assert result.stderr.count("\n") == 1 and "unexpected" not in result.stderr, result.stderr

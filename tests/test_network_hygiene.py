@@ -268,6 +268,24 @@ def test_stalling_servers_fail_within_the_timeout(server: HostileServer, tmp_pat
     assert seconds < 30, seconds
 
 
+@pytest.mark.parametrize("mode", ["silent", "drip", "drip-head"])
+def test_glance_timeouts_are_not_retried_into_multiples_of_the_timeout(
+        server: HostileServer, tmp_path: Path, mode: str) -> None:
+    """With the default retries a slow Glance used to cost (retries + 1) x up to 3 x the
+    timeout: a timeout is the whole budget for the answer, counted from the request."""
+    server.mode = mode
+    server.drip_every = 0.3
+    cloud = glance_direct(server, timeout=4)
+    cloud.pop("retries")  # the default: quick failures (refused, 503) are retried
+    config = write_config(tmp_path, {"c": cloud})
+    result, seconds, _ = run_cli(config, "-c", "c", "list")
+    assert result.returncode == 1 and result.stderr.startswith("imagehub: error:")
+    assert "in time" in result.stderr or "took longer" in result.stderr, result.stderr
+    asked = [p for _m, p in server.requests if "/images" in p]
+    assert len(asked) == 1, asked  # one attempt: the timeout was not retried
+    assert seconds < 30, seconds
+
+
 @pytest.mark.parametrize("mode", ["silent", "drip-head"])
 def test_lxd_over_https_stalling_fails_within_the_timeout(tls_server: HostileServer,
                                                           tmp_path: Path, mode: str) -> None:

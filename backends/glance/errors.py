@@ -121,6 +121,11 @@ def _http_trouble(exc: BaseException) -> http.client.HTTPException | None:
     return None
 
 
+class TimedOut(ServerUnreachable):
+    """No connection, or no whole answer, within the cloud's timeout. Never retried: a
+    slow server then fails within the timeout (plus a margin), not retries+1 times it."""
+
+
 @contextlib.contextmanager
 def mapped(what: str) -> Iterator[None]:
     """Translate keystoneauth1's transport and auth failures raised inside the block."""
@@ -132,12 +137,12 @@ def mapped(what: str) -> Iterator[None]:
         # keystoneauth1 reports every requests Timeout as ConnectTimeout; the one it
         # wraps says whether the server was reached at all.
         if isinstance(exc.__context__, requests.exceptions.ReadTimeout):
-            raise ServerUnreachable(f"{what}: the server accepted the connection but did "
-                                    "not answer in time", backend=BACKEND,
-                                    server_message=_safe(exc),
-                                    hint="raise the cloud's 'timeout', or try later") from exc
-        raise ServerUnreachable(f"{what}: timed out connecting", backend=BACKEND,
-                                server_message=_safe(exc)) from exc
+            raise TimedOut(f"{what}: the server accepted the connection but did "
+                           "not answer in time", backend=BACKEND,
+                           server_message=_safe(exc),
+                           hint="raise the cloud's 'timeout', or try later") from exc
+        raise TimedOut(f"{what}: timed out connecting", backend=BACKEND,
+                       server_message=_safe(exc)) from exc
     except ks_exc.ConnectFailure as exc:
         # keystoneauth1 calls every requests ConnectionError a connect failure, also when
         # the server was reached and then hung up or answered something that is not HTTP.

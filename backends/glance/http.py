@@ -19,6 +19,7 @@ import requests
 import urllib3.exceptions
 from keystoneauth1 import adapter as ks_adapter
 
+from imagehub import _http_deadline
 from imagehub._retry import backoff, retrying
 from imagehub.errors import (
     BackendError,
@@ -29,7 +30,14 @@ from imagehub.errors import (
     TransferError,
 )
 
-from .errors import BACKEND, error_for_status, mapped, retry_after_seconds, server_text
+from .errors import (
+    BACKEND,
+    TimedOut,
+    error_for_status,
+    mapped,
+    retry_after_seconds,
+    server_text,
+)
 from .session import DEFAULT_TIMEOUT
 
 # A page of 1000 image records is a few MiB; a body past this is not a listing, and
@@ -44,6 +52,8 @@ _VERSION_SUFFIX = re.compile(r"/v\d+(\.\d+)?/?$")
 
 
 def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, TimedOut):
+        return False  # the timeout was the whole budget; a retry would multiply it
     if isinstance(exc, ServerUnreachable | RateLimited):
         return True
     return isinstance(exc, BackendError) and exc.status_code in TRANSIENT_STATUS
@@ -109,6 +119,7 @@ class GlanceHTTP:
         may_retry = (method in IDEMPOTENT and data is None) if retry is None else retry
 
         def once() -> requests.Response:
+            started = time.monotonic()
             try:
                 with mapped(what):
                     resp: requests.Response = self.adapter.request(
@@ -125,6 +136,9 @@ class GlanceHTTP:
                                     f"bytes had been sent", backend=BACKEND,
                                     server_message=exc.server_message,
                                     hint="try again; nothing half-made is kept") from exc
+            # A JSON answer must be whole within the timeout counted from the request,
+            # not from its head (which may itself have taken most of it).
+            resp.imagehub_deadline = started + self._timeout()  # type: ignore[attr-defined]
             if resp.status_code >= 400:
                 self._raise(resp, what, not_found)
             if not stream:
@@ -153,15 +167,28 @@ class GlanceHTTP:
             message or None, retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
             not_found=not_found)
 
+    def _timeout(self) -> float:
+        timeout = getattr(self.adapter.session, "timeout", None)
+        return float((timeout[-1] if isinstance(timeout, tuple) else timeout)
+                     or DEFAULT_TIMEOUT)
+
     def json(self, method: str, path: str, what: str, **kw: Any) -> Any:
         resp = self.request(method, path, what, stream=True, **kw)
         content = self._read_bounded(resp, what)
+        if not content and resp.status_code in (202, 204):
+            return None  # accepted, nothing to say
         try:
-            return json.loads(content) if content else None
+            body = json.loads(content)
         except ValueError as exc:
             raise BackendError(f"{what}: the server answered with something that is not "
                                "JSON", backend=BACKEND,
                                server_message=server_text(content[:4000])) from exc
+        if not isinstance(body, dict):
+            # Every Image API answer is an object; anything else is not Glance talking.
+            raise BackendError(f"{what}: the server answered JSON that is not an object "
+                               f"({type(body).__name__})", backend=BACKEND,
+                               hint="check the endpoint: is it the Image API's address?")
+        return body
 
     def _read_bounded(self, resp: requests.Response, what: str, *,
                       limit: int | None = None, truncate: bool = False) -> bytes:
@@ -178,18 +205,25 @@ class GlanceHTTP:
                                    f"{(limit or self.max_body) // 2**20} MiB",
                                    backend=BACKEND)
             return content[:limit or self.max_body]
-        timeout = getattr(self.adapter.session, "timeout", None)
-        seconds = float((timeout[-1] if isinstance(timeout, tuple) else timeout)
-                        or DEFAULT_TIMEOUT)
-        deadline = time.monotonic() + seconds
+        seconds = self._timeout()
+        deadline = getattr(resp, "imagehub_deadline", None) or time.monotonic() + seconds
         parts: list[bytes] = []
         size = 0
+        # One read may block for a whole socket timeout: the watchdog ends it at the
+        # deadline instead, so the answer takes the timeout at most, not twice that.
+        sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+        watch = _http_deadline.cut_at(sock, deadline)
         try:
-            with mapped(what):
+            with mapped(what), watch:
                 while True:
                     try:
                         chunk = resp.raw.read1(65536, decode_content=True)
                     except (urllib3.exceptions.HTTPError, OSError) as exc:
+                        if watch.expired.is_set():
+                            raise TimedOut(
+                                f"{what}: the answer took longer than {seconds:g}s to "
+                                "arrive", backend=BACKEND,
+                                hint="raise the cloud's 'timeout', or try later") from exc
                         raise TransferError(f"{what}: the answer was cut after {size} "
                                             f"bytes: {exc}", backend=BACKEND) from exc
                     if not chunk:
@@ -204,7 +238,7 @@ class GlanceHTTP:
                             f"{self.max_body // 2**20} MiB; not reading it",
                             backend=BACKEND, hint="ask for smaller pages (page_size)")
                     if time.monotonic() > deadline:
-                        raise ServerUnreachable(
+                        raise TimedOut(
                             f"{what}: the answer took longer than {seconds:g}s to arrive",
                             backend=BACKEND, hint="raise the cloud's 'timeout', or try later")
                     parts.append(chunk)

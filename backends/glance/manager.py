@@ -236,8 +236,13 @@ class GlanceManager(ImageManager):
                                     server_message=exc.server_message,
                                     status_code=exc.status_code) from exc
             raise
-        images = [to_image(r) for r in body.get("images", [])]
-        return Page(images, _marker_from_next(body.get("next")))
+        listed = body.get("images")
+        if not isinstance(listed, list):
+            raise BackendError(f"list images: the answer's 'images' is "
+                               f"{'missing' if listed is None else 'not a list'}",
+                               backend=BACKEND,
+                               hint="check the endpoint: is it the Image API's address?")
+        return Page([to_image(r) for r in listed], _marker_from_next(body.get("next")))
 
     def _server_filter_ok(self, key: str, value: Any) -> bool:
         # Glance reads "op:value" ("in:", "eq:") in these filters; a value with a colon of

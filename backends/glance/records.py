@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from imagehub.errors import InvalidArgument
+from imagehub._redact import excerpt
+from imagehub.errors import BackendError, InvalidArgument
 from imagehub.manager import UpdateSpec
 from imagehub.models import Image, Member, Visibility
 
@@ -62,7 +63,26 @@ def checksum_of(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def to_image(record: Mapping[str, Any]) -> Image:
+def _unreadable(kind: str, exc: Exception) -> BackendError:
+    return BackendError(f"Glance answered an {kind} record imagehub cannot read "
+                        f"({type(exc).__name__}: {excerpt(str(exc))})", backend=BACKEND,
+                        hint="check the endpoint: is it the Image API's address?")
+
+
+def to_image(record: Any) -> Image:
+    """The Image a Glance record describes; BackendError when it cannot be one (a
+    server answering JSON of another shape is its fault, said in one line)."""
+    try:
+        if not isinstance(record, Mapping):
+            raise TypeError(f"a {type(record).__name__}, not an object")
+        if not isinstance(record.get("id"), str) or not record["id"]:
+            raise TypeError(f"its id is {excerpt(record.get('id'))}, not a string")
+        return _to_image(record)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise _unreadable("image", exc) from exc
+
+
+def _to_image(record: Mapping[str, Any]) -> Image:
     props = properties_of(record)
     promoted: dict[str, Any] = {field: next((props[k] for k in keys if props.get(k)), None)
                                 for field, keys in PROMOTED.items()}
@@ -90,7 +110,16 @@ def to_image(record: Mapping[str, Any]) -> Image:
     )
 
 
-def to_member(record: Mapping[str, Any]) -> Member:
+def to_member(record: Any) -> Member:
+    try:
+        if not isinstance(record, Mapping):
+            raise TypeError(f"a {type(record).__name__}, not an object")
+        return _to_member(record)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise _unreadable("image member", exc) from exc
+
+
+def _to_member(record: Mapping[str, Any]) -> Member:
     return Member(
         image_id=str(record["image_id"]),
         member_id=str(record["member_id"]),
