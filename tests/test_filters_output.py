@@ -220,3 +220,16 @@ def test_latest_prints_the_newest_of_a_family_and_succeeds(
     code, out, err = cli(tmp_path, capsys, "latest", "fedora")
     assert code == 1 and out == ""
     assert "no image of family 'fedora' in any configured cloud" in err
+
+
+@pytest.mark.parametrize("args", [
+    ("update", "x"), ("verify",), ("create", "a.img"), ("list", "--filter", "foo"),
+    ("list", "--sort", "-"), ("nosuchcmd",), ("-f", "xml", "list"), ("show",),
+    ("tag", "add", "x"), ("list", "--limit", "0"), ("export", "x", "-o", ""),
+])
+def test_usage_errors_are_one_line_saying_where_help_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:
+    code, out, err = cli(tmp_path, capsys, *args)
+    assert code == 2 and out == ""
+    assert err.startswith("imagehub: error: ") and err.count("\n") == 1, err
+    assert "--help'" in err and "Traceback" not in err

@@ -340,8 +340,14 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
     except KeyboardInterrupt:
         click.echo("imagehub: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # One line, as every other error: what was wrong, and where the usage is told.
+        where = exc.ctx.command_path if exc.ctx is not None else "imagehub"
+        click.echo(f"imagehub: error: {_one_line(exc.format_message())} (see '{where} "
+                   "--help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"imagehub: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
