@@ -15,7 +15,7 @@ from imagehub import ImageManager
 from imagehub.backends.lambda_cloud import LambdaManager, Pacer
 from imagehub.backends.local import LocalManager
 from imagehub.cli import main
-from tests.cli_runner import run_on_local_store
+from tests.cli_runner import CLIRun, run_on_local_store
 from tests.servers.lambda_api import LambdaAPIServer
 
 
@@ -233,3 +233,23 @@ def test_usage_errors_are_one_line_saying_where_help_is(
     assert code == 2 and out == ""
     assert err.startswith("imagehub: error: ") and err.count("\n") == 1, err
     assert "--help'" in err and "Traceback" not in err
+
+
+def test_sync_filters_read_as_list_filters_do(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A repeated --filter key means any of its values, in sync as in list (sync kept
+    only the last value); 'latest' is refused as a filter, not a crash."""
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  a: {{backend: local, path: {tmp_path / 'a'}}}\n"
+                      f"  b: {{backend: local, path: {tmp_path / 'b'}}}\n")
+    store = LocalManager(path=tmp_path / "a")
+    for name, os_name in (("ua1", "alpine"), ("ud1", "debian"), ("uf1", "fedora")):
+        store.create(os.urandom(64), name=name, properties={"os": os_name})
+    store.close()
+    run = CLIRun(config, capsys)
+    planned = run.json("sync", "a", "b", "--filter", "os=alpine", "--filter", "os=debian",
+                       "--dry-run")
+    listed = run.json("-c", "a", "list", "--filter", "os=alpine", "--filter", "os=debian")
+    assert len(planned["items"]) == len(listed) == 2
+    code, _, err = run("sync", "a", "b", "--filter", "latest=1", "--dry-run")
+    assert code == 2 and "use --latest" in err and "unexpected" not in err

@@ -318,6 +318,29 @@ def _quiet_stdout() -> None:
             os.dup2(devnull, sys.stdout.fileno())
 
 
+def parse_filters(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``--filter K=V`` options; a key given twice collects its values (any of them)."""
+    wanted: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--filter")
+        if key == "latest":
+            raise click.BadParameter("'latest' is not a filter; use --latest",
+                                     param_hint="--filter")
+        if key in ("limit", "marker"):
+            raise click.BadParameter(f"{key!r} is not a filter; use --{key} where the "
+                                     "command has it", param_hint="--filter")
+        previous = wanted.get(key)
+        if previous is None:
+            wanted[key] = value
+        elif isinstance(previous, list):
+            previous.append(value)
+        else:
+            wanted[key] = [previous, value]
+    return wanted
+
+
 def _main(argv: Sequence[str] | None) -> NoReturn:
     try:
         add_global_options(cli)

@@ -26,6 +26,7 @@ from .app import (
     cli,
     complete_ref,
     emit,
+    parse_filters,
     parse_pairs,
     pass_state,
     printable,
@@ -101,29 +102,6 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
         click.echo(f"imagehub: next page: --marker {next_marker}" if next_marker
                    else "imagehub: last page", err=True)
     warn_failures(failures)
-
-
-def parse_filters(pairs: tuple[str, ...]) -> dict[str, object]:
-    """``--filter K=V`` options; a key given twice collects its values (any of them)."""
-    wanted: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--filter")
-        if key == "latest":
-            raise click.BadParameter("'latest' is not a filter; use --latest",
-                                     param_hint="--filter")
-        if key in ("limit", "marker"):
-            raise click.BadParameter(f"{key!r} is not a filter; use --limit",
-                                     param_hint="--filter")
-        previous = wanted.get(key)
-        if previous is None:
-            wanted[key] = value
-        elif isinstance(previous, list):
-            previous.append(value)
-        else:
-            wanted[key] = [previous, value]
-    return wanted
 
 
 def warn_failures(failures: list[CloudFailure]) -> None:

@@ -10,7 +10,7 @@ from ..errors import MigrationError
 from ..migration import Progress, SyncSummary, plan, sync
 from ..migration._executors import SPECS, open_executor
 from ..qemuimg import CONVERTIBLE
-from .app import State, cli, emit, parse_pairs, pass_state
+from .app import State, cli, emit, parse_filters, pass_state
 
 SYNC_COLUMNS = ("source_id", "action", "path", "image_id", "bytes", "seconds", "error")
 # With --executor the table says where each transfer ran.
@@ -64,7 +64,8 @@ def migrate_cmd(state: State, source: str, destination: str, name: str | None,
 @click.argument("source", metavar="SRC_CLOUD")
 @click.argument("destination", metavar="DST_CLOUD")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
-              help="only source images whose KEY is VALUE (repeatable)")
+              help="only source images whose KEY is VALUE (a repeated KEY means any of its "
+                   "values, as in list)")
 @click.option("--latest", is_flag=True, help="only the newest image per family, region and "
               "architecture")
 @click.option("--jobs", type=click.IntRange(min=1, max=64), default=1, show_default=True,
@@ -89,7 +90,7 @@ def sync_cmd(state: State, source: str, destination: str, filters: tuple[str, ..
     src, dst = state.manager(source), state.manager(destination)
     with open_executor(None if dry_run else executor_spec, jobs,
                        state.config_path) as executor:
-        summary = sync(src, dst, filters=parse_pairs(filters, "--filter"), latest=latest,
+        summary = sync(src, dst, filters=parse_filters(filters), latest=latest,
                        jobs=jobs, dry_run=dry_run, stream=stream, retries=retries,
                        disk_format=disk_format, staging_dir=state.config.staging_dir,
                        progress=None if dry_run else _bar(state, None, "sync"),
