@@ -253,3 +253,20 @@ def test_sync_filters_read_as_list_filters_do(tmp_path: Path,
     assert len(planned["items"]) == len(listed) == 2
     code, _, err = run("sync", "a", "b", "--filter", "latest=1", "--dry-run")
     assert code == 2 and "use --latest" in err and "unexpected" not in err
+
+
+def test_cloud_option_narrows_latest_and_clouds_check(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  a: {{backend: local, path: {tmp_path / 'a'}}}\n"
+                      f"  b: {{backend: local, path: {tmp_path / 'b'}}}\ndiscovered: false\n")
+    store = LocalManager(path=tmp_path / "a")
+    store.create(os.urandom(64), name="deb", properties={"family": "debian"})
+    store.close()
+    run = CLIRun(config, capsys)
+    assert run.json("latest", "debian")["cloud"] == "a"
+    code, out, err = run("-c", "b", "latest", "debian")
+    assert code == 1 and out == "" and "no image of family 'debian'" in err
+    assert [r["name"] for r in run.json("-c", "b", "clouds", "--check")] == ["b"]
+    code, out, _ = run("-c", "nope", "clouds", "--check")
+    assert code == 1 and "nope" in out and "FAILED" in out

@@ -118,10 +118,10 @@ def warn_failures(failures: list[CloudFailure]) -> None:
 @pass_state
 def latest_cmd(state: State, family: str, architecture: str | None,
                region: str | None) -> None:
-    """The newest image of FAMILY in any configured cloud."""
+    """The newest image of FAMILY in any configured cloud (only the -c cloud, if given)."""
     from ..hub import Hub
 
-    with Hub(state.config) as hub:
+    with Hub(state.config, [state.cloud] if state.cloud else None) as hub:
         listing = hub.latest_listing(family, architecture=architecture, region=region)
     if listing.images:
         emit(state, listing.images[0])

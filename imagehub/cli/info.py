@@ -34,7 +34,8 @@ def backends(state: State) -> None:
 
 @cli.command()
 @click.option("--check", is_flag=True,
-              help="log in to every cloud at once; one line each, exit 1 if any fails")
+              help="log in to every cloud (or the -c one) at once; one line each, exit 1 if any "
+                   "fails")
 @pass_state
 def clouds(state: State, check: bool) -> None:
     """Every cloud usable here: the imagehub file's, then OpenStack's, lxc's and Lambda's.
@@ -43,7 +44,7 @@ def clouds(state: State, check: bool) -> None:
     """
     cfg = state.config
     if check:
-        _check(state, list(cfg.clouds))
+        _check(state, [state.cloud] if state.cloud else list(cfg.clouds))
         return
     rows = [{"name": c.name, "backend": c.backend, "default": c.name == cfg.default,
              "source": c.source, "options": sorted(c.options)} for c in cfg.clouds.values()]
@@ -57,7 +58,8 @@ def clouds(state: State, check: bool) -> None:
     notes = [f"imagehub file: {cfg.path or (cfg.looked_for or '') + ' (not present)'}"]
     if table is not None:
         notes.append("read: " + (", ".join(table.read) or "no other tool's file"))
-        notes.append("looked in: " + ", ".join(table.searched))
+        if table.searched:
+            notes.append("looked in: " + ", ".join(table.searched))
         notes += [f"left out {name}: {why}" for name, why in table.left_out.items()]
         notes += [f"warning: {problem}" for problem in table.problems]
     for note in notes:
