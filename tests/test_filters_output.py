@@ -270,3 +270,24 @@ def test_cloud_option_narrows_latest_and_clouds_check(
     assert [r["name"] for r in run.json("-c", "b", "clouds", "--check")] == ["b"]
     code, out, _ = run("-c", "nope", "clouds", "--check")
     assert code == 1 and "nope" in out and "FAILED" in out
+
+
+def test_cli_pages_from_limit_with_markers_typed_as_shown(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--limit gives the first page and the next marker; the marker goes back in as the
+    table shows ids (a prefix); the line is printed under --quiet too: it is data."""
+    store = LocalManager(path=tmp_path / "store")
+    made = {store.create(os.urandom(64), name=f"p{i}").id for i in range(5)}
+    store.close()
+    seen: list[str] = []
+    code, out, err = cli(tmp_path, capsys, "-q", "list", "--limit", "2")
+    while True:
+        assert code == 0, err
+        rows = [line.split()[0] for line in out.splitlines()[1:]]
+        seen += rows
+        if "last page" in err:
+            break
+        marker = err.split("--marker ")[1].strip()
+        code, out, err = cli(tmp_path, capsys, "-q", "list", "--limit", "2", "--marker",
+                             marker[:12])
+    assert len(seen) == 5 and {i for i in made if any(i.startswith(s) for s in seen)} == made

@@ -77,8 +77,13 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
             listing = hub.all(latest=latest, **wanted)
         images, failures = listing.images, listing.failures
         columns = ("cloud", *IMAGE_COLUMNS)
-    elif marker is not None:
+    elif marker is not None or (limit and not latest and not sort_key):
+        # A page: --marker, or the first page of --limit (whose last line says the
+        # marker of the next).
         manager = state.manager()
+        if marker is not None:
+            # Any id as the table shows it (a unique prefix) can be typed back.
+            marker = manager.resolve(marker).id
         if sort_key:
             # Sorted pages follow one another only where the server sorts (Glance);
             # elsewhere each page would be sorted on its own, which is not a paging.
@@ -98,7 +103,8 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
         at = columns.index("architecture") + 1
         columns = (*columns[:at], "region", "version", *columns[at:])
     emit(state, images[:limit] if limit else images, columns=columns)
-    if marker is not None and not state.quiet:
+    if marker is not None or (limit and not all_clouds and not latest and not sort_key):
+        # Said under --quiet too: it is how to get the rest, not chatter.
         click.echo(f"imagehub: next page: --marker {next_marker}" if next_marker
                    else "imagehub: last page", err=True)
     warn_failures(failures)
