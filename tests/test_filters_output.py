@@ -291,3 +291,19 @@ def test_cli_pages_from_limit_with_markers_typed_as_shown(
         code, out, err = cli(tmp_path, capsys, "-q", "list", "--limit", "2", "--marker",
                              marker[:12])
     assert len(seen) == 5 and {i for i in made if any(i.startswith(s) for s in seen)} == made
+
+
+@pytest.mark.parametrize("args", [
+    ("create", "f.img", "--name", "x", "--server-cert", "c.pem"),
+    ("create", "f.img", "--name", "x", "--no-wait"),
+    ("create", "--from-url", "https://example.test/i.img", "--name", "x", "--tag", "t"),
+    ("create", "--from-url", "https://example.test/i.img", "--name", "x", "--min-ram", "0"),
+    ("create", "--from-remote", "images:debian/12", "--description", "d"),
+])
+def test_create_refuses_options_its_way_of_creating_does_not_carry(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:
+    (tmp_path / "f.img").write_bytes(os.urandom(64))
+    code, out, err = cli(tmp_path, capsys, *[str(tmp_path / a) if a == "f.img" else a
+                                             for a in args])
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert [i.name for i in LocalManager(path=tmp_path / "store").all()] == []

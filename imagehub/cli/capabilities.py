@@ -104,6 +104,9 @@ def pull(state: State, manager: ImageManager, *, url: str | None, remote: str | 
         else:
             if not name:
                 raise click.UsageError("--from-url on this cloud needs --name")
+            if aliases:
+                raise click.UsageError(f"cloud {manager.cloud!r} has no aliases; leave out "
+                                       "--alias")
             method = backend_method(manager, "import_task", "create from a URL")
             made = method(url, name=name, disk_format=disk_format or "qcow2",
                           container_format=container_format or "bare",

@@ -200,6 +200,21 @@ def create(state: State, files: tuple[str, ...], name: str | None, description: 
         raise click.UsageError("give only one of FILE, --from-url and --from-remote")
     if len(files) > 2:
         raise click.UsageError("give one image file, or a metadata tarball and a rootfs")
+    # An option the chosen way of creating does not carry is refused, never dropped.
+    if server_cert and not from_remote:
+        raise click.UsageError("--server-cert goes with --from-remote")
+    if files and not wait:
+        raise click.UsageError("an upload from FILE always waits: this command sends its "
+                               "bytes (--no-wait goes with --from-url/--from-remote)")
+    if from_url or from_remote:
+        unused = [option for option, value in (
+            ("--description", description), ("--tag", tags), ("--min-ram", min_ram),
+            ("--min-disk", min_disk), ("--protected", protected))
+            if value is not None and value != ()]
+        if unused:
+            raise click.UsageError(f"{', '.join(unused)} cannot be given with "
+                                   f"{'--from-url' if from_url else '--from-remote'}; set "
+                                   "them with 'imagehub update' once the image is there")
     manager = state.manager()
     if from_url or from_remote:
         from .capabilities import pull
