@@ -307,3 +307,20 @@ def test_create_refuses_options_its_way_of_creating_does_not_carry(
                                              for a in args])
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert [i.name for i in LocalManager(path=tmp_path / "store").all()] == []
+
+
+def test_migrate_name_on_a_copy_already_there_is_said_not_dropped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  a: {{backend: local, path: {tmp_path / 'a'}}}\n"
+                      f"  b: {{backend: local, path: {tmp_path / 'b'}}}\ndiscovered: false\n")
+    store = LocalManager(path=tmp_path / "a")
+    store.create(os.urandom(64), name="two")
+    store.close()
+    run = CLIRun(config, capsys)
+    assert run.json("migrate", "a:two", "b", "--name", "first")["name"] == "first"
+    for extra in (("--dry-run",), ()):
+        code, out, err = run("migrate", "a:two", "b", "--name", "wanted", "-f", "json", *extra)
+        assert code == 0, err
+        assert json.loads(out)["name"] == "first"
+        assert "already holds this image as 'first'" in err and "--name is not applied" in err

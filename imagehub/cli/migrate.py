@@ -10,7 +10,7 @@ from ..errors import MigrationError
 from ..migration import Progress, SyncSummary, plan, sync
 from ..migration._executors import SPECS, open_executor
 from ..qemuimg import CONVERTIBLE
-from .app import State, cli, emit, parse_filters, pass_state
+from .app import State, cli, emit, parse_filters, pass_state, printable
 
 SYNC_COLUMNS = ("source_id", "action", "path", "image_id", "bytes", "seconds", "error")
 # With --executor the table says where each transfer ran.
@@ -52,6 +52,10 @@ def migrate_cmd(state: State, source: str, destination: str, name: str | None,
     src, ref = state.target(source)
     dst = state.manager(destination)
     chosen = plan(src, ref, dst, name=name, stream=stream, disk_format=disk_format)
+    if name is not None and chosen.action == "present" and chosen.name != name:
+        click.echo(f"imagehub: warning: {destination} already holds this image as "
+                   f"{printable(repr(chosen.name))}; --name is not applied to it (rename it "
+                   "with 'imagehub update')", err=True)
     if dry_run:
         emit(state, chosen)
         return

@@ -179,7 +179,11 @@ def plan_one(src: ImageManager, image: Image, dst: ImageManager, *, name: str | 
     route = None if stream or fmt or wrap else native_route(src, dst)
     path = "none" if existing is not None else (
         "convert" if convert else route or "stream")
-    return Plan(source=image, destination=dst.cloud, name=name or default_name(image),
+    # A copy already there keeps the name it has: the plan says so, rather than a name
+    # that the run would not give it.
+    planned = (existing.name or name or default_name(image)) if existing is not None \
+        else name or default_name(image)
+    return Plan(source=image, destination=dst.cloud, name=planned,
                 action="present" if existing is not None else "copy", path=path,
                 bytes=image.size, checksum=content_checksum(image), existing=existing,
                 disk_format=convert[1] if convert else fmt, convert=convert, wrap=wrap,
