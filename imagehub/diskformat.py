@@ -61,10 +61,13 @@ def check_label(label: str | None, head: bytes, *, backend: str | None = None) -
         wanted == "raw" and found != "raw") or (
         wanted == "vhd" and found not in ("vhd", "raw"))
     if contradicts:
-        raise InvalidImageData(
+        error = InvalidImageData(
             f"the image is labelled {label}, but its bytes are {found}", backend=backend,
-            hint=f"pass --disk-format {found} (disk_format={found!r}), or leave it out "
-                 "to label the image by its bytes")
+            hint=f"pass disk_format={found!r}, or leave it out to label the image by its "
+                 "bytes")
+        error.cli_hint = (f"pass --disk-format {found}, or leave it out to label the image "
+                          "by its bytes")
+        raise error
     return label
 
 

@@ -39,6 +39,13 @@ _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
           stat.S_IFDIR: "a directory"}
 
 
+
+def _needs_force(message: str, path: str, todo: str) -> OutputError:
+    """An OutputError whose way out is ``force``, said as Python and as the CLI says it."""
+    error = OutputError(message, path=path, hint=f"pass force=True {todo}")
+    error.cli_hint = f"pass --force {todo}"
+    return error
+
 def output_error(exc: OSError, path: str | os.PathLike[str] | None, doing: str = "write"
                  ) -> OutputError:
     """One line for an OS error while writing ``path``, with what to do."""
@@ -76,10 +83,8 @@ def check_target(target: Path, force: bool) -> tuple[Path, int | None]:
     except FileNotFoundError:
         if target.is_symlink():
             if not force:  # as cp: "not writing through dangling symlink"
-                raise OutputError(f"{str(target)!r} is a symlink to a missing file",
-                                  path=str(target),
-                                  hint="pass --force (force=True) to write where it points"
-                                  ) from None
+                raise _needs_force(f"{str(target)!r} is a symlink to a missing file",
+                                   str(target), "to write where it points") from None
             return Path(os.path.realpath(target)), None
         return target, None
     except OSError as exc:
@@ -93,8 +98,7 @@ def check_target(target: Path, force: bool) -> tuple[Path, int | None]:
                           hint="write to it with '-o -' and a shell redirection, or "
                                "choose a file path")
     if not force:
-        raise OutputError(f"{str(target)!r} already exists", path=str(target),
-                          hint="pass --force (force=True) to overwrite it")
+        raise _needs_force(f"{str(target)!r} already exists", str(target), "to overwrite it")
     # Permission bits only: a set-id bit must not carry over to new content.
     return Path(os.path.realpath(target)), stat.S_IMODE(st.st_mode) & 0o777
 
@@ -237,10 +241,10 @@ def _place(tmp: str, target: Path, requested: Path, force: bool) -> bool:
             try:
                 os.link(tmp, target)
             except FileExistsError:
-                raise OutputError(
+                raise _needs_force(
                     f"{str(requested)!r} appeared while the image was downloading; it was "
-                    "kept and the download discarded", path=str(requested),
-                    hint="pass --force (force=True) to overwrite it") from None
+                    "kept and the download discarded", str(requested),
+                    "to overwrite it") from None
             except OSError as exc:
                 if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK,
                                      errno.ENOSYS):
@@ -251,9 +255,9 @@ def _place(tmp: str, target: Path, requested: Path, force: bool) -> bool:
             else:
                 os.unlink(tmp)
     except FileExistsError:
-        raise OutputError(f"{str(requested)!r} appeared while the image was downloading; "
-                          "it was kept and the download discarded", path=str(requested),
-                          hint="pass --force (force=True) to overwrite it") from None
+        raise _needs_force(f"{str(requested)!r} appeared while the image was downloading; "
+                           "it was kept and the download discarded", str(requested),
+                           "to overwrite it") from None
     except OSError as exc:
         raise output_error(exc, requested) from exc
     with contextlib.suppress(OSError):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from imagehub.backends.local import LocalManager
 from tests.cli_runner import CLIRun
 
 
@@ -237,3 +238,17 @@ def test_update_sends_every_documented_key(cli: CLI, image_file: Path) -> None:
     assert cli.json("update", "upd", "--private")["visibility"] == "private"
     code, _, err = cli("update", "upd")
     assert code == 2 and "nothing to change" in err
+
+
+def test_hints_are_in_the_syntax_of_where_they_are_read(tmp_path: Path) -> None:
+    """The CLI says '--force', Python says 'force=True'; neither says both."""
+    from imagehub.errors import OutputError
+
+    store = LocalManager(path=tmp_path / "s")
+    image = store.create(b"x" * 64, name="h")
+    target = tmp_path / "out.img"
+    target.write_bytes(b"mine")
+    with pytest.raises(OutputError) as info:
+        store.export(image).save(target)
+    assert info.value.hint == "pass force=True to overwrite it"
+    assert info.value.cli_hint == "pass --force to overwrite it"
