@@ -324,3 +324,18 @@ def test_migrate_name_on_a_copy_already_there_is_said_not_dropped(
         assert code == 0, err
         assert json.loads(out)["name"] == "first"
         assert "already holds this image as 'first'" in err and "--name is not applied" in err
+
+
+def test_sync_names_the_copy_of_a_twin_on_the_first_run(tmp_path: Path) -> None:
+    """Two source images of one content: one copy, and both rows name it."""
+    import imagehub
+
+    a, b = LocalManager(path=tmp_path / "a"), LocalManager(path=tmp_path / "b")
+    data = os.urandom(128)
+    a.create(data, name="one")
+    a.create(data, name="same-bytes")
+    summary = imagehub.sync(a, b)
+    assert sorted(t.action for t in summary.items) == ["copied", "present"]
+    assert len({t.image.id for t in summary.items if t.image is not None}) == 1
+    assert all(t.image is not None for t in summary.items)
+    assert len(list(b.all())) == 1

@@ -124,6 +124,7 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
     items: list[Transfer | None] = [None] * len(images)
     todo: list[tuple[int, Plan]] = []
     claimed: dict[str, Image] = {}
+    twins: dict[int, Image] = {}  # item -> the source image whose copy it shares
     for i, image in enumerate(images):
         try:
             p = plan_one(src_m, image, dst_m, name=None, stream=stream, fmt=disk_format,
@@ -136,6 +137,8 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
         if p.action == "present" or twin is not None:
             items[i] = Transfer(source=image, action="present", path="none",
                                 image=p.existing, checksum=p.checksum, planned_bytes=p.bytes)
+            if p.existing is None and twin is not None:
+                twins[i] = twin
             continue
         claimed.update({k: image for k in identities(image)})
         if dry_run:
@@ -156,6 +159,12 @@ def sync(src: ImageManager | str, dst: ImageManager | str, *,
                   Transfer(source=p.source, action="failed", path=p.path,
                            planned_bytes=p.bytes)) for i, p in todo]
         run_remote(tasks, items, executor, dst_m, run, progress)
+    # A twin's copy is the one its first image got in this run: name it, once made.
+    made = {t.source.id: t.image for t in items if t is not None and t.image is not None}
+    for i, twin in twins.items():
+        item = items[i]
+        if item is not None and made.get(twin.id) is not None:
+            items[i] = dataclasses.replace(item, image=made[twin.id])
     return SyncSummary(source=src_m.cloud, destination=dst_m.cloud, dry_run=dry_run,
                        items=tuple(t for t in items if t is not None),
                        seconds=time.monotonic() - started)
