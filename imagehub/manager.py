@@ -278,7 +278,8 @@ class ImageManager(ManagerSpellings, abc.ABC):
     #: filters the backend applies itself in ``_list``; the rest are applied client-side
     server_filters: ClassVar[frozenset[str]] = frozenset()
     #: the ``UpdateSpec`` fields (and backend keys in its ``extra``) ``_update`` honours;
-    #: ``update`` refuses any other key before I/O, and the conformance kit exercises each
+    #: ``update`` refuses any other key before I/O; the conformance kit exercises each
+    #: ``UpdateSpec`` field listed (a backend's own keys are its own tests' to cover)
     updatable: ClassVar[frozenset[str]] = frozenset()
     #: keyword arguments of ``create`` beyond the common ones that ``_create`` honours (in
     #: ``spec.extra``); ``create`` refuses any other before reading a byte, so a misspelt

@@ -17,7 +17,10 @@ Override ``manager`` (required), and where your backend needs them ``image_paylo
 (bytes your backend accepts), ``large_payload`` and ``seed_payloads`` (several MiB; several
 images of distinct sizes), ``share_target`` (a project to share with, and a manager acting
 as it; required when you declare SHARE) and ``existing_image`` (for read-only backends);
-``filter_cases`` tells the kit how to check a filter key only your backend knows.
+``filter_cases`` tells the kit how to check a filter key only your backend knows. Class
+attributes: ``duplicate_names_allowed = False`` where two images cannot share a name,
+``large_payload_size`` for another large size, and ``serial_writes_reason`` (a sentence)
+where the deployment under test cannot take two creates at once.
 
 Only what the backend does not declare (a capability, an update key) is skipped, each
 with its reason; any other error fails the test. Every image a test creates is deleted
