@@ -441,15 +441,20 @@ class LocalManager(ImageManager):
         return resolve_ref(self.all(member_status=filters.get("member_status"), **rest), ref,
                            backend=self.name)
 
-    def _row_for_write(self, db: sqlite3.Connection, image: Image) -> sqlite3.Row:
+    def _row_for_write(self, db: sqlite3.Connection, image_id: str) -> sqlite3.Row:
+        """The image's row, read inside the caller's write transaction, once it is known
+        to be this project's own: every change to an image or to what names it (aliases,
+        shares) goes through here, so seeing an image never grants changing it."""
         row: sqlite3.Row | None = db.execute("SELECT * FROM images WHERE id = ?",
-                                             (image.id,)).fetchone()
+                                             (image_id,)).fetchone()
         if row is None:
-            raise ImageNotFound(f"image {image.id} no longer exists", backend=self.name)
+            raise ImageNotFound(f"image {image_id} no longer exists", backend=self.name)
         if row["owner"] != self.project:
             raise PermissionDenied(
-                f"image {image.id} belongs to project {row['owner']!r}, not {self.project!r}",
-                backend=self.name)
+                f"image {image_id} belongs to project {row['owner']!r}, not {self.project!r}",
+                backend=self.name,
+                hint=f"act as project {row['owner']!r} (a cloud whose 'project' is "
+                     f"{row['owner']!r}) to change it; nothing was changed")
         return row
 
     # -- create / export ------------------------------------------------------------------
@@ -621,7 +626,7 @@ class LocalManager(ImageManager):
     # -- changes --------------------------------------------------------------------------
     def _delete(self, image: Image) -> None:
         with self._db(write=True) as db:
-            self._row_for_write(db, image)
+            self._row_for_write(db, image.id)
             digests = [r["digest"] for r in db.execute(
                 "SELECT digest FROM parts WHERE image_id = ?", (image.id,))]
             db.execute("DELETE FROM images WHERE id = ?", (image.id,))
@@ -634,7 +639,7 @@ class LocalManager(ImageManager):
 
     def _update(self, image: Image, spec: UpdateSpec) -> Image:
         with self._db(write=True) as db:
-            row = self._row_for_write(db, image)
+            row = self._row_for_write(db, image.id)
             props = json.loads(row["properties"])
             props.update(spec.properties)
             values: dict[str, Any] = {}
@@ -658,7 +663,7 @@ class LocalManager(ImageManager):
 
     def _add_alias(self, image: Image, name: str, description: str | None) -> None:
         with self._db(write=True) as db:
-            self._row_for_write(db, image)
+            self._row_for_write(db, image.id)
             try:
                 db.execute("INSERT INTO aliases VALUES (?,?,?)", (name, image.id, description))
             except sqlite3.IntegrityError:
@@ -670,13 +675,16 @@ class LocalManager(ImageManager):
             row = db.execute("SELECT image_id FROM aliases WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise ImageNotFound(f"no alias named {name!r}", backend=self.name)
+            # The same right as adding it: an alias is part of its image, and only the
+            # image's own project may take it away (or repoint it, by remove and add).
+            self._row_for_write(db, str(row["image_id"]))
             db.execute("DELETE FROM aliases WHERE name = ?", (name,))
 
     # -- sharing --------------------------------------------------------------------------
     def _share(self, image: Image, project: str) -> Member:
         now = _now()
         with self._db(write=True) as db:
-            row = self._row_for_write(db, image)
+            row = self._row_for_write(db, image.id)
             if row["visibility"] in ("private",):
                 db.execute("UPDATE images SET visibility = 'shared' WHERE id = ?", (image.id,))
             try:
@@ -691,7 +699,7 @@ class LocalManager(ImageManager):
 
     def _unshare(self, image: Image, project: str) -> None:
         with self._db(write=True) as db:
-            self._row_for_write(db, image)
+            self._row_for_write(db, image.id)
             gone = db.execute("DELETE FROM members WHERE image_id = ? AND member_id = ?",
                               (image.id, project)).rowcount
             if not gone:

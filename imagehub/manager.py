@@ -809,7 +809,7 @@ class ImageManager(ManagerSpellings, abc.ABC):
 
         Returns: None.
         Raises: ``ImageNotFound`` when it is already gone; ``PermissionDenied`` when the
-        provider protects it.
+        provider protects it or another project owns it.
         Threads: may run while an export of the same image is being read; the export then
         completes or raises an ``ImageHubError``.
         """
@@ -836,7 +836,8 @@ class ImageManager(ManagerSpellings, abc.ABC):
         """Point the alias ``name`` (already checked: no path-like segments) at ``image``.
 
         Returns: None (``add_alias`` re-reads the image).
-        Raises: ``ImageConflict`` when the alias exists.
+        Raises: ``ImageConflict`` when the alias exists; ``PermissionDenied`` when another
+        project owns the image.
         Threads: may be called from several threads at once.
         """
         raise UnsupportedOperation(self.name, "add_alias", self.unsupported_reason)
@@ -845,7 +846,8 @@ class ImageManager(ManagerSpellings, abc.ABC):
         """Delete the alias ``name``; the image it named stays.
 
         Returns: None.
-        Raises: ``ImageNotFound`` when no such alias exists.
+        Raises: ``ImageNotFound`` when no such alias exists; ``PermissionDenied`` when
+        another project owns the image it names (the same right as adding it).
         Threads: may be called from several threads at once.
         """
         raise UnsupportedOperation(self.name, "remove_alias", self.unsupported_reason)
@@ -855,7 +857,8 @@ class ImageManager(ManagerSpellings, abc.ABC):
         membership states.
 
         Returns: the new ``Member``.
-        Raises: ``ImageConflict`` when already shared with ``project``.
+        Raises: ``ImageConflict`` when already shared with ``project``;
+        ``PermissionDenied`` when another project owns ``image``.
         Threads: may be called from several threads at once.
         """
         raise UnsupportedOperation(self.name, "share", self.unsupported_reason)
@@ -864,7 +867,8 @@ class ImageManager(ManagerSpellings, abc.ABC):
         """Withdraw the share of ``image`` with ``project``.
 
         Returns: None.
-        Raises: ``ImageNotFound`` when ``image`` is not shared with ``project``.
+        Raises: ``ImageNotFound`` when ``image`` is not shared with ``project``;
+        ``PermissionDenied`` when another project owns ``image``.
         Threads: may be called from several threads at once.
         """
         raise UnsupportedOperation(self.name, "unshare", self.unsupported_reason)

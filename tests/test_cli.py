@@ -100,6 +100,15 @@ def test_update_alias_share_accept_reject(cli: CLI, image_file: Path) -> None:
     assert cli.json("members", "base2") == []
 
 
+def test_another_project_cannot_remove_an_alias(cli: CLI, image_file: Path) -> None:
+    made = cli.json("create", str(image_file), "--name", "ob", "--alias", "ob")
+    code, _, err = cli("-c", "bob", "alias", "add", made["id"], "theirs")
+    assert code == 1  # bob cannot even see alice's private image
+    code, _, err = cli("-c", "bob", "alias", "remove", "ob")
+    assert code == 1 and "belongs to project 'alice', not 'bob'" in err
+    assert cli.json("show", made["id"])["aliases"] == ["ob"]
+
+
 def test_cloud_prefixed_refs(cli: CLI, image_file: Path) -> None:
     made = cli.json("-c", "bob", "create", str(image_file), "--name", "bobs")
     assert cli.json("show", "bob:bobs")["id"] == made["id"]

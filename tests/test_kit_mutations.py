@@ -155,6 +155,14 @@ MUTANTS = [
         caught_by="test_member_view",
     ),
     Mutant(
+        "another project may change an image it can see",
+        old="""        if owner != self.project:
+            raise PermissionDenied(""",
+        new="""        if owner is None:
+            raise PermissionDenied(""",
+        caught_by="test_another_project_cannot_change_my_image",
+    ),
+    Mutant(
         "get raises a bare OS error instead of ImageNotFound",
         old="""        except FileNotFoundError:
             raise ImageNotFound(f"no image {image_id!r}", backend=self.name) from None

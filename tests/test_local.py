@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,62 @@ def test_member_sees_pending_share_only_on_request(tmp_path: Path) -> None:
         bob.delete(bob.get(image.id, member_status="all"))
     bob.accept(image.id)
     assert image.id in {i.id for i in bob.all()}
+
+
+# Every change to an image or to what names it, tried by a project that does not own it.
+_OTHERS_WRITES: dict[str, Callable[[LocalManager, str], object]] = {
+    "update": lambda m, ref: m.update(ref, name="taken", properties={"k": "theirs"}),
+    "update visibility": lambda m, ref: m.update(ref, visibility="private"),
+    "update tags": lambda m, ref: m.update(ref, tags=["theirs"]),
+    "remove property": lambda m, ref: m.update(ref, remove_properties=["k"]),
+    "delete": lambda m, ref: m.delete(ref),
+    "add alias": lambda m, ref: m.add_alias(ref, "theirs"),
+    "remove alias": lambda m, ref: m.remove_alias("mine"),
+    "remove alias of this image": lambda m, ref: m.remove_alias("mine", ref),
+    "share": lambda m, ref: m.share(ref, "carol"),
+    "unshare": lambda m, ref: m.unshare(ref, "bob"),
+    "answer for another project": lambda m, ref: m.accept(ref, member="carol"),
+}
+
+
+def _owners_view(owner: LocalManager, image_id: str) -> tuple[object, ...]:
+    image = owner.get(image_id)
+    return (image.to_dict(), [(m.member_id, m.status) for m in owner.members(image_id)])
+
+
+@pytest.mark.parametrize("write", sorted(_OTHERS_WRITES))
+@pytest.mark.parametrize("seen_through", ["public", "accepted share"])
+def test_another_project_cannot_change_an_image_it_sees(tmp_path: Path, write: str,
+                                                        seen_through: str) -> None:
+    alice = LocalManager(path=tmp_path / "s", project="alice")
+    bob = LocalManager(path=tmp_path / "s", project="bob")
+    image = alice.create(b"alice's bytes", name="img", aliases=["mine"],
+                         properties={"k": "v"}, tags=["t"])
+    alice.share(image, "carol")
+    alice.share(image, "bob")
+    if seen_through == "public":
+        alice.update(image, visibility="public")
+    else:
+        bob.accept(image.id)
+    assert bob.get(image.id).id == image.id
+    before = _owners_view(alice, image.id)
+    with pytest.raises(imagehub.PermissionDenied, match=r"alice|only project"):
+        _OTHERS_WRITES[write](bob, image.id)
+    assert _owners_view(alice, image.id) == before, "a refused change changed the image"
+
+
+def test_another_project_cannot_remove_an_alias_of_an_image_it_cannot_see(
+        tmp_path: Path) -> None:
+    alice = LocalManager(path=tmp_path / "s", project="alice")
+    bob = LocalManager(path=tmp_path / "s", project="bob")
+    image = alice.create(b"private bytes", name="img", aliases=["mine"])
+    with pytest.raises(imagehub.ImageNotFound):
+        bob.get("mine")
+    # The same refusal as adding an alias to another project's image.
+    with pytest.raises(imagehub.PermissionDenied,
+                       match="belongs to project 'alice', not 'bob'") as info:
+        bob.remove_alias("mine")
+    assert info.value.hint and "nothing was changed" in info.value.hint
+    assert alice.get("mine").id == image.id
+    alice.remove_alias("mine")  # its own project still can
+    assert alice.get(image.id).aliases == ()

@@ -717,6 +717,59 @@ class SharingConformance(_Fixtures):
         assert image.id not in view(member_status="all"), "visible after unshare"
 
 
+    def test_another_project_cannot_change_my_image(
+            self, manager: ImageManager, share_target: ShareTarget,
+            make_image: Callable[..., Image]) -> None:
+        """Seeing an image (a share it accepted) never lets another project change it:
+        each write the backend declares, tried as the member, is ``PermissionDenied`` and
+        leaves the owner's image as it was."""
+        requires(manager, Capability.SHARE, Capability.MEMBERS)
+        member = share_target.manager
+        if member is None:
+            pytest.fail("the backend declares MEMBERS: give share_target a manager acting "
+                        "as the member project")
+        cls = type(manager)
+        image = make_image(properties={"kit_owner": "mine"})
+        alias = _unique("kit-mine")
+        if Capability.ALIASES in cls.capabilities:
+            manager.add_alias(image, alias)
+        manager.share(image, share_target.project)
+        member.accept(image.id)
+        assert member.get(image.id).id == image.id  # the member sees it
+
+        def owners_view() -> tuple[Any, ...]:
+            now = manager.get(image.id)
+            return (now.name, now.description, now.visibility, set(now.tags),
+                    set(now.aliases), dict(now.properties), now.checksum, now.size,
+                    sorted((m.member_id, m.status.value) for m in manager.members(image)))
+
+        before = owners_view()
+        writes: dict[str, Callable[[], Any]] = {}
+        if Capability.UPDATE in cls.capabilities:
+            if "name" in cls.updatable:
+                writes["update name"] = lambda: member.update(image.id, name=_unique("theirs"))
+            if "properties" in cls.updatable:
+                writes["update properties"] = lambda: member.update(
+                    image.id, properties={"kit_owner": "theirs"})
+            if "remove_properties" in cls.updatable:
+                writes["remove a property"] = lambda: member.update(
+                    image.id, remove_properties=["kit_owner"])
+        if Capability.DELETE in cls.capabilities:
+            writes["delete"] = lambda: member.delete(image.id)
+        if Capability.ALIASES in cls.capabilities:
+            writes["add an alias"] = lambda: member.add_alias(image.id, _unique("kit-theirs"))
+            writes["remove the owner's alias"] = lambda: member.remove_alias(alias)
+        writes["share with a third project"] = lambda: member.share(
+            image.id, _unique("kit-third"))
+        writes["unshare"] = lambda: member.unshare(image.id, share_target.project)
+        for what, write in writes.items():
+            with pytest.raises(PermissionDenied):
+                write()
+                pytest.fail(f"another project could {what!r} on an image it does not own")
+            assert owners_view() == before, f"a refused '{what}' changed the image"
+        manager.unshare(image, share_target.project)
+
+
 class ConcurrencyConformance(_Fixtures):
     def test_two_writers_at_once(self, manager: ImageManager,
                                  make_image: Callable[..., Image],

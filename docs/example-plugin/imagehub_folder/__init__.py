@@ -94,6 +94,13 @@ class FolderManager(ImageManager):
         with atomic_write(self._path(image.id, ".json"), force=True) as out:
             out.write(json.dumps(image.to_dict()).encode())
 
+    def _check_owner(self, image_id: str, owner: str | None) -> None:
+        # Seeing an image (public, or a share we accepted) never grants changing it:
+        # every write to an image or to its shares is its own project's alone.
+        if owner != self.project:
+            raise PermissionDenied(f"image {image_id} belongs to project {owner!r}, not "
+                                   f"{self.project!r}", backend=self.name)
+
     def _shares(self, image_id: str) -> dict[str, str]:
         try:
             return dict(json.loads(self._path(image_id, ".members.json").read_text()))
@@ -190,6 +197,7 @@ class FolderManager(ImageManager):
     def _update(self, image: Image, spec: UpdateSpec) -> Image:
         with self._locked():
             data = self._load(image.id).to_dict()  # re-read under the lock
+            self._check_owner(image.id, data.get("owner"))
             properties = {**data["properties"], **spec.properties}
             for key in spec.remove_properties:
                 properties.pop(key, None)
@@ -208,6 +216,7 @@ class FolderManager(ImageManager):
 
     def _delete(self, image: Image) -> None:
         with self._locked():
+            self._check_owner(image.id, self._load(image.id).owner)
             try:
                 self._path(image.id, ".json").unlink()
             except FileNotFoundError:
@@ -217,11 +226,12 @@ class FolderManager(ImageManager):
 
     def _share(self, image: Image, project: str) -> Member:
         with self._locked():
+            current = self._load(image.id)
+            self._check_owner(image.id, current.owner)
             shares = self._shares(image.id)
             if project in shares:
                 raise ImageConflict(f"image {image.id} is already shared with {project!r}",
                                     backend=self.name)
-            current = self._load(image.id)
             if current.visibility is Visibility.PRIVATE:
                 self._save(Image.from_dict({**current.to_dict(), "visibility": "shared"}))
             shares[project] = MemberStatus.PENDING.value
@@ -230,6 +240,7 @@ class FolderManager(ImageManager):
 
     def _unshare(self, image: Image, project: str) -> None:
         with self._locked():
+            self._check_owner(image.id, self._load(image.id).owner)
             shares = self._shares(image.id)
             if shares.pop(project, None) is None:
                 raise ImageNotFound(f"image {image.id} is not shared with {project!r}",
