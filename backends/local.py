@@ -647,9 +647,17 @@ class LocalManager(ImageManager):
                 props.pop(key, None)
                 if key in _PROMOTED:  # a promoted field is cleared the same way
                     values[key] = None
+            # A promoted key given as a property sets its field, as create does, so that
+            # show, filters and 'latest' never read a value the properties contradict.
+            for key in _PROMOTED:
+                if key in spec.properties:
+                    values[key] = spec.properties[key]
             for key in (*_PROMOTED, "name"):
                 if getattr(spec, key) is not None:
                     values[key] = getattr(spec, key)
+                    # ... and a field set by name keeps the property it came from in step.
+                    if key in _PROMOTED and key in props and key not in spec.properties:
+                        props[key] = values[key]
             if spec.visibility is not None:
                 values["visibility"] = spec.visibility.value
             if spec.tags is not None:

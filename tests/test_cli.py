@@ -109,6 +109,17 @@ def test_another_project_cannot_remove_an_alias(cli: CLI, image_file: Path) -> N
     assert cli.json("show", made["id"])["aliases"] == ["ob"]
 
 
+def test_update_property_moves_the_promoted_field(cli: CLI, image_file: Path) -> None:
+    cli.json("create", str(image_file), "--name", "fam2", "--property", "family=old")
+    shown = cli.json("update", "fam2", "--property", "family=new")
+    assert shown["family"] == "new" and shown["properties"] == {"family": "new"}
+    assert cli.json("show", "fam2")["family"] == "new"
+    assert cli.json("latest", "new")["name"] == "fam2"
+    assert cli("latest", "old")[0] == 1
+    assert [i["name"] for i in cli.json("list", "--filter", "family=new")] == ["fam2"]
+    assert cli.json("list", "--filter", "family=old") == []
+
+
 def test_cloud_prefixed_refs(cli: CLI, image_file: Path) -> None:
     made = cli.json("-c", "bob", "create", str(image_file), "--name", "bobs")
     assert cli.json("show", "bob:bobs")["id"] == made["id"]

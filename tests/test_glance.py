@@ -584,6 +584,31 @@ def test_tags_properties_rename_and_protection(alpha: GlanceManager,
         alpha.delete(image.id)
 
 
+def test_update_moves_a_promoted_field_under_any_of_its_keys(alpha: GlanceManager,
+                                                            cleanup: list[str]) -> None:
+    image = alpha.create(payload(100), name=unique("promo"),
+                         properties={"os_distro": "ubuntu", "family": "old",
+                                     "hw_architecture": "x86_64"})
+    cleanup.append(image.id)
+    assert (image.os, image.family, image.architecture) == ("ubuntu", "old", "x86_64")
+    # imagehub's own spelling of a key the field is read from second: the field follows.
+    updated = alpha.update(image, properties={"os": "debian", "family": "new",
+                                              "architecture": "aarch64"})
+    for seen in (updated, alpha.get(image.id)):
+        assert (seen.os, seen.family, seen.architecture) == ("debian", "new", "aarch64")
+        assert seen.properties["os_distro"] == seen.properties["os"] == "debian"
+        assert seen.properties["hw_architecture"] == "aarch64"
+    assert image.id in {i.id for i in alpha.all(os="debian", family="new")}
+    assert image.id not in {i.id for i in alpha.all(os="ubuntu")}
+    # A field set by name moves every key it is read from.
+    assert alpha.update(image, os="fedora").properties["os"] == "fedora"
+    # Removing the field by name clears it, whichever keys held it.
+    cleared = alpha.update(image, remove_properties=["os", "architecture"])
+    assert cleared.os is None and cleared.architecture is None
+    assert not {"os", "os_distro", "architecture", "hw_architecture"} & set(
+        cleared.properties)
+
+
 def test_read_only_field_is_refused_with_glances_message(alpha: GlanceManager,
                                                          cleanup: list[str]) -> None:
     image = alpha.create(payload(100), name=unique("ro"))

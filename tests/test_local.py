@@ -140,3 +140,23 @@ def test_another_project_cannot_remove_an_alias_of_an_image_it_cannot_see(
     assert alice.get("mine").id == image.id
     alice.remove_alias("mine")  # its own project still can
     assert alice.get(image.id).aliases == ()
+
+
+@pytest.mark.parametrize("key", ["description", "family", "version", "os", "release",
+                                 "architecture"])
+def test_update_promotes_a_property_to_its_field_as_create_does(tmp_path: Path,
+                                                                key: str) -> None:
+    m = LocalManager(path=tmp_path / "s")
+    image = m.create(b"promoted", name="img", properties={key: "old"})
+    assert getattr(image, key) == "old"
+    updated = m.update(image, properties={key: "new"})
+    for seen in (updated, m.get(image.id)):
+        assert (getattr(seen, key), seen.properties[key]) == ("new", "new")
+    assert [i.id for i in m.all(**{key: "new"})] == [image.id]
+    assert not list(m.all(**{key: "old"}))
+    # The field set by name keeps the property it came from in step ...
+    again = m.update(image, **{key: "newer"})
+    assert (getattr(again, key), again.properties[key]) == ("newer", "newer")
+    # ... and removing the property clears the field, as it always did.
+    cleared = m.update(image, remove_properties=[key])
+    assert getattr(cleared, key) is None and key not in cleared.properties

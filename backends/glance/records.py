@@ -138,22 +138,38 @@ def _pointer(key: str) -> str:
 def update_patch(current: Mapping[str, Any], spec: UpdateSpec) -> list[dict[str, Any]]:
     """The JSON patch (RFC 6902) that applies an ``UpdateSpec`` to a Glance record.
 
-    ``properties`` merge; ``remove_properties`` delete keys (a promoted field by its Glance
-    key); ``tags`` replace the whole list (Glance answers ``/tags/-`` with 400); promoted
-    fields (``description``, ``architecture`` ...) are properties in Glance; ``extra``
-    holds record fields such as ``protected``.
+    ``properties`` merge; ``remove_properties`` delete keys (a promoted field by every
+    Glance key it is read from); ``tags`` replace the whole list (Glance answers
+    ``/tags/-`` with 400); promoted fields (``description``, ``architecture`` ...) are
+    properties in Glance, set by name or as a property under any of their keys, and the
+    record's other keys for the field follow; ``extra`` holds record fields such as
+    ``protected``.
     """
     target: dict[str, Any] = dict(spec.properties)
-    removals = [PROMOTED_KEY.get(k, k) for k in spec.remove_properties]
+    # Removing a promoted field by its name clears it: every key it may be read from
+    # (``os`` drops ``os_distro`` and ``os``), else the field would read the one left.
+    removals = list(dict.fromkeys(key for k in spec.remove_properties
+                                  for key in PROMOTED.get(k, (k,))))
     if spec.name is not None:
         target["name"] = spec.name
     if spec.visibility is not None:
         target["visibility"] = spec.visibility.value
     if spec.tags is not None:
         target["tags"] = sorted(spec.tags)
-    for field, key in PROMOTED_KEY.items():
-        if getattr(spec, field) is not None:
-            target[key] = getattr(spec, field)
+    for field, keys in PROMOTED.items():
+        # A field set by name, or given as a property under any of its keys, is the
+        # field's new value: the record's other keys for it follow, so the field (read
+        # from the first key present) never keeps a value the properties contradict.
+        value = getattr(spec, field)
+        if value is not None:
+            target[keys[0]] = value
+        else:
+            value = next((spec.properties[k] for k in keys if k in spec.properties), None)
+        if value is None:
+            continue
+        for key in keys:
+            if key in current and key not in spec.properties:
+                target.setdefault(key, value)
     for key, value in spec.extra.items():
         if key not in SETTABLE_FIELDS:
             # update() checks keys against UPDATABLE first; this guards direct callers.
