@@ -384,7 +384,7 @@ class ImageManager(ManagerSpellings, abc.ABC):
         plan = prepare(filters, self._server_keys(), self._server_filter_ok)
         page = self._list(limit, marker, plan.server)
         props = {k for i in page for k in i.properties}
-        kept = [self.bind(i) for i in page if matches(i, plan.client)]
+        kept = self._client_matches(page, plan.client)
         next_marker = page.next_marker
         # Filters matched here can thin a server page out, even to nothing; read on until
         # the page is full or the listing ends, so an empty page always means the end.
@@ -394,7 +394,7 @@ class ImageManager(ManagerSpellings, abc.ABC):
             marker = next_marker
             page = self._list(limit, marker, plan.server)
             props.update(k for i in page for k in i.properties)
-            kept += [self.bind(i) for i in page if matches(i, plan.client)]
+            kept += self._client_matches(page, plan.client)
             next_marker = page.next_marker
             topped_up = True
         # Trim only what topping up added: a backend's own page is passed on as it came,
@@ -436,12 +436,21 @@ class ImageManager(ManagerSpellings, abc.ABC):
                 seen.add(image.id)
                 if plan.shorthand:
                     props_seen.update(image.properties)
-                if matches(image, plan.client):
-                    yield self.bind(image)
+                bound = self.bind(image)
+                if matches(bound, plan.client):
+                    yield bound
             if not page.next_marker or page.next_marker == marker:
                 break
             marker = page.next_marker
         plan.check_shorthand(props_seen)
+
+    def _client_matches(self, images: Iterable[Image], client: Mapping[str, Any]
+                        ) -> builtins.list[Image]:
+        """The images, bound, that the client-side filters keep. Bound first: ``cloud``
+        (and a ``backend`` the hook left out) is only known once bound, and a filter must
+        judge the image as the caller sees it."""
+        bound = [self.bind(i) for i in images]
+        return [i for i in bound if matches(i, client)] if client else bound
 
     def _server_keys(self) -> frozenset[str]:
         return frozenset(self.server_filters)

@@ -120,6 +120,16 @@ def test_update_property_moves_the_promoted_field(cli: CLI, image_file: Path) ->
     assert cli.json("list", "--filter", "family=old") == []
 
 
+def test_list_filters_on_cloud_and_backend(cli: CLI, image_file: Path) -> None:
+    made = cli.json("create", str(image_file), "--name", "c1")
+    for args in (["cloud=local"], ["backend=local"], ["cloud=local", "backend=local"]):
+        listed = cli.json("list", *[a for kv in args for a in ("--filter", kv)])
+        assert [i["id"] for i in listed] == [made["id"]], args
+        assert listed[0]["cloud"] == "local"
+    assert cli.json("list", "--filter", "cloud=bob") == []
+    assert cli.json("list", "--filter", "cloud=local", "--limit", "1")[0]["id"] == made["id"]
+
+
 def test_cloud_prefixed_refs(cli: CLI, image_file: Path) -> None:
     made = cli.json("-c", "bob", "create", str(image_file), "--name", "bobs")
     assert cli.json("show", "bob:bobs")["id"] == made["id"]

@@ -160,3 +160,27 @@ def test_update_promotes_a_property_to_its_field_as_create_does(tmp_path: Path,
     # ... and removing the property clears the field, as it always did.
     cleared = m.update(image, remove_properties=[key])
     assert getattr(cleared, key) is None and key not in cleared.properties
+
+
+@pytest.mark.parametrize(("key", "value"), [("cloud", "lab"), ("backend", "local")])
+def test_cloud_and_backend_filters_match_what_images_show(tmp_path: Path, key: str,
+                                                          value: str) -> None:
+    m = LocalManager(path=tmp_path / "s", cloud="lab")
+    made = [m.create(os.urandom(100), name=f"img{n}").id for n in range(5)]
+    assert {getattr(i, key) for i in m.all()} == {value}
+    assert [i.id for i in m.all(**{key: value})] == [i.id for i in m.all()]
+    assert [i.id for i in m.all(**{key: [value, "other"]})] == [i.id for i in m.all()]
+    assert list(m.all(**{key: "other"})) == []
+    # Paging: each page full, every image once, in order; none for another value.
+    seen: list[str] = []
+    marker = None
+    while True:
+        page = m.list(limit=2, marker=marker, **{key: value})
+        assert len(page) == 2 or page.next_marker is None
+        seen += [i.id for i in page]
+        if page.next_marker is None:
+            break
+        marker = page.next_marker
+    assert seen == [i.id for i in m.all()] and sorted(seen) == sorted(made)
+    assert list(m.list(limit=2, **{key: "other"})) == []
+    assert m.get("img3", **{key: value}).name == "img3"

@@ -227,6 +227,14 @@ def test_sync_is_idempotent_and_keyed_on_content(src: LocalManager, dst: LocalMa
         "sha256:" + hashlib.sha256(d).hexdigest() for d in payloads)
 
 
+def test_sync_filters_on_the_source_cloud(src: LocalManager, dst: LocalManager) -> None:
+    src.create(os.urandom(1000), name="one")
+    assert imagehub.sync(src, dst, filters={"cloud": "elsewhere"}).copied == 0
+    assert list(dst.all()) == []
+    done = imagehub.sync(src, dst, filters={"cloud": src.cloud, "backend": "local"})
+    assert (done.copied, done.failed) == (1, 0)
+
+
 def test_sync_jobs_run_in_parallel_and_each_is_verified(src: LocalManager,
                                                         dst: LocalManager) -> None:
     made = [src.create(os.urandom(2 * MiB), name=f"p{i}") for i in range(8)]

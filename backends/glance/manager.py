@@ -262,12 +262,12 @@ class GlanceManager(ImageManager):
         if ":" in ref:
             # Glance reads "op:value" in a name filter as an operator ("in:", "eq:"), so a
             # ref with a colon is resolved over a listing, by the shared rules.
-            return resolve_ref((i for i in self._iter_pages(server) if matches(i, client)),
-                               ref, backend=BACKEND)
+            return resolve_ref((i for i in self._iter_pages(server)
+                                if matches(self.bind(i), client)), ref, backend=BACKEND)
         # Exactly this name: a database that compares names case-insensitively or
         # without trailing spaces (MySQL's default collation) must not widen rule 3.
         named = [i for i in self._iter_pages({**server, "name": ref})
-                 if i.name == ref and matches(i, client)]
+                 if i.name == ref and matches(self.bind(i), client)]
         if len(named) == 1:
             return named[0]
         if named:

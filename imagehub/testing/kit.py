@@ -279,6 +279,30 @@ class ListingConformance(_Fixtures):
                 checked_narrowing |= bool(want) and want != seed_ids
         assert checked_narrowing, "no filter narrowed the seeded images: seed distinct images"
 
+    @pytest.mark.parametrize("key", ["cloud", "backend"])
+    def test_cloud_and_backend_filters_keep_what_images_show(
+            self, manager: ImageManager, seeded: list[Image], key: str) -> None:
+        """``cloud`` (and ``backend``) is filled in when an image is bound; a filter on it
+        keeps exactly the images that show it, in ``all()``, paged ``list()`` and ``get``."""
+        requires(manager, Capability.LIST)
+        everything = [i.id for i in manager.all()]
+        value = getattr(next(manager.all()), key)
+        assert value, f"listed images show no {key}"
+        same: dict[str, Any] = {key: value}
+        other: dict[str, Any] = {key: "imagehub-kit-no-such"}
+        assert [i.id for i in manager.all(**same)] == everything, (
+            f"filter {key}={value!r} did not keep every image of this cloud")
+        assert list(manager.all(**other)) == []
+        assert [i.id for i in manager.list(limit=1, **same)] == everything[:1]
+        nothing = manager.list(limit=1, **other)
+        assert list(nothing) == [] and nothing.next_marker is None
+        if Capability.GET in type(manager).capabilities:
+            # By name where the kit made the images (names are unique), else by id.
+            ref = seeded[0].name if Capability.CREATE in type(manager).capabilities \
+                else seeded[0].id
+            assert ref is not None
+            assert manager.get(ref, **same).id == seeded[0].id
+
     def test_get_by_id(self, manager: ImageManager, existing_image: Image) -> None:
         requires(manager, Capability.GET)
         got = manager.get(existing_image.id)
