@@ -11,14 +11,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from .errors import InvalidImageData
+from .errors import InvalidArgument, InvalidImageData
 from .streams import DataSource, read_failed
 
-__all__ = ["DISK_FORMATS", "HEAD_SIZE", "check_label", "label_by_bytes", "sniff_disk",
-           "split_head"]
+__all__ = ["DISK_FORMATS", "HEAD_SIZE", "KNOWN_DISK_FORMATS", "check_label", "known_label",
+           "label_by_bytes", "sniff_disk", "split_head", "split_label"]
 
 #: Formats a first-bytes look can tell apart, plus ``raw`` for anything else.
 DISK_FORMATS = ("qcow2", "vmdk", "vhdx", "vhd", "vdi", "iso", "raw")
+#: Every disk format imagehub knows: those, and the ones most clouds take besides (Glance's
+#: default list). Any other label is a backend's own word, which it must declare.
+KNOWN_DISK_FORMATS = frozenset({*DISK_FORMATS, "ploop", "ami", "ari", "aki"})
 
 # ISO 9660 puts its volume descriptor at 32 KiB + 1: the head must reach past it.
 HEAD_SIZE = 64 * 1024
@@ -69,6 +72,36 @@ def check_label(label: str | None, head: bytes, *, backend: str | None = None) -
                           "by its bytes")
         raise error
     return label
+
+
+def known_label(label: str, own: frozenset[str] | None, *, backend: str | None = None
+                ) -> str:
+    """``label`` as recorded: a known disk format (any case) in its own spelling, a word
+    the backend declares (``own``; None: any, its provider checks them); else
+    InvalidArgument listing what is known, before a byte is read."""
+    wanted = label.lower()
+    if wanted in KNOWN_DISK_FORMATS:
+        return wanted
+    if own is None or label in own:
+        return label
+    words = sorted(KNOWN_DISK_FORMATS | own)
+    raise InvalidArgument(
+        f"unknown disk format {label!r}; imagehub knows {', '.join(words)}", backend=backend,
+        hint="leave --disk-format out (disk_format=None) to label the image by its bytes")
+
+
+def split_label(label: str | None, own: str | None, *, backend: str | None = None
+                ) -> str | None:
+    """The disk format to record for a split image (metadata + rootfs): none, or the
+    backend's own word for its layout (``own``). Its parts are not a disk: any other
+    label would say they were (a migrate would then "convert" them), so it is refused."""
+    if label is None or (own is not None and label == own):
+        return label
+    raise InvalidArgument(
+        f"a split image (metadata + rootfs) takes no disk format: its parts are not a "
+        f"disk, so it cannot be labelled {label!r}", backend=backend,
+        hint="leave --disk-format out (disk_format=None)"
+             + (f"; {backend} labels split images {own!r} itself" if own else ""))
 
 
 def split_head(chunks: Iterator[bytes], size: int = HEAD_SIZE) -> tuple[bytes, list[bytes]]:

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Literal, overload
 
 from .compat import ManagerSpellings, accepts_seed_keywords
-from .diskformat import label_by_bytes
+from .diskformat import known_label, label_by_bytes, split_label
 from .errors import (
     AmbiguousImage,
     ImageLookupError,
@@ -313,6 +313,13 @@ class ImageManager(ManagerSpellings, abc.ABC):
     #: a virtual-machine image here is a split image whose metadata imagehub must write
     #: (LXD); migrate then builds it from the source image's fields
     vm_needs_metadata: ClassVar[bool] = False
+    #: the backend's own word for the layout of a split image (metadata + rootfs), the one
+    #: disk format ``create`` accepts for one; None: a split image has no disk format
+    split_disk_format: ClassVar[str | None] = None
+    #: disk format labels ``create`` accepts beyond the ones imagehub knows
+    #: (``imagehub.diskformat.KNOWN_DISK_FORMATS``); None: any, for a provider that checks
+    #: them itself (Glance answers one it is not configured for with an error)
+    own_disk_formats: ClassVar[frozenset[str] | None] = frozenset()
 
     def __init__(self, *, cloud: str | None = None) -> None:
         self.cloud = cloud or self.name
@@ -549,6 +556,14 @@ class ImageManager(ManagerSpellings, abc.ABC):
             raise InvalidArgumentType(f"timeout must be a number, got {timeout!r}")
         if checksum is not None:
             _check_checksum(checksum)
+        # Before a byte is read: a split image takes no disk format (its parts are not a
+        # disk), and a one-file image none imagehub or the backend does not know.
+        if metadata is not None:
+            disk_format = split_label(disk_format, type(self).split_disk_format,
+                                      backend=self.name)
+        elif disk_format is not None:
+            disk_format = known_label(disk_format, type(self).own_disk_formats,
+                                      backend=self.name)
         vis = _visibility(visibility)
         parts: builtins.list[DataSource] = []
         if metadata is not None:
@@ -770,6 +785,8 @@ class ImageManager(ManagerSpellings, abc.ABC):
         "image"), or two for a split image ("metadata" then "rootfs"). Read each once,
         with ``part.chunks()`` (bytes of at most ``CHUNK_SIZE``); ``part.size`` is the
         length when known, else None. Never read a part whole into memory.
+        ``spec.disk_format`` is already checked: a disk format imagehub knows or one in
+        ``own_disk_formats``; for a split image None or ``split_disk_format``.
 
         Returns: the new unbound ``Image``, or an ``Operation[Image]`` still running.
         Raises: ``ChecksumMismatch`` when ``spec.checksum`` is given and the bytes differ,

@@ -130,6 +130,18 @@ def test_list_filters_on_cloud_and_backend(cli: CLI, image_file: Path) -> None:
     assert cli.json("list", "--filter", "cloud=local", "--limit", "1")[0]["id"] == made["id"]
 
 
+def test_create_refuses_disk_formats_that_would_mislabel(cli: CLI, tmp_path: Path,
+                                                         image_file: Path) -> None:
+    meta, rootfs = tmp_path / "meta.tar", tmp_path / "rootfs.img"
+    meta.write_bytes(os.urandom(2000))
+    rootfs.write_bytes(b"QFI\xfb" + os.urandom(9000))
+    code, _, err = cli("create", str(meta), str(rootfs), "--name", "s", "--disk-format", "qcow2")
+    assert code != 0 and "split image (metadata + rootfs) takes no disk format" in err
+    code, _, err = cli("create", str(image_file), "--name", "x", "--disk-format", "foo")
+    assert code != 0 and "unknown disk format 'foo'; imagehub knows" in err and "qcow2" in err
+    assert cli.json("list") == []
+
+
 def test_cloud_prefixed_refs(cli: CLI, image_file: Path) -> None:
     made = cli.json("-c", "bob", "create", str(image_file), "--name", "bobs")
     assert cli.json("show", "bob:bobs")["id"] == made["id"]

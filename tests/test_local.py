@@ -184,3 +184,39 @@ def test_cloud_and_backend_filters_match_what_images_show(tmp_path: Path, key: s
     assert seen == [i.id for i in m.all()] and sorted(seen) == sorted(made)
     assert list(m.list(limit=2, **{key: "other"})) == []
     assert m.get("img3", **{key: value}).name == "img3"
+
+
+def test_a_split_image_takes_no_disk_format(tmp_path: Path) -> None:
+    m = LocalManager(path=tmp_path / "s")
+    meta, rootfs = os.urandom(300), b"QFI\xfb" + os.urandom(5000)  # even a qcow2 rootfs
+    for label in ("qcow2", "raw", "foo"):
+        with pytest.raises(imagehub.InvalidArgument, match="split image .* takes no disk "
+                           f"format.* labelled '{label}'") as info:
+            m.create(rootfs, metadata=meta, name="split", disk_format=label)
+        assert info.value.hint and "leave --disk-format out" in info.value.hint
+    assert list(m.all()) == [] and not list((tmp_path / "s" / "blobs" / "sha256").iterdir())
+    # The store's own word for the layout is no disk format, and the default.
+    assert m.create(rootfs, metadata=meta, name="a", disk_format="split").disk_format == "split"
+    assert m.create(rootfs, metadata=meta, name="b").disk_format == "split"
+
+
+def test_an_unknown_disk_format_is_refused_unless_the_backend_declares_it(
+        tmp_path: Path) -> None:
+    m = LocalManager(path=tmp_path / "s")
+    with pytest.raises(imagehub.InvalidArgument, match="unknown disk format 'foo'; "
+                       "imagehub knows aki, ami, ari, iso, ploop, qcow2, raw, vdi, vhd, "
+                       "vhdx, vmdk"):
+        m.create(b"some bytes", name="x", disk_format="foo")
+    with pytest.raises(imagehub.InvalidArgument, match="unknown disk format 'split'"):
+        m.create(b"one file", name="x", disk_format="split")  # a split image's word only
+    assert list(m.all()) == []
+    # Known ones in any case are recorded in their own spelling.
+    assert m.create(b"QFI\xfb" + os.urandom(100), name="q",
+                    disk_format="QCOW2").disk_format == "qcow2"
+    assert m.create(os.urandom(100), name="a", disk_format="ami").disk_format == "ami"
+
+    class Declaring(LocalManager):
+        own_disk_formats = frozenset({"foo"})
+
+    declared = Declaring(path=tmp_path / "d")
+    assert declared.create(b"some bytes", name="x", disk_format="foo").disk_format == "foo"

@@ -330,6 +330,46 @@ def test_container_rootfs_never_becomes_a_vm_disk(src: LocalManager, dst: LocalM
     assert moved == [] and list(dst.all()) == [] and _leftovers(dst) == []
 
 
+def _split_labelled(store: LocalManager, label: str, name: str = "split1") -> imagehub.Image:
+    """A split image stored with a disk format label, as create allowed before it checked."""
+    parts = [open_source(os.urandom(300), "metadata"),
+             open_source(b"QFI\xfb" + os.urandom(5000), "rootfs")]
+    return store.get(store._create(parts, CreateSpec(name=name, disk_format=label)).id)
+
+
+@pytest.mark.parametrize("label", [None, "qcow2"])
+def test_a_split_image_is_never_given_a_disk_format(src: LocalManager, dst: LocalManager,
+                                                   label: str | None) -> None:
+    if label is None:
+        split = src.create(b"QFI\xfb" + os.urandom(5000), metadata=os.urandom(300),
+                           name="split1")
+    else:
+        split = _split_labelled(src, label)
+    moved: list[Progress] = []
+    for fmt in ("qcow2", "raw"):
+        with pytest.raises(IncompatibleFormat, match="split image .*its parts are not a "
+                           f"disk, so it cannot become a {fmt} disk"):
+            imagehub.migrate(src, split, dst, disk_format=fmt, progress=moved.append)
+    summary = imagehub.sync(src, dst, disk_format="qcow2", dry_run=True)
+    assert summary.failed == 1 and "split image" in str(summary.items[0].error)
+    assert moved == [] and list(dst.all()) == [] and _leftovers(dst) == []
+    # Without one it keeps its parts, labelled as the store labels split images.
+    copy = imagehub.migrate(src, split, dst)
+    assert copy.disk_format == "split"
+    with dst.export(copy) as stream:
+        assert [p.name for p in stream.parts] == ["metadata", "rootfs"]
+
+
+def test_a_disk_format_is_never_a_relabel(src: LocalManager, dst: LocalManager) -> None:
+    ami = src.create(os.urandom(5000), name="kernel", disk_format="ami")
+    moved: list[Progress] = []
+    with pytest.raises(IncompatibleFormat, match="labelled ami, which imagehub does not "
+                       "convert; --disk-format vmdk would only relabel it"):
+        imagehub.migrate(src, ami, dst, disk_format="vmdk", progress=moved.append)
+    assert moved == [] and list(dst.all()) == []
+    assert imagehub.migrate(src, ami, dst, disk_format="ami").disk_format == "ami"
+
+
 # -- failures clean up ----------------------------------------------------------------------
 def test_checksum_mismatch_deletes_the_destination_image(src: LocalManager,
                                                          dst: LocalManager) -> None:
@@ -405,6 +445,15 @@ class CLI(CLIRun):
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> CLI:
     return CLI(tmp_path, capsys)
+
+
+def test_cli_migrate_refuses_a_disk_format_for_a_split_image(cli: CLI, tmp_path: Path
+                                                              ) -> None:
+    a = LocalManager(path=tmp_path / "a")
+    a.create(os.urandom(5000), metadata=os.urandom(300), name="split1")
+    code, _, err = cli("migrate", "a:split1", "b", "--disk-format", "qcow2")
+    assert code == 1 and "split image" in err and "without --disk-format" in err
+    assert list(LocalManager(path=tmp_path / "b").all()) == []
 
 
 def test_cli_migrate_and_dry_run(cli: CLI, tmp_path: Path) -> None:

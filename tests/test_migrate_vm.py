@@ -423,3 +423,19 @@ def test_cli_ctrl_c_during_conversion_kills_qemu_img_and_leaves_nothing(
     assert _gone(child)
     assert list(staging.iterdir()) == []
     assert list(LocalManager(path=tmp_path / "b").all()) == []
+
+
+def test_an_lxd_vm_image_stays_a_split_image_without_a_disk_format(
+        src: LocalManager, dst: LocalManager, lxd: LXDManager, tmp_path: Path) -> None:
+    disk = _disk(tmp_path, "qcow2")
+    vm = imagehub.migrate(src, src.create(disk, name="vm", architecture="x86_64",
+                                          properties=VM_PROPS), lxd)
+    assert vm.container_format == "virtual-machine"  # metadata + a qcow2 root disk
+    moved: list[Progress] = []
+    with pytest.raises(IncompatibleFormat, match="split image"):
+        imagehub.migrate(lxd, vm, dst, disk_format="raw", progress=moved.append)
+    assert moved == [] and list(dst.all()) == []
+    # Its parts are not a disk, even with a qcow2 rootfs: not labelled qcow2 elsewhere.
+    copy = imagehub.migrate(lxd, vm, dst)
+    assert copy.disk_format == "split"
+    assert imagehub.migrate(dst, copy, lxd).id == vm.id  # and it comes back as it was

@@ -107,6 +107,9 @@ class GlanceManager(ImageManager):
     create_options = _CREATE_EXTRA
     ranged_export = True
     checksum_algorithms = frozenset({"sha512"})
+    # A deployment configures its own list of disk formats (disk_formats in glance-api.conf)
+    # and answers a label outside it with an error: Glance checks them, not imagehub.
+    own_disk_formats = None
     # Record fields of the image schema clash with properties of the same name, and
     # Glance writes os_glance_* itself.
     reserved_properties = CORE_FIELDS

@@ -17,7 +17,8 @@ Paths
 
 What a backend can do for these paths it declares on ``ImageManager`` (``native_copy``,
 ``ranged_export``, ``max_parts``, ``checksum_algorithms``, ``vm_disk_formats``,
-``vm_needs_metadata``, ``reserved_property_prefixes``); nothing is found out by trying.
+``vm_needs_metadata``, ``split_disk_format``, ``own_disk_formats``,
+``reserved_property_prefixes``); nothing is found out by trying.
 
 Identity and idempotency
     An image's identity is the sha256 of its content: for an image of several parts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..diskformat import KNOWN_DISK_FORMATS
 from ..errors import IncompatibleFormat
 from ..models import Image
 from ._properties import PROP_CONTAINER_FORMAT, PROP_DISK_FORMAT, PROP_FORMAT_BACKEND
@@ -12,8 +13,7 @@ if TYPE_CHECKING:
     from ._plan import Plan
 
 # Formats most clouds understand (Glance's lists); anything else is a backend's own word.
-PORTABLE_DISK_FORMATS = frozenset(
-    {"raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi", "iso", "ploop", "ami", "ari", "aki"})
+PORTABLE_DISK_FORMATS = KNOWN_DISK_FORMATS
 PORTABLE_CONTAINER_FORMATS = frozenset(
     {"bare", "ovf", "ova", "ami", "ari", "aki", "docker", "compressed"})
 # Disk formats only a virtual machine boots: a container rootfs is never one of them.
@@ -59,10 +59,21 @@ def kind(image: Image) -> str | None:
     return None
 
 
-def formats(p: Plan, *, sniffed: str | None, packed: bool) -> tuple[
+def _takes(p: Plan, disk: str | None) -> bool:
+    """Whether the destination's create takes ``disk`` for a one-file image (a label
+    stored before create checked them may not be one it knows)."""
+    assert p.dst is not None
+    own = type(p.dst).own_disk_formats
+    return disk is None or disk.lower() in PORTABLE_DISK_FORMATS or own is None or disk in own
+
+
+def formats(p: Plan, *, sniffed: str | None, packed: bool, split: bool = False) -> tuple[
         str | None, str | None, dict[str, str]]:
     """Disk and container format for the destination, and properties that remember the
-    source's own words when they cannot travel as formats."""
+    source's own words when they cannot travel as formats.
+
+    A ``split`` copy (metadata + rootfs, as two parts) gets no disk format: its parts are
+    not a disk (a qcow2 rootfs included), and the destination labels its own layout."""
     assert p.src is not None and p.dst is not None
     image = p.source
     recorded = PROP_DISK_FORMAT in image.properties or PROP_CONTAINER_FORMAT in image.properties
@@ -72,15 +83,17 @@ def formats(p: Plan, *, sniffed: str | None, packed: bool) -> tuple[
     origin = image.properties.get(PROP_FORMAT_BACKEND, p.src.name) if recorded else p.src.name
     if p.disk_format:
         return p.disk_format, container if container in PORTABLE_CONTAINER_FORMATS else None, {}
-    if not packed and p.dst.name == origin:
-        return disk, container, {}  # the backend's own vocabulary, back home
+    if not packed and p.dst.name == origin and (split or _takes(p, disk)):
+        # The backend's own vocabulary, back home (a split image's label: its own default).
+        return None if split else disk, container, {}
     portable_sniff = sniffed if sniffed in PORTABLE_DISK_FORMATS else None
     out_disk: str | None
     out_container: str | None
     if packed:
         out_disk, out_container = portable_sniff or "raw", "bare"
     else:
-        out_disk = disk if disk in PORTABLE_DISK_FORMATS else portable_sniff
+        out_disk = None if split else (
+            disk if disk in PORTABLE_DISK_FORMATS else portable_sniff)
         out_container = container if container in PORTABLE_CONTAINER_FORMATS else None
     if out_disk in _SELF_DESCRIBING and sniffed != out_disk:
         # Caught before a byte moves; the destination would refuse it mid-upload (Glance

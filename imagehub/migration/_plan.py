@@ -110,6 +110,29 @@ def _check_image(image: Image, dst: ImageManager, fmt: str | None) -> None:
             "machine disk", backend=dst.name, hint="migrate it without a disk format")
 
 
+def _is_split(src: ImageManager, image: Image) -> bool:
+    """Whether ``image`` is a split image (metadata + rootfs), known before a byte moves:
+    its leading parts carried in properties, the source's own word for the layout, or
+    (a store that holds split images) an export of more than one part."""
+    cls = type(src)
+    if is_packed(image) or (cls.split_disk_format is not None
+                            and image.disk_format == cls.split_disk_format):
+        return True
+    if cls.max_parts < 2 or Capability.EXPORT not in cls.capabilities:
+        return False
+    with src.export(image) as stream:  # opened, not read: the parts are known
+        return len(stream.parts) > 1
+
+
+def _check_split(src: ImageManager, image: Image, dst: ImageManager, fmt: str | None
+                 ) -> None:
+    if fmt is not None and _is_split(src, image):
+        raise IncompatibleFormat(
+            f"image {image.id} is a split image (metadata + rootfs); its parts are not a "
+            f"disk, so it cannot become a {fmt} disk", backend=dst.name,
+            hint="migrate it without --disk-format (disk_format=None): it keeps its parts")
+
+
 def _peek(src: ImageManager, image: Image) -> bytes:
     """The source's first bytes, read before anything is sent anywhere."""
     with src.export(image) as stream:
@@ -129,6 +152,15 @@ def _shape(src: ImageManager, image: Image, dst: ImageManager, fmt: str | None
     label_fmt = image.properties.get(PROP_DISK_FORMAT) or image.disk_format
     candidate = (label_fmt in DISK_FORMATS and kind(image) != "container"
                  and not is_packed(image) and Capability.EXPORT in type(src).capabilities)
+    if not candidate and fmt is not None and fmt != label_fmt and kind(image) != "container":
+        # Nothing to convert from (a format imagehub cannot read, or none recorded): the
+        # copy would only be relabelled, its bytes unchanged.
+        raise IncompatibleFormat(
+            f"image {image.id} is "
+            + (f"labelled {label_fmt}" if label_fmt else "of no recorded disk format")
+            + f", which imagehub does not convert; --disk-format {fmt} would only "
+            "relabel it", backend=dst.name,
+            hint="migrate it without --disk-format (disk_format=None)")
     if not candidate or not (needs_meta or fmt):
         return None, False
     head = _peek(src, image)
@@ -166,6 +198,7 @@ def plan_one(src: ImageManager, image: Image, dst: ImageManager, *, name: str | 
              stream: bool, fmt: str | None, index: Index | None,
              staging_dir: str | None = None) -> Plan:
     _check_image(image, dst, fmt)
+    _check_split(src, image, dst, fmt)
     copies = (index or Index(dst)).find_all(image)
     as_is = [c for c in copies if PROP_SOURCE_DISK_FORMAT not in c.properties]
     convert: tuple[str, str] | None = None

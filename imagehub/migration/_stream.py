@@ -264,7 +264,8 @@ def _send(run: _Run, token: str, last: StreamPart, blob: Iterator[bytes],
 def _create(run: _Run, body: Sized, properties: dict[str, str], sniffed: str | None, *,
             packed: bool, promise: str | None, metadata: IO[bytes] | None = None) -> Image:
     p, source = run.p, run.p.source
-    disk, container, memo = formats(p, sniffed=sniffed, packed=packed)
+    disk, container, memo = formats(p, sniffed=sniffed, packed=packed,
+                                    split=metadata is not None)
     if promise and parse_checksum(promise)[0] not in type(run.dst).checksum_algorithms:
         # body() already holds the bytes to the source's promise before the last one is
         # sent; a promise the destination would only re-hash on this side adds a hash
