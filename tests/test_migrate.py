@@ -360,6 +360,16 @@ def test_a_split_image_is_never_given_a_disk_format(src: LocalManager, dst: Loca
         assert [p.name for p in stream.parts] == ["metadata", "rootfs"]
 
 
+def test_a_label_create_no_longer_takes_still_migrates(src: LocalManager,
+                                                       dst: LocalManager) -> None:
+    # Stored before create checked labels: the copy is labelled by its bytes instead, and
+    # the old word travels in the properties.
+    old = src.get(src._create([open_source(os.urandom(5000))],
+                              CreateSpec(name="old", disk_format="foo")).id)
+    copy = imagehub.migrate(src, old, dst)
+    assert copy.disk_format == "raw" and copy.properties["imagehub.disk_format"] == "foo"
+
+
 def test_a_disk_format_is_never_a_relabel(src: LocalManager, dst: LocalManager) -> None:
     ami = src.create(os.urandom(5000), name="kernel", disk_format="ami")
     moved: list[Progress] = []
