@@ -235,18 +235,23 @@ def test_usage_errors_are_one_line_saying_where_help_is(
     assert "--help'" in err and "Traceback" not in err
 
 
+def two_local_clouds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> CLIRun:
+    """The CLI with clouds ``a`` and ``b``, local stores under ``tmp_path``, no others."""
+    config = tmp_path / "clouds.yaml"
+    config.write_text(f"clouds:\n  a: {{backend: local, path: {tmp_path / 'a'}}}\n"
+                      f"  b: {{backend: local, path: {tmp_path / 'b'}}}\ndiscovered: false\n")
+    return CLIRun(config, capsys)
+
+
 def test_sync_filters_read_as_list_filters_do(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """A repeated --filter key means any of its values, in sync as in list (sync kept
     only the last value); 'latest' is refused as a filter, not a crash."""
-    config = tmp_path / "clouds.yaml"
-    config.write_text(f"clouds:\n  a: {{backend: local, path: {tmp_path / 'a'}}}\n"
-                      f"  b: {{backend: local, path: {tmp_path / 'b'}}}\n")
     store = LocalManager(path=tmp_path / "a")
     for name, os_name in (("ua1", "alpine"), ("ud1", "debian"), ("uf1", "fedora")):
         store.create(os.urandom(64), name=name, properties={"os": os_name})
     store.close()
-    run = CLIRun(config, capsys)
+    run = two_local_clouds(tmp_path, capsys)
     planned = run.json("sync", "a", "b", "--filter", "os=alpine", "--filter", "os=debian",
                        "--dry-run")
     listed = run.json("-c", "a", "list", "--filter", "os=alpine", "--filter", "os=debian")
@@ -257,13 +262,10 @@ def test_sync_filters_read_as_list_filters_do(tmp_path: Path,
 
 def test_cloud_option_narrows_latest_and_clouds_check(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "clouds.yaml"
-    config.write_text(f"clouds:\n  a: {{backend: local, path: {tmp_path / 'a'}}}\n"
-                      f"  b: {{backend: local, path: {tmp_path / 'b'}}}\ndiscovered: false\n")
     store = LocalManager(path=tmp_path / "a")
     store.create(os.urandom(64), name="deb", properties={"family": "debian"})
     store.close()
-    run = CLIRun(config, capsys)
+    run = two_local_clouds(tmp_path, capsys)
     assert run.json("latest", "debian")["cloud"] == "a"
     code, out, err = run("-c", "b", "latest", "debian")
     assert code == 1 and out == "" and "no image of family 'debian'" in err
@@ -311,13 +313,10 @@ def test_create_refuses_options_its_way_of_creating_does_not_carry(
 
 def test_migrate_name_on_a_copy_already_there_is_said_not_dropped(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "clouds.yaml"
-    config.write_text(f"clouds:\n  a: {{backend: local, path: {tmp_path / 'a'}}}\n"
-                      f"  b: {{backend: local, path: {tmp_path / 'b'}}}\ndiscovered: false\n")
     store = LocalManager(path=tmp_path / "a")
     store.create(os.urandom(64), name="two")
     store.close()
-    run = CLIRun(config, capsys)
+    run = two_local_clouds(tmp_path, capsys)
     assert run.json("migrate", "a:two", "b", "--name", "first")["name"] == "first"
     for extra in (("--dry-run",), ()):
         code, out, err = run("migrate", "a:two", "b", "--name", "wanted", "-f", "json", *extra)
