@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,8 +153,8 @@ def test_update_promotes_a_property_to_its_field_as_create_does(tmp_path: Path,
     updated = m.update(image, properties={key: "new"})
     for seen in (updated, m.get(image.id)):
         assert (getattr(seen, key), seen.properties[key]) == ("new", "new")
-    assert [i.id for i in m.all(**{key: "new"})] == [image.id]
-    assert not list(m.all(**{key: "old"}))
+    assert [i.id for i in m.all(**_filters({key: "new"}))] == [image.id]
+    assert not list(m.all(**_filters({key: "old"})))
     # The field set by name keeps the property it came from in step ...
     again = m.update(image, **{key: "newer"})
     assert (getattr(again, key), again.properties[key]) == ("newer", "newer")
@@ -162,15 +163,20 @@ def test_update_promotes_a_property_to_its_field_as_create_does(tmp_path: Path,
     assert getattr(cleared, key) is None and key not in cleared.properties
 
 
+def _filters(given: dict[str, Any]) -> dict[str, Any]:
+    """Filter keywords as the open mapping ``all(**filters)`` takes."""
+    return given
+
+
 @pytest.mark.parametrize(("key", "value"), [("cloud", "lab"), ("backend", "local")])
 def test_cloud_and_backend_filters_match_what_images_show(tmp_path: Path, key: str,
                                                           value: str) -> None:
     m = LocalManager(path=tmp_path / "s", cloud="lab")
     made = [m.create(os.urandom(100), name=f"img{n}").id for n in range(5)]
     assert {getattr(i, key) for i in m.all()} == {value}
-    assert [i.id for i in m.all(**{key: value})] == [i.id for i in m.all()]
-    assert [i.id for i in m.all(**{key: [value, "other"]})] == [i.id for i in m.all()]
-    assert list(m.all(**{key: "other"})) == []
+    assert [i.id for i in m.all(**_filters({key: value}))] == [i.id for i in m.all()]
+    assert [i.id for i in m.all(**_filters({key: [value, "other"]}))] == [i.id for i in m.all()]
+    assert list(m.all(**_filters({key: "other"}))) == []
     # Paging: each page full, every image once, in order; none for another value.
     seen: list[str] = []
     marker = None
