@@ -213,6 +213,10 @@ class ReadOnlyImageError(dataclasses.FrozenInstanceError, InvalidArgument):
             self, f"Image is read-only: cannot set image.{name}; instead of "
                   f"image.{name} = ... then image.update(), write {instead}")
 
+    # AttributeError has its own __reduce__ from Python 3.13 on, ahead of ImageHubError's
+    # in this class's MRO; it would rebuild the error from its message alone.
+    __reduce__ = InvalidArgument.__reduce__
+
 
 def bind_image_class(cls: type[Any]) -> None:
     """Give Image what this module defines for it: item access to its fields, and the
