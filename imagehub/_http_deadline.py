@@ -180,6 +180,10 @@ class DeadlineMixin:
         try:
             response: requests.Response = super().send(  # type: ignore[misc]
                 request, stream, timeout, *args, **kwargs)
+            # The answer's deadline, counted from when the request was sent (after its
+            # body, before any login a caller did first): a streamed answer's reader
+            # holds its body to it.
+            response.imagehub_deadline = getattr(_local, "at", None)  # type: ignore[attr-defined]
             _cap_text_body(response)
             if not stream:
                 self._read_within(response, limit)

@@ -119,7 +119,6 @@ class GlanceHTTP:
         may_retry = (method in IDEMPOTENT and data is None) if retry is None else retry
 
         def once() -> requests.Response:
-            started = time.monotonic()
             try:
                 with mapped(what):
                     resp: requests.Response = self.adapter.request(
@@ -136,9 +135,6 @@ class GlanceHTTP:
                                     f"bytes had been sent", backend=BACKEND,
                                     server_message=exc.server_message,
                                     hint="try again; nothing half-made is kept") from exc
-            # A JSON answer must be whole within the timeout counted from the request,
-            # not from its head (which may itself have taken most of it).
-            resp.imagehub_deadline = started + self._timeout()  # type: ignore[attr-defined]
             if resp.status_code >= 400:
                 self._raise(resp, what, not_found)
             if not stream:
@@ -206,6 +202,8 @@ class GlanceHTTP:
                                    backend=BACKEND)
             return content[:limit or self.max_body]
         seconds = self._timeout()
+        # The deadline the transport set when the request had been sent (a login before
+        # it, or the upload of its body, does not count against the answer).
         deadline = getattr(resp, "imagehub_deadline", None) or time.monotonic() + seconds
         parts: list[bytes] = []
         size = 0

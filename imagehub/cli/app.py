@@ -364,6 +364,9 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
         click.echo("imagehub: interrupted", err=True)
         sys.exit(130)
     except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # click 8.2+: a bare group, its help
+            exc.show()
+            sys.exit(exc.exit_code)
         # One line, as every other error: what was wrong, and where the usage is told.
         where = exc.ctx.command_path if exc.ctx is not None else "imagehub"
         click.echo(f"imagehub: error: {_one_line(exc.format_message())} (see '{where} "
