@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,22 @@ LAMBDA_KEY_VAR = "LAMBDA_API_KEY"
 _LXD_PROTOCOL = "lxd"  # lxc's protocol for an LXD server (others are image servers)
 #: where the snap and the distribution packages put LXD's socket, in lxc's order
 LXD_SYSTEM_SOCKETS = ("/var/snap/lxd/common/lxd/unix.socket", "/var/lib/lxd/unix.socket")
-# What lxc uses when it has no config.yml (lxc/config/default.go: DefaultRemotes), and
-# the image servers it lays over every config.yml it loads (StaticRemotes).
-_LXC_LOCAL = {"addr": "unix://", "protocol": _LXD_PROTOCOL, "public": False}
-_LXC_STATIC = {
+# lxc's own tables (lxc/config/default.go): with no config.yml it uses DefaultRemotes;
+# over every config it loads it lays StaticRemotes, keeping only a project set on them.
+_LXC_LOCAL: dict[str, Any] = {"addr": "unix://", "protocol": _LXD_PROTOCOL, "public": False}
+_LXC_DEFAULT = {
     "images": {"addr": "https://images.lxd.canonical.com", "protocol": "simplestreams"},
+}
+_LXC_STATIC: dict[str, dict[str, Any]] = {
+    "local": _LXC_LOCAL,
     "ubuntu": {"addr": "https://cloud-images.ubuntu.com/releases",
                "protocol": "simplestreams"},
     "ubuntu-daily": {"addr": "https://cloud-images.ubuntu.com/daily",
                      "protocol": "simplestreams"},
+    "ubuntu-minimal": {"addr": "https://cloud-images.ubuntu.com/minimal/releases",
+                       "protocol": "simplestreams"},
+    "ubuntu-minimal-daily": {"addr": "https://cloud-images.ubuntu.com/minimal/daily",
+                             "protocol": "simplestreams"},
 }
 
 
@@ -90,11 +98,19 @@ def _lxc_remotes(conf_dir: Path | None = None) -> tuple[Path, dict[str, Any]] | 
     return path, {str(k): v for k, v in (remotes or {}).items() if isinstance(v, dict)}
 
 
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def lxd_socket() -> str:
     """``$LXD_DIR/unix.socket``, else the first system socket that exists (else the last)."""
     lxd_dir = os.environ.get("LXD_DIR")
     if lxd_dir:
-        return os.path.join(lxd_dir, "unix.socket")
+        # Absolute: pylxd takes only a path starting with '/' for a socket.
+        return os.path.join(os.path.abspath(lxd_dir), "unix.socket")
     for path in LXD_SYSTEM_SOCKETS:
         if os.path.exists(path):
             return path
@@ -105,8 +121,12 @@ def lxc_remotes(conf_dir: Path | None = None) -> tuple[Path | None, dict[str, An
     """lxc's remotes as lxc itself sees them, and the file they came from (None: lxc's
     defaults, as lxc uses them before anything wrote its ``config.yml``)."""
     found = _lxc_remotes(conf_dir)
-    path, remotes = found if found is not None else (None, {"local": dict(_LXC_LOCAL)})
-    return path, {**remotes, **{k: dict(v) for k, v in _LXC_STATIC.items()}}
+    path, remotes = found if found is not None else (None, dict(_LXC_DEFAULT))
+    merged = dict(remotes)
+    for name, static in _LXC_STATIC.items():
+        project = (remotes.get(name) or {}).get("project")
+        merged[name] = {**static, **({"project": project} if project else {})}
+    return path, merged
 
 
 def lxc_image_servers(conf_dir: Path | None = None) -> dict[str, dict[str, str]]:
@@ -148,15 +168,19 @@ def _lxc(out: Discovered) -> None:
     path, remotes = lxc_remotes(conf)
     if path is not None:
         out.read.append(str(path))
-    elif not os.path.exists(lxd_socket()):
-        # lxc would still show 'local'; without a daemon here it is not a cloud anyone
-        # set up, and checking it would only fail.
-        return
     for name, remote in remotes.items():
         if (remote.get("protocol") or _LXD_PROTOCOL) != _LXD_PROTOCOL:
             continue  # an image server, not an LXD
-        source = (f"lxc remote in {path}" if path is not None else
-                  f"lxc's built-in remote (no {conf / 'config.yml'})")
+        if name == "local" and not _is_socket(lxd_socket()):
+            # lxc always shows 'local'; without a daemon here it is not a cloud anyone
+            # set up, and checking it would only fail.
+            continue
+        if path is None:
+            source = f"lxc's built-in remote (no {conf / 'config.yml'})"
+        elif name == "local":
+            source = "lxc's built-in remote"
+        else:
+            source = f"lxc remote in {path}"
         out.clouds.append(Found(name, "lxd", {"remote": name}, source,
                                 None if path is None else str(path), "lxc"))
 

@@ -745,7 +745,7 @@ def test_lxc_without_config_has_its_builtin_local_remote(
     config = parse_config({"clouds": {}})
     assert {i.id for i in config.connect("lxc-local").all()} == ids
     with pytest.raises(ConfigError, match=r"no lxc client configuration.*remotes: images, "
-                                          r"local, ubuntu, ubuntu-daily"):
+                                          r"local, ubuntu, ubuntu-daily"):  # and more
         LXDManager(remote="lab")
     assert not (conf / "config.yml").exists() and list(conf.iterdir()) == []
 

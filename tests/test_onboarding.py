@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def by_name(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_other_tools_clouds_usable_without_imagehub_file(
-        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        home: Path, capsys: pytest.CaptureFixture[str], lxd_socket: Path) -> None:
     code, out, err = run(capsys, "clouds", "-f", "json")
     assert code == 0, err
     rows = by_name(json.loads(out))
@@ -269,23 +270,63 @@ def test_a_new_lxd_client_certificate_in_lxcs_folder_is_announced(
     assert lxcs.exists() and str(lxcs) in caplog.text and "lxc's configuration" in caplog.text
 
 
-def test_lxc_without_config_offers_its_builtin_local_remote(
-        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """lxc before 'lxc remote add' ever ran: no config.yml, yet 'local' works in lxc."""
-    (home / ".config" / "lxc" / "config.yml").unlink()
-    monkeypatch.setenv("LXD_DIR", str(tmp_path / "no-daemon"))
-    rows = by_name(json.loads(run(capsys, "clouds", "-f", "json")[1]))
-    # No daemon socket: lxc's default remote would point at nothing; not offered.
-    assert not [r for r in rows.values() if r["backend"] == "lxd"]
-    (tmp_path / "lxd").mkdir()
-    (tmp_path / "lxd" / "unix.socket").touch()
-    monkeypatch.setenv("LXD_DIR", str(tmp_path / "lxd"))
+@pytest.fixture
+def lxd_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A listening unix socket where LXD_DIR says LXD's is (AF_UNIX paths are short)."""
+    import shutil
+    import socket
+    import tempfile
+
+    lxd_dir = Path(tempfile.mkdtemp(prefix="ihlxd-", dir="/tmp"))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(lxd_dir / "unix.socket"))
+    sock.listen()
+    monkeypatch.setenv("LXD_DIR", str(lxd_dir))
+    yield lxd_dir / "unix.socket"
+    sock.close()
+    shutil.rmtree(lxd_dir, ignore_errors=True)
+
+
+def lxd_rows(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
     code, out, err = run(capsys, "clouds", "-f", "json")
     assert code == 0, err
-    rows = by_name(json.loads(out))
-    assert [n for n, r in rows.items() if r["backend"] == "lxd"] == ["lxc-local"]
+    return {n: r for n, r in by_name(json.loads(out)).items() if r["backend"] == "lxd"}
+
+
+def test_lxc_without_config_offers_its_builtin_local_remote(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], lxd_socket: Path) -> None:
+    """lxc before 'lxc remote add' ever ran: no config.yml, yet 'local' works in lxc."""
+    (home / ".config" / "lxc" / "config.yml").unlink()
+    rows = lxd_rows(capsys)
+    assert list(rows) == ["lxc-local"]
     assert "lxc's built-in remote" in rows["lxc-local"]["source"]
     assert str(home / ".config" / "lxc" / "config.yml") in rows["lxc-local"]["source"]
     # Nothing was written into lxc's folder to get there.
     assert list((home / ".config" / "lxc").iterdir()) == []
+    # A file, a directory or nothing where the socket should be is no LXD.
+    for stand_in in ("file", "dir", "none"):
+        lxd_dir = tmp_path / stand_in
+        lxd_dir.mkdir()
+        if stand_in == "file":
+            (lxd_dir / "unix.socket").touch()
+        elif stand_in == "dir":
+            (lxd_dir / "unix.socket").mkdir()
+        monkeypatch.setenv("LXD_DIR", str(lxd_dir))
+        assert lxd_rows(capsys) == {}
+
+
+def test_lxc_lays_its_static_local_over_every_config(
+        home: Path, capsys: pytest.CaptureFixture[str], lxd_socket: Path) -> None:
+    """lxc's 'local' is static: a config.yml without it, or with another address for it,
+    still has lxc's own (keeping a project set on it), as lxc loads the file."""
+    from imagehub.backends.lxd.connection import from_lxc_remote
+
+    config = home / ".config" / "lxc" / "config.yml"
+    config.write_text("remotes:\n  lab: {addr: 'https://127.0.0.1:9', protocol: lxd}\n")
+    assert sorted(lxd_rows(capsys)) == ["lab", "lxc-local"]
+    assert from_lxc_remote("local").url == f"unix:{lxd_socket}"
+    config.write_text("remotes:\n  local: {addr: 'https://10.0.0.1:8443', protocol: lxd, "
+                      "project: web}\n")
+    found = from_lxc_remote("local")
+    assert (found.url, found.project) == (f"unix:{lxd_socket}", "web")
