@@ -679,8 +679,13 @@ class LocalManager(ImageManager):
                                     hint="remove it first or pick another name") from None
 
     def _remove_alias(self, name: str) -> None:
+        where, args = self._visible_sql("all")
         with self._db(write=True) as db:
-            row = db.execute("SELECT image_id FROM aliases WHERE name = ?", (name,)).fetchone()
+            # An alias of an image this project cannot see does not exist for it: saying
+            # whose it is would tell what another project keeps private.
+            row = db.execute(f"SELECT a.image_id FROM aliases a JOIN images i ON "
+                             f"i.id = a.image_id WHERE a.name = ? AND {where}",
+                             [name, *args]).fetchone()
             if row is None:
                 raise ImageNotFound(f"no alias named {name!r}", backend=self.name)
             # The same right as adding it: an alias is part of its image, and only the
