@@ -527,6 +527,8 @@ class ImageManager(ManagerSpellings, abc.ABC):
         ``wait=False`` an Operation is returned whose ``result`` is the Image.
         """
         self.require(Capability.CREATE, "create")
+        # None means "not given", for a backend's own options as for the common ones.
+        extra = {k: v for k, v in extra.items() if v is not None}
         unknown = set(extra) - type(self).create_options
         if unknown:
             known = ", ".join(sorted(type(self).create_options)) or "none beyond the common ones"

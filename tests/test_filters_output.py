@@ -338,3 +338,17 @@ def test_sync_names_the_copy_of_a_twin_on_the_first_run(tmp_path: Path) -> None:
     assert len({t.image.id for t in summary.items if t.image is not None}) == 1
     assert all(t.image is not None for t in summary.items)
     assert len(list(b.all())) == 1
+
+
+def test_marker_is_an_id_not_a_name(tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    store = LocalManager(path=tmp_path / "store")
+    first = store.create(os.urandom(64), name="p0")
+    store.create(os.urandom(64), name=first.id[:8])  # a name that looks like an id prefix
+    store.create(os.urandom(64), name="alias-holder", aliases=["pos"])
+    # None means "not given" for a backend's own create options too.
+    assert store.create(os.urandom(64), name="n", protected=None).name == "n"
+    store.close()
+    for bad in ("pos", "alias-holder"):
+        code, _, err = cli(tmp_path, capsys, "list", "--limit", "1", "--marker", bad)
+        assert code == 2 and "--marker takes an image id" in err, err

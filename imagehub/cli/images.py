@@ -82,8 +82,13 @@ def list_cmd(state: State, filters: tuple[str, ...], latest: bool, sort_key: str
         # marker of the next).
         manager = state.manager()
         if marker is not None:
-            # Any id as the table shows it (a unique prefix) can be typed back.
-            marker = manager.resolve(marker).id
+            # Any id as the table shows it (a unique prefix) can be typed back; a name
+            # is not a position in the listing.
+            found = manager.resolve(marker).id
+            if not found.startswith(marker):
+                raise click.UsageError(f"--marker takes an image id (or the start of one); "
+                                       f"{marker!r} is the name or alias of {found}")
+            marker = found
         if sort_key:
             # Sorted pages follow one another only where the server sorts (Glance);
             # elsewhere each page would be sorted on its own, which is not a paging.
@@ -138,7 +143,11 @@ def latest_cmd(state: State, family: str, architecture: str | None,
                    err=True)
     wanted = (f"family {family!r}" + (f" for {architecture}" if architecture else "")
               + (f" in {region}" if region else ""))
-    where = "the clouds that answered" if listing.failures else "any configured cloud"
+    if state.cloud:
+        where = f"cloud {state.cloud!r}" + (", which did not answer" if listing.failures
+                                            else "")
+    else:
+        where = "the clouds that answered" if listing.failures else "any configured cloud"
     raise ImageNotFound(f"no image of {wanted} in {where}")
 
 
