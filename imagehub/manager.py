@@ -540,6 +540,11 @@ class ImageManager(ManagerSpellings, abc.ABC):
         _check_text("image name", name)
         aliases = _strings("aliases", aliases)
         tags = _strings("tags", tags)
+        # What the backend cannot keep is refused before a byte moves, not dropped.
+        if aliases and Capability.ALIASES not in type(self).capabilities:
+            raise UnsupportedOperation(self.name, "aliases", self.unsupported_reason)
+        if tags and "tags" not in type(self).updatable:
+            raise UnsupportedOperation(self.name, "tags", "it keeps no tags on its images")
         for alias in aliases:
             _check_alias(alias)
         for kind, value in (("description", description), ("disk_format", disk_format),

@@ -352,3 +352,39 @@ def test_marker_is_an_id_not_a_name(tmp_path: Path,
     for bad in ("pos", "alias-holder"):
         code, _, err = cli(tmp_path, capsys, "list", "--limit", "1", "--marker", bad)
         assert code == 2 and "--marker takes an image id" in err, err
+
+
+def test_create_refuses_what_the_backend_cannot_keep(tmp_path: Path) -> None:
+    """Aliases on a backend without aliases, tags on one that keeps none: refused before
+    a byte is read, never dropped (Glance dropped --alias; LXD dropped --tag)."""
+    import imagehub
+    from imagehub.manager import Capability
+
+    class NoAliasesNoTags(LocalManager):
+        capabilities = LocalManager.capabilities & ~Capability.ALIASES
+        updatable = LocalManager.updatable - {"tags"}
+        unsupported_reason = "this store has no aliases"
+
+    store = NoAliasesNoTags(path=tmp_path / "s")
+    with pytest.raises(imagehub.UnsupportedOperation, match="aliases: this store has no"):
+        store.create(os.urandom(64), name="a", aliases=["x"])
+    with pytest.raises(imagehub.UnsupportedOperation, match="tags"):
+        store.create(os.urandom(64), name="t", tags=["x"])
+    assert list(store.all()) == []
+
+
+@pytest.mark.parametrize(("backend", "args"), [
+    ({"backend": "glance", "auth_type": "none", "endpoint_override": "http://127.0.0.1:9"},
+     ("--from-url", "http://127.0.0.1:9/i.img", "--name", "x", "--public")),
+    ({"backend": "glance", "auth_type": "none", "endpoint_override": "http://127.0.0.1:9"},
+     ("--from-url", "http://127.0.0.1:9/i.img", "--name", "x", "--alias", "a")),
+    ({"backend": "lxd", "endpoint": "/nonexistent/lxd.socket"},
+     ("--from-remote", "images:debian/12", "--disk-format", "qcow2")),
+])
+def test_a_server_side_pull_refuses_what_it_would_drop(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: dict[str, str],
+        args: tuple[str, ...]) -> None:
+    config = tmp_path / "clouds.yaml"
+    config.write_text(json.dumps({"clouds": {"c": backend}, "discovered": False}))
+    code, out, err = CLIRun(config, capsys)("-c", "c", "create", *args)
+    assert code == 2 and out == "" and "cannot be given with" in err, err

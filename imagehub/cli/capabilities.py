@@ -88,6 +88,16 @@ def pull(state: State, manager: ImageManager, *, url: str | None, remote: str | 
          server_cert: str | None, disk_format: str | None,
          container_format: str | None) -> None:
     """``create --from-url`` / ``--from-remote``: the server fetches the image itself."""
+    lxd_pull = remote is not None or hasattr(manager, "create_from_url")
+    carried = (("--disk-format", disk_format), ("--container-format", container_format)) \
+        if lxd_pull else (("--public", public or None), ("--alias", aliases or None))
+    unused = [option for option, value in carried if value is not None]
+    if unused:
+        raise click.UsageError(
+            f"{', '.join(unused)} cannot be given with this pull on cloud "
+            f"{manager.cloud!r}: the server decides "
+            + ("the image's format" if lxd_pull else "no visibility or alias here")
+            + "; set what it can keep with 'imagehub update' once the image is there")
     if remote is not None:
         server, alias, _ = parse_remote(remote)
         method = backend_method(manager, "create_from_simplestreams",
@@ -104,9 +114,6 @@ def pull(state: State, manager: ImageManager, *, url: str | None, remote: str | 
         else:
             if not name:
                 raise click.UsageError("--from-url on this cloud needs --name")
-            if aliases:
-                raise click.UsageError(f"cloud {manager.cloud!r} has no aliases; leave out "
-                                       "--alias")
             method = backend_method(manager, "import_task", "create from a URL")
             made = method(url, name=name, disk_format=disk_format or "qcow2",
                           container_format=container_format or "bare",

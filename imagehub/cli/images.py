@@ -220,6 +220,9 @@ def create(state: State, files: tuple[str, ...], name: str | None, description: 
             ("--description", description), ("--tag", tags), ("--min-ram", min_ram),
             ("--min-disk", min_disk), ("--protected", protected))
             if value is not None and value != ()]
+        if from_remote:  # an image server's image comes as it is published
+            unused += [option for option, value in (("--disk-format", disk_format),
+                       ("--container-format", container_format)) if value is not None]
         if unused:
             raise click.UsageError(f"{', '.join(unused)} cannot be given with "
                                    f"{'--from-url' if from_url else '--from-remote'}; set "
