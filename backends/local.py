@@ -153,8 +153,18 @@ class LocalManager(ImageManager):
             if not self.read_only:
                 for sub in ("blobs/sha256", "tmp"):
                     (self.root / sub).mkdir(parents=True, exist_ok=True)
-                with self._db() as db:
-                    db.executescript(_SCHEMA)
+                # One opener at a time sets the catalog up. Switching a new catalog to WAL
+                # takes a lock SQLite does not wait for: two processes opening a fresh store
+                # at once got "database is locked" (seen under load). WAL is kept in the
+                # file, so connections need not ask for it again.
+                lock = os.open(self.root, os.O_RDONLY)  # the store's folder: no extra file
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    with self._db() as db:
+                        db.execute("PRAGMA journal_mode = WAL")
+                        db.executescript(_SCHEMA)
+                finally:
+                    os.close(lock)
         except ImageHubError:
             raise
         except (OSError, sqlite3.Error) as exc:
@@ -197,8 +207,6 @@ class LocalManager(ImageManager):
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA foreign_keys = ON")
-            if not self.read_only:
-                conn.execute("PRAGMA journal_mode = WAL")
             if write:
                 conn.execute("BEGIN IMMEDIATE")
                 try:

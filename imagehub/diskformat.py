@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from .errors import InvalidArgument, InvalidImageData
+from .errors import InvalidArgument, InvalidImageData, with_cli_hint
 from .streams import DataSource, read_failed
 
 __all__ = ["DISK_FORMATS", "HEAD_SIZE", "KNOWN_DISK_FORMATS", "check_label", "known_label",
@@ -64,13 +64,11 @@ def check_label(label: str | None, head: bytes, *, backend: str | None = None) -
         wanted == "raw" and found != "raw") or (
         wanted == "vhd" and found not in ("vhd", "raw"))
     if contradicts:
-        error = InvalidImageData(
+        raise with_cli_hint(InvalidImageData(
             f"the image is labelled {label}, but its bytes are {found}", backend=backend,
             hint=f"pass disk_format={found!r}, or leave it out to label the image by its "
-                 "bytes")
-        error.cli_hint = (f"pass --disk-format {found}, or leave it out to label the image "
-                          "by its bytes")
-        raise error
+                 "bytes"),
+            f"pass --disk-format {found}, or leave it out to label the image by its bytes")
     return label
 
 
@@ -85,9 +83,10 @@ def known_label(label: str, own: frozenset[str] | None, *, backend: str | None =
     if own is None or label in own:
         return label
     words = sorted(KNOWN_DISK_FORMATS | own)
-    raise InvalidArgument(
+    raise with_cli_hint(InvalidArgument(
         f"unknown disk format {label!r}; imagehub knows {', '.join(words)}", backend=backend,
-        hint="leave --disk-format out (disk_format=None) to label the image by its bytes")
+        hint="leave disk_format out to label the image by its bytes"),
+        "leave --disk-format out to label the image by its bytes")
 
 
 def split_label(label: str | None, own: str | None, *, backend: str | None = None
@@ -97,11 +96,11 @@ def split_label(label: str | None, own: str | None, *, backend: str | None = Non
     label would say they were (a migrate would then "convert" them), so it is refused."""
     if label is None or (own is not None and label == own):
         return label
-    raise InvalidArgument(
+    itself = f"; {backend} labels split images {own!r} itself" if own else ""
+    raise with_cli_hint(InvalidArgument(
         f"a split image (metadata + rootfs) takes no disk format: its parts are not a "
         f"disk, so it cannot be labelled {label!r}", backend=backend,
-        hint="leave --disk-format out (disk_format=None)"
-             + (f"; {backend} labels split images {own!r} itself" if own else ""))
+        hint="leave disk_format out" + itself), "leave --disk-format out" + itself)
 
 
 def split_head(chunks: Iterator[bytes], size: int = HEAD_SIZE) -> tuple[bytes, list[bytes]]:

@@ -48,7 +48,7 @@ The five named with a module live beside the code that raises them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ._redact import excerpt, redact
 
@@ -144,6 +144,15 @@ def _rebuild(cls: type[ImageHubError], args: tuple[Any, ...],
     error = cls.__new__(cls)
     Exception.__init__(error, *args)
     error.__dict__.update(state)
+    return error
+
+
+E = TypeVar("E", bound=ImageHubError)
+
+
+def with_cli_hint(error: E, cli_hint: str) -> E:
+    """``error`` with its advice also said in the CLI's syntax (``hint`` keeps Python's)."""
+    error.cli_hint = cli_hint
     return error
 
 

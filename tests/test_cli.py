@@ -294,3 +294,14 @@ def test_hints_are_in_the_syntax_of_where_they_are_read(tmp_path: Path) -> None:
         store.export(image).save(target)
     assert info.value.hint == "pass force=True to overwrite it"
     assert info.value.cli_hint == "pass --force to overwrite it"
+
+
+def test_disk_format_hints_say_the_option_in_the_cli_and_the_keyword_in_python(
+        tmp_path: Path) -> None:
+    import imagehub
+
+    store = LocalManager(path=tmp_path / "s")
+    with pytest.raises(imagehub.InvalidArgument) as info:
+        store.create(b"x" * 64, name="n", disk_format="bogus")
+    assert "--disk-format" not in (info.value.hint or "")
+    assert info.value.cli_hint is not None and "--disk-format" in info.value.cli_hint

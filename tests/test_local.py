@@ -199,7 +199,7 @@ def test_a_split_image_takes_no_disk_format(tmp_path: Path) -> None:
         with pytest.raises(imagehub.InvalidArgument, match="split image .* takes no disk "
                            f"format.* labelled '{label}'") as info:
             m.create(rootfs, metadata=meta, name="split", disk_format=label)
-        assert info.value.hint and "leave --disk-format out" in info.value.hint
+        assert info.value.cli_hint and "leave --disk-format out" in info.value.cli_hint
     assert list(m.all()) == [] and not list((tmp_path / "s" / "blobs" / "sha256").iterdir())
     # The store's own word for the layout is no disk format, and the default.
     assert m.create(rootfs, metadata=meta, name="a", disk_format="split").disk_format == "split"

@@ -374,7 +374,7 @@ def test_a_disk_format_is_never_a_relabel(src: LocalManager, dst: LocalManager) 
     ami = src.create(os.urandom(5000), name="kernel", disk_format="ami")
     moved: list[Progress] = []
     with pytest.raises(IncompatibleFormat, match="labelled ami, which imagehub does not "
-                       "convert; --disk-format vmdk would only relabel it"):
+                       "convert; a disk format of vmdk would only relabel it"):
         imagehub.migrate(src, ami, dst, disk_format="vmdk", progress=moved.append)
     assert moved == [] and list(dst.all()) == []
     assert imagehub.migrate(src, ami, dst, disk_format="ami").disk_format == "ami"

@@ -12,7 +12,7 @@ from typing import Any, Literal, overload
 
 from ..compat import accepts_seed_keywords
 from ..diskformat import DISK_FORMATS, HEAD_SIZE, sniff_disk
-from ..errors import IncompatibleFormat, InvalidArgument, InvalidArgumentType
+from ..errors import IncompatibleFormat, InvalidArgument, InvalidArgumentType, with_cli_hint
 from ..manager import Capability, ImageManager, _check_text
 from ..models import Image
 from ..qemuimg import CONVERTIBLE
@@ -127,10 +127,11 @@ def _is_split(src: ImageManager, image: Image) -> bool:
 def _check_split(src: ImageManager, image: Image, dst: ImageManager, fmt: str | None
                  ) -> None:
     if fmt is not None and _is_split(src, image):
-        raise IncompatibleFormat(
+        raise with_cli_hint(IncompatibleFormat(
             f"image {image.id} is a split image (metadata + rootfs); its parts are not a "
             f"disk, so it cannot become a {fmt} disk", backend=dst.name,
-            hint="migrate it without --disk-format (disk_format=None): it keeps its parts")
+            hint="migrate it without disk_format: it keeps its parts"),
+            "migrate it without --disk-format: it keeps its parts")
 
 
 def _peek(src: ImageManager, image: Image) -> bytes:
@@ -155,12 +156,12 @@ def _shape(src: ImageManager, image: Image, dst: ImageManager, fmt: str | None
     if not candidate and fmt is not None and fmt != label_fmt and kind(image) != "container":
         # Nothing to convert from (a format imagehub cannot read, or none recorded): the
         # copy would only be relabelled, its bytes unchanged.
-        raise IncompatibleFormat(
+        raise with_cli_hint(IncompatibleFormat(
             f"image {image.id} is "
             + (f"labelled {label_fmt}" if label_fmt else "of no recorded disk format")
-            + f", which imagehub does not convert; --disk-format {fmt} would only "
-            "relabel it", backend=dst.name,
-            hint="migrate it without --disk-format (disk_format=None)")
+            + f", which imagehub does not convert; a disk format of {fmt} would only "
+            "relabel it", backend=dst.name, hint="migrate it without disk_format"),
+            "migrate it without --disk-format")
     if not candidate or not (needs_meta or fmt):
         return None, False
     head = _peek(src, image)
