@@ -168,11 +168,15 @@ class GlanceHTTP:
         return float((timeout[-1] if isinstance(timeout, tuple) else timeout)
                      or DEFAULT_TIMEOUT)
 
-    def json(self, method: str, path: str, what: str, **kw: Any) -> Any:
+    def json(self, method: str, path: str, what: str, **kw: Any) -> dict[str, Any]:
+        """The JSON object a call answers. Every caller reads fields out of it, so an
+        empty answer or one that is not an object is the server's fault, said here."""
         resp = self.request(method, path, what, stream=True, **kw)
         content = self._read_bounded(resp, what)
         if not content and resp.status_code in (202, 204):
-            return None  # accepted, nothing to say
+            raise BackendError(f"{what}: the server answered {resp.status_code} with "
+                               "nothing where Glance answers a JSON object", backend=BACKEND,
+                               hint="check the endpoint: is it the Image API's address?")
         try:
             body = json.loads(content)
         except ValueError as exc:
