@@ -52,6 +52,7 @@ from imagehub.streams import (
     parse_checksum,
 )
 
+from . import answers
 from . import auth as auth_mod
 from .errors import BACKEND
 from .http import JSON_PATCH, GlanceHTTP
@@ -83,6 +84,18 @@ def _marker_from_next(link: str | None) -> str | None:
         return None
     values = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query).get("marker")
     return values[0] if values else None
+
+
+class _ExportFields:
+    """What a download needs from the image record, each of its type."""
+
+    def __init__(self, record: Mapping[str, Any], what: str) -> None:
+        of = "image record"
+        self.size = answers.optional_int(record, "size", what, of)
+        self.disk_format = answers.optional_text(record, "disk_format", what, of)
+        self.hash_algo = answers.optional_text(record, "os_hash_algo", what, of)
+        self.hash_value = answers.optional_text(record, "os_hash_value", what, of)
+        self.md5 = answers.optional_text(record, "checksum", what, of)
 
 
 def _with_secrets_in_auth(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,13 +221,11 @@ class GlanceManager(ImageManager):
         """The project this session acts for (the owner of images it creates)."""
         return self.http.project_id()
 
-    def _image(self, record: Mapping[str, Any]) -> Image:
-        return self.bind(to_image(record))
+    def _image(self, record: Mapping[str, Any], what: str) -> Image:
+        return self.bind(to_image(record, what))
 
     def _record(self, image_id: str) -> dict[str, Any]:
-        record: dict[str, Any] = self.http.json("GET", f"images/{image_id}",
-                                                f"get image {image_id}")
-        return record
+        return self.http.json("GET", f"images/{image_id}", f"get image {image_id}")
 
     # -- listing --------------------------------------------------------------------------
     def _list(self, limit: int | None, marker: str | None, filters: Mapping[str, Any]) -> Page:
@@ -239,13 +250,10 @@ class GlanceManager(ImageManager):
                                     server_message=exc.server_message,
                                     status_code=exc.status_code) from exc
             raise
-        listed = body.get("images")
-        if not isinstance(listed, list):
-            raise BackendError(f"list images: the answer's 'images' is "
-                               f"{'missing' if listed is None else 'not a list'}",
-                               backend=BACKEND,
-                               hint="check the endpoint: is it the Image API's address?")
-        return Page([to_image(r) for r in listed], _marker_from_next(body.get("next")))
+        what = "list images"
+        listed = answers.records(body, "images", what, required=True)
+        return Page([to_image(r, what) for r in listed],
+                    _marker_from_next(answers.optional_text(body, "next", what)))
 
     def _server_filter_ok(self, key: str, value: Any) -> bool:
         # Glance reads "op:value" ("in:", "eq:") in these filters; a value with a colon of
@@ -261,7 +269,7 @@ class GlanceManager(ImageManager):
         server, client = self._split_filters(filters)
         if _UUID.match(ref):
             with contextlib.suppress(ImageNotFound):
-                return to_image(self._record(ref))
+                return to_image(self._record(ref), f"get image {ref}")
         if ":" in ref:
             # Glance reads "op:value" in a name filter as an operator ("in:", "eq:"), so a
             # ref with a colon is resolved over a listing, by the shared rules.
@@ -296,7 +304,8 @@ class GlanceManager(ImageManager):
                     visibility: Visibility | str | None, properties: Mapping[str, Any],
                     tags: Sequence[str], description: str | None = None,
                     architecture: str | None = None, extra: Mapping[str, Any] | None = None
-                    ) -> dict[str, Any]:
+                    ) -> str:
+        """Create the image record; its id."""
         unknown = set(extra or {}) - _CREATE_EXTRA
         if unknown:
             raise InvalidArgument(f"unknown create option(s) for Glance: "
@@ -317,24 +326,24 @@ class GlanceManager(ImageManager):
             body["description"] = description
         if architecture:
             body["architecture"] = architecture
-        record: dict[str, Any] = self.http.json("POST", "images", f"create image {name!r}",
-                                                json=body)
-        return record
+        what = f"create image {name!r}"
+        record = self.http.json("POST", "images", what, json=body)
+        return answers.text(record, "id", what, "new image record")
 
     def _create(self, parts: list[DataSource], spec: CreateSpec) -> Image | Operation[Image]:
         if len(parts) != 1:
             raise InvalidImageData("Glance images are one file; a split (metadata + rootfs) "
                                    "image cannot be stored as is", backend=BACKEND,
                                    hint="pack it into one file first")
-        record = self._new_record(
+        image_id = self._new_record(
             spec.name, disk_format=spec.disk_format, container_format=spec.container_format,
             visibility=spec.visibility, properties=spec.properties, tags=spec.tags,
             description=spec.description, architecture=spec.architecture, extra=spec.extra)
-        image_id = str(record["id"])
         with self._discard_on_failure(image_id):
             record = self._upload(image_id, parts[0], spec)
-        if record.get("status") == "active":
-            return to_image(record)
+        image = to_image(record, f"get image {image_id}")
+        if image.status == "active":
+            return image
         return ImageStatusOperation(self.http, image_id, to_image)
 
     @contextlib.contextmanager
@@ -381,8 +390,9 @@ class GlanceManager(ImageManager):
         record = self._record(image_id)
         if promise is not None:
             algo, digest = promise
-            actual = record.get(_SERVER_HASHES[algo]) if local is None else \
-                local.hexdigest(algo)
+            actual = answers.optional_text(record, _SERVER_HASHES[algo],
+                                           f"get image {image_id}", "image record") \
+                if local is None else local.hexdigest(algo)
             if str(actual).lower() != digest:
                 raise ChecksumMismatch(f"image {spec.name!r}", f"{algo}:{digest}",
                                        f"{algo}:{actual}", backend=BACKEND)
@@ -391,13 +401,17 @@ class GlanceManager(ImageManager):
     # -- interoperable import -------------------------------------------------------------
     def import_methods(self) -> list[str]:
         """The import methods this Glance enables (``GET /v2/info/import``)."""
-        body = self.http.json("GET", "info/import", "list import methods")
-        return list(((body or {}).get("import-methods") or {}).get("value") or [])
+        what = "list import methods"
+        body = self.http.json("GET", "info/import", what)
+        methods = answers.optional_record(body, "import-methods", what) or {}
+        return answers.texts(methods, "value", what, "'import-methods'")
 
     def stores(self) -> list[str]:
         """Store ids of a multi-store Glance (``GET /v2/info/stores``)."""
-        body = self.http.json("GET", "info/stores", "list stores")
-        return [str(s["id"]) for s in (body or {}).get("stores", [])]
+        what = "list stores"
+        body = self.http.json("GET", "info/stores", what)
+        return [answers.text(store, "id", what, "store")
+                for store in answers.records(body, "stores", what)]
 
     def _start_import(self, image_id: str, method: dict[str, Any], *,
                       stores: Sequence[str] = (), all_stores: bool | None = None,
@@ -424,10 +438,9 @@ class GlanceManager(ImageManager):
                      stores: Sequence[str] = (), **extra: Any) -> ImportOperation:
         """Glance fetches ``url`` itself (the native path: no byte passes through here)."""
         self.require(Capability.CREATE, "web_download")
-        record = self._new_record(name, disk_format=disk_format,
-                                  container_format=container_format, visibility=visibility,
-                                  properties=properties or {}, tags=tags, extra=extra)
-        image_id = str(record["id"])
+        image_id = self._new_record(name, disk_format=disk_format,
+                                    container_format=container_format, visibility=visibility,
+                                    properties=properties or {}, tags=tags, extra=extra)
         with self._discard_on_failure(image_id):
             return self._start_import(image_id, {"name": "web-download", "uri": url},
                                       stores=stores)
@@ -440,10 +453,9 @@ class GlanceManager(ImageManager):
         """Stage the bytes (``PUT /stage``), then import them (``glance-direct``)."""
         self.require(Capability.CREATE, "glance_direct")
         disk_format, source = label_by_bytes(open_source(data), disk_format, BACKEND)
-        record = self._new_record(name, disk_format=disk_format,
-                                  container_format=container_format, visibility=visibility,
-                                  properties=properties or {}, tags=tags, extra=extra)
-        image_id = str(record["id"])
+        image_id = self._new_record(name, disk_format=disk_format,
+                                    container_format=container_format, visibility=visibility,
+                                    properties=properties or {}, tags=tags, extra=extra)
         with self._discard_on_failure(image_id):
             body = UploadBody(source.chunks(), source.size, f"staging of image {image_id}")
             with source_errors():
@@ -486,9 +498,9 @@ class GlanceManager(ImageManager):
                                      **{str(k): str(v) for k, v in (properties or {}).items()}},
             }}
             try:
-                task = self.http.json("POST", "tasks", f"import task for {name!r}",
-                                      json=task_body)
-                return TaskOperation(self.http, task, self._image)
+                what = f"import task for {name!r}"
+                task = self.http.json("POST", "tasks", what, json=task_body)
+                return TaskOperation(self.http, task, self._image, what)
             except (PermissionDenied, ImageNotFound):
                 if self.legacy_tasks:
                     raise
@@ -509,22 +521,27 @@ class GlanceManager(ImageManager):
         return FunctionOperation(run, backend=BACKEND, name=f"export-{target.id}")
 
     def get_task(self, task_id: str) -> Operation[Image]:
-        task = self.http.json("GET", f"tasks/{task_id}", f"get task {task_id}")
-        return TaskOperation(self.http, task, self._image)
+        what = f"get task {task_id}"
+        task = self.http.json("GET", f"tasks/{task_id}", what)
+        return TaskOperation(self.http, task, self._image, what)
 
     def image_tasks(self, image: Image | str) -> list[dict[str, Any]]:
         """The import tasks Glance keeps for an image (status, message, result)."""
         target = self.resolve(image)
-        body = self.http.json("GET", f"images/{target.id}/tasks", f"list tasks of {target.id}")
-        return list((body or {}).get("tasks", []))
+        what = f"list tasks of {target.id}"
+        body = self.http.json("GET", f"images/{target.id}/tasks", what)
+        return [dict(task) for task in answers.records(body, "tasks", what)]
 
     # -- export ---------------------------------------------------------------------------
     def _export(self, image: Image) -> ImageStream:
+        what = f"get image {image.id}"
         record = image.raw if image.raw.get("status") == "active" else self._record(image.id)
-        if record.get("status") in _NO_DATA_YET:
-            raise ImageHubError(f"image {image.id} is {record.get('status')}: it has no data "
+        status = answers.optional_text(record, "status", what, "image record")
+        if status in _NO_DATA_YET:
+            raise ImageHubError(f"image {image.id} is {status}: it has no data "
                                 "to export yet", backend=BACKEND,
                                 hint="wait for it to become active")
+        fields = _ExportFields(record, what)
         # Anything else (deactivated, killed ...) is Glance's to refuse, in its own words.
         resp = self.http.request("GET", f"images/{image.id}/file",
                                  f"download image {image.id}", stream=True,
@@ -532,21 +549,20 @@ class GlanceManager(ImageManager):
         if resp.status_code == 204:
             resp.close()
             raise ImageHubError(f"image {image.id} has no data", backend=BACKEND)
-        size = record.get("size")
+        size = fields.size
         length = resp.headers.get("Content-Length")
         if size is None and length and length.isdigit():
             size = int(length)
         promises = []
-        if record.get("os_hash_algo") and record.get("os_hash_value") \
-                and self.download_hashes != "md5":
-            promises.append(f"{str(record['os_hash_algo']).lower()}:{record['os_hash_value']}")
-        md5 = record.get("checksum") or resp.headers.get("Content-MD5")
+        if fields.hash_algo and fields.hash_value and self.download_hashes != "md5":
+            promises.append(f"{fields.hash_algo.lower()}:{fields.hash_value}")
+        md5 = fields.md5 or resp.headers.get("Content-MD5")
         if md5 and (self.download_hashes != "os_hash" or not promises):
             promises.append(f"md5:{md5}")
         part = StreamPart(name="image", chunks=response_chunks(resp, f"download of {image.id}"),
-                          size=size, filename=f"{image.id}.{record.get('disk_format') or 'img'}")
+                          size=size, filename=f"{image.id}.{fields.disk_format or 'img'}")
         return ImageStream([part], checksum=promises[0] if promises else None,
-                           expected=promises[1:], size=size, disk_format=record.get("disk_format"),
+                           expected=promises[1:], size=size, disk_format=fields.disk_format,
                            image=image, backend=BACKEND, on_close=resp.close,
                            hash_threads=self.hash_threads)
 
@@ -590,10 +606,11 @@ class GlanceManager(ImageManager):
             current = self._record(image.id)
             patch = update_patch(current, spec)
             if not patch:
-                return to_image(current)
-            record = self.http.json("PATCH", f"images/{image.id}", f"update image {image.id}",
+                return to_image(current, f"get image {image.id}")
+            what = f"update image {image.id}"
+            record = self.http.json("PATCH", f"images/{image.id}", what,
                                     json=patch, headers={"Content-Type": JSON_PATCH})
-        return to_image(record)
+        return to_image(record, what)
 
     def rename(self, image: Image | str, name: str) -> Image:
         return self.update(image, name=name)
@@ -633,24 +650,24 @@ class GlanceManager(ImageManager):
         if record.get("visibility") == "private":
             # Glance refuses members on a private image (403); sharing needs 'shared'.
             self._update(image, UpdateSpec(visibility=Visibility.SHARED))
+        what = f"share image {image.id} with {project}"
         try:
-            body = self.http.json("POST", f"images/{image.id}/members",
-                                  f"share image {image.id} with {project}",
+            body = self.http.json("POST", f"images/{image.id}/members", what,
                                   json={"member": project})
         except ImageConflict as exc:
             raise ImageConflict(f"image {image.id} is already shared with {project!r}",
                                 backend=BACKEND, server_message=exc.server_message,
                                 status_code=exc.status_code) from exc
-        return to_member(body)
+        return to_member(body, what)
 
     def _unshare(self, image: Image, project: str) -> None:
         self.http.request("DELETE", f"images/{image.id}/members/{project}",
                           f"unshare image {image.id} from {project}")
 
     def _members(self, image: Image) -> Iterable[Member]:
-        body = self.http.json("GET", f"images/{image.id}/members",
-                              f"list members of image {image.id}")
-        return [to_member(m) for m in (body or {}).get("members", [])]
+        what = f"list members of image {image.id}"
+        body = self.http.json("GET", f"images/{image.id}/members", what)
+        return [to_member(m, what) for m in answers.records(body, "members", what)]
 
     def _update_member(self, image: Image, status: MemberStatus,
                        member: str | None) -> Member:
@@ -658,7 +675,7 @@ class GlanceManager(ImageManager):
         if not member:
             raise ImageHubError("cannot tell which project to answer for: the session has no "
                                 "project", backend=BACKEND, hint="pass member=PROJECT_ID")
-        body = self.http.json("PUT", f"images/{image.id}/members/{member}",
-                              f"set membership of {member} in image {image.id}",
+        what = f"set membership of {member} in image {image.id}"
+        body = self.http.json("PUT", f"images/{image.id}/members/{member}", what,
                               json={"status": status.value})
-        return to_member(body)
+        return to_member(body, what)

@@ -19,10 +19,14 @@ from imagehub.errors import ImageHubError, ImageNotFound, OperationFailed
 from imagehub.models import Image
 from imagehub.operations import Operation, OperationStatus
 
+from . import answers
 from .errors import BACKEND
 from .http import GlanceHTTP
 
-ToImage = Callable[[Mapping[str, Any]], Image]
+# (record, the call's name for errors) -> Image
+ToImage = Callable[[Mapping[str, Any], str], Image]
+IMAGE = "image record"
+TASK = "task"
 
 _FAILED_IMAGE = {"killed", "deleted", "pending_delete"}
 _TASK_STATUS = {
@@ -31,6 +35,16 @@ _TASK_STATUS = {
     "success": OperationStatus.SUCCESS,
     "failure": OperationStatus.FAILURE,
 }
+
+
+def _task_status(task: Mapping[str, Any], what: str) -> OperationStatus | None:
+    """The task's status; None for one imagehub does not know."""
+    said = answers.optional_text(task, "status", what, TASK)
+    return _TASK_STATUS.get(said or "")
+
+
+def _task_message(task: Mapping[str, Any], what: str) -> str | None:
+    return answers.optional_text(task, "message", what, TASK) or None
 
 
 class ImageStatusOperation(Operation[Image]):
@@ -44,15 +58,15 @@ class ImageStatusOperation(Operation[Image]):
         self._to_image = to_image
 
     def _refresh(self) -> None:
+        what = f"get image {self.image_id}"
         try:
-            record = self._http.json("GET", f"images/{self.image_id}",
-                                     f"get image {self.image_id}")
+            record = self._http.json("GET", f"images/{self.image_id}", what)
         except ImageNotFound as exc:
             self._fail(f"image {self.image_id} disappeared", exc)
             return
-        status = record.get("status")
+        status = answers.optional_text(record, "status", what, IMAGE)
         if status == "active":
-            self._result = self._to_image(record)
+            self._result = self._to_image(record, what)
             self.status = OperationStatus.SUCCESS
         elif status in _FAILED_IMAGE:
             self._fail(f"image {self.image_id} is {status}")
@@ -96,28 +110,33 @@ class ImportOperation(ImageStatusOperation):
     def _task(self) -> Mapping[str, Any] | None:
         """Our import task: the one whose lock we saw, else the newest one not known
         before the import (Glance creates it before answering the import request)."""
-        body = self._http.json("GET", f"images/{self.image_id}/tasks",
-                               f"list tasks of image {self.image_id}")
-        tasks = (body or {}).get("tasks", [])
+        what = f"list tasks of image {self.image_id}"
+        body = self._http.json("GET", f"images/{self.image_id}/tasks", what)
+        tasks = {answers.text(t, "id", what, TASK): t
+                 for t in answers.records(body, "tasks", what)}
         if self.task_id is not None:
-            mine = [t for t in tasks if str(t.get("id")) == self.task_id]
+            mine = {tid: t for tid, t in tasks.items() if tid == self.task_id}
         else:
-            mine = [t for t in tasks if t.get("id") not in self._known_tasks]
+            mine = {tid: t for tid, t in tasks.items() if tid not in self._known_tasks}
         if not mine:
             return None
-        newest: Mapping[str, Any] = max(mine, key=lambda t: str(t.get("created_at") or ""))
-        self.task_id = str(newest.get("id"))
-        return newest
+        self.task_id = max(mine, key=lambda tid: str(
+            answers.optional_text(mine[tid], "created_at", what, TASK) or ""))
+        return mine[self.task_id]
 
     def _refresh(self) -> None:
+        what = f"get image {self.image_id}"
         try:
-            record = self._http.json("GET", f"images/{self.image_id}",
-                                     f"get image {self.image_id}")
+            record = self._http.json("GET", f"images/{self.image_id}", what)
         except ImageNotFound as exc:
             self._fail(f"image {self.image_id} disappeared during {self.method}", exc)
             return
-        image_status = record.get("status")
-        lock = str(record.get("os_glance_import_task") or "") or None
+
+        def text(key: str) -> str:
+            return answers.optional_text(record, key, what, IMAGE) or ""
+
+        image_status = text("status") or None
+        lock = text("os_glance_import_task") or None
         if self.task_id is None and lock is not None:
             # The first lock seen after the import was accepted is this import's.
             self.task_id = lock
@@ -125,82 +144,88 @@ class ImportOperation(ImageStatusOperation):
             self._fail_with_task(f"image is {image_status}")
             return
         if lock is not None and lock == self.task_id:
-            self._running(record)
+            self._running(image_status, text("os_glance_importing_to_stores").strip(","))
             return
-        stored = set(filter(None, str(record.get("stores") or "").split(",")))
-        failed_stores = str(record.get("os_glance_failed_import") or "").strip(",")
+        stored = set(filter(None, text("stores").split(",")))
+        failed_stores = text("os_glance_failed_import").strip(",")
         if failed_stores:
             self._fail_with_task(f"import failed for stores {failed_stores}")
         elif image_status == "active" and set(self.stores) <= stored:
-            self._succeed(record)
+            self._succeed(record, what)
         else:
             # Not clearly over: ended badly, or the lock was never seen (a Glance
             # without import locks, or another import took the image over). The task
             # record decides.
-            self._judge_by_task(record)
+            self._judge_by_task(record, image_status, what)
 
-    def _running(self, record: Mapping[str, Any]) -> None:
-        status = record.get("status")
-        importing = str(record.get("os_glance_importing_to_stores") or "").strip(",")
+    def _running(self, status: str | None, importing: str) -> None:
         started = status in ("importing", "saving") or bool(importing)
         self.status = OperationStatus.PROCESSING if started else OperationStatus.PENDING
         self.message = f"image is {status}, import task {self.task_id} " + (
             f"importing to {importing}" if importing else
             "running" if started else "not started yet")
 
-    def _succeed(self, record: Mapping[str, Any]) -> None:
-        self._result = self._to_image(record)
+    def _succeed(self, record: Mapping[str, Any], what: str) -> None:
+        self._result = self._to_image(record, what)
         self.status = OperationStatus.SUCCESS
         self.message = None
 
     def _fail_with_task(self, fallback: str) -> None:
         task = self._task()
-        message = str((task or {}).get("message") or fallback)
+        message = (_task_message(task, f"list tasks of image {self.image_id}")
+                   if task is not None else None) or fallback
         self._fail(f"{self.method} import of image {self.image_id} failed: {message}")
         self.message = message
 
-    def _judge_by_task(self, record: Mapping[str, Any]) -> None:
+    def _judge_by_task(self, record: Mapping[str, Any], image_status: str | None,
+                       what: str) -> None:
         task = self._task()
-        task_status = _TASK_STATUS.get(str((task or {}).get("status")))
+        task_status = None if task is None else _task_status(
+            task, f"list tasks of image {self.image_id}")
         if task_status is OperationStatus.SUCCESS:
-            if record.get("status") == "active":
-                self._succeed(record)
+            if image_status == "active":
+                self._succeed(record, what)
                 return
-            self._fail_with_task(f"the task succeeded but the image is {record.get('status')}")
+            self._fail_with_task(f"the task succeeded but the image is {image_status}")
         elif task_status is OperationStatus.FAILURE or (
                 task is None and self.task_id is not None):
-            self._fail_with_task(f"image is {record.get('status')}")
+            self._fail_with_task(f"image is {image_status}")
         else:
             self.status = task_status or OperationStatus.PENDING
-            self.message = f"image is {record.get('status')}" + (
+            self.message = f"image is {image_status}" + (
                 f", task {task_status.value}" if task_status is not None else "")
 
 
 class TaskOperation(Operation[Image]):
     """A v2 task (``POST /v2/tasks``); on success ``result`` is the imported image."""
 
-    def __init__(self, http: GlanceHTTP, task: Mapping[str, Any], to_image: ToImage) -> None:
-        super().__init__(str(task["id"]), backend=BACKEND,
-                         status=_TASK_STATUS.get(str(task.get("status")),
-                                                 OperationStatus.PENDING))
+    def __init__(self, http: GlanceHTTP, task: Mapping[str, Any], to_image: ToImage,
+                 what: str) -> None:
+        """``task`` is Glance's answer to the call ``what`` (named in errors)."""
+        super().__init__(answers.text(task, "id", what, TASK), backend=BACKEND,
+                         status=_task_status(task, what) or OperationStatus.PENDING,
+                         message=_task_message(task, what))
         self._http = http
         self._to_image = to_image
         self.raw: Mapping[str, Any] = task
 
     def _refresh(self) -> None:
-        task = self._http.json("GET", f"tasks/{self.id}", f"get task {self.id}")
+        what = f"get task {self.id}"
+        task = self._http.json("GET", f"tasks/{self.id}", what)
         self.raw = task
-        status = _TASK_STATUS.get(str(task.get("status")), OperationStatus.PROCESSING)
-        self.message = task.get("message") or None
+        status = _task_status(task, what) or OperationStatus.PROCESSING
+        self.message = _task_message(task, what)
         if status is OperationStatus.SUCCESS:
-            image_id = (task.get("result") or {}).get("image_id")
+            result = answers.optional_record(task, "result", what, TASK) or {}
+            image_id = answers.optional_text(result, "image_id", what, "task's result")
             if not image_id:
                 self.error = OperationFailed(f"task {self.id} succeeded without an image",
                                              backend=BACKEND, server_message=self.message)
                 self.status = OperationStatus.FAILURE
                 return
-            record = self._http.json("GET", f"images/{image_id}", f"get image {image_id}")
-            self._result = self._to_image(record)
+            what = f"get image {image_id}"
+            record = self._http.json("GET", f"images/{image_id}", what)
+            self._result = self._to_image(record, what)
         elif status is OperationStatus.FAILURE:
             self.error = OperationFailed(f"task {self.id} failed", backend=BACKEND,
                                          server_message=self.message)

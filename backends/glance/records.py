@@ -8,8 +8,9 @@ from typing import Any
 from imagehub._redact import excerpt
 from imagehub.errors import BackendError, InvalidArgument
 from imagehub.manager import UpdateSpec
-from imagehub.models import Image, Member, Visibility
+from imagehub.models import Image, Member, MemberStatus, Visibility
 
+from . import answers
 from .errors import BACKEND
 
 # Fields of the v2 image schema; everything else on a record is a user property.
@@ -54,35 +55,37 @@ def properties_of(record: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def checksum_of(record: Mapping[str, Any]) -> str | None:
-    algo, value = record.get("os_hash_algo"), record.get("os_hash_value")
+# What a record is called in errors ("the image record's 'size' is 'big', not ...").
+IMAGE = "image record"
+MEMBER = "image member record"
+
+
+def checksum_of(record: Mapping[str, Any], what: str) -> str | None:
+    algo = answers.optional_text(record, "os_hash_algo", what, IMAGE)
+    value = answers.optional_text(record, "os_hash_value", what, IMAGE)
     if algo and value:
-        return f"{str(algo).lower()}:{value}"
-    if record.get("checksum"):
-        return f"md5:{record['checksum']}"
-    return None
+        return f"{algo.lower()}:{value}"
+    md5 = answers.optional_text(record, "checksum", what, IMAGE)
+    return f"md5:{md5}" if md5 else None
 
 
-def _unreadable(kind: str, exc: Exception) -> BackendError:
-    return BackendError(f"Glance answered an {kind} record imagehub cannot read "
-                        f"({type(exc).__name__}: {excerpt(str(exc))})", backend=BACKEND,
-                        hint="check the endpoint: is it the Image API's address?")
+def _unreadable(what: str, kind: str, exc: Exception) -> BackendError:
+    return answers.wrong_shape(what, f"Glance answered an {kind} imagehub cannot read "
+                               f"({type(exc).__name__}: {excerpt(str(exc))})")
 
 
-def to_image(record: Any) -> Image:
-    """The Image a Glance record describes; BackendError when it cannot be one (a
-    server answering JSON of another shape is its fault, said in one line)."""
+def to_image(record: Any, what: str) -> Image:
+    """The Image a Glance record describes; BackendError naming the call ``what`` when
+    it cannot be one (a server answering JSON of another shape is its fault, said in one
+    line)."""
+    record = answers.record(record, what, IMAGE)
     try:
-        if not isinstance(record, Mapping):
-            raise TypeError(f"a {type(record).__name__}, not an object")
-        if not isinstance(record.get("id"), str) or not record["id"]:
-            raise TypeError(f"its id is {excerpt(record.get('id'))}, not a string")
-        return _to_image(record)
+        return _to_image(record, what)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise _unreadable("image", exc) from exc
+        raise _unreadable(what, IMAGE, exc) from exc
 
 
-def _to_image(record: Mapping[str, Any]) -> Image:
+def _to_image(record: Mapping[str, Any], what: str) -> Image:
     props = properties_of(record)
     promoted: dict[str, Any] = {field: next((props[k] for k in keys if props.get(k)), None)
                                 for field, keys in PROMOTED.items()}
@@ -90,40 +93,43 @@ def _to_image(record: Mapping[str, Any]) -> Image:
         visibility = Visibility(record.get("visibility") or "shared")
     except ValueError:
         visibility = Visibility.PRIVATE
+
+    def text(key: str) -> str | None:
+        return answers.optional_text(record, key, what, IMAGE)
+
     return Image(
-        id=str(record["id"]),
-        name=record.get("name"),
+        id=answers.text(record, "id", what, IMAGE),
+        name=text("name"),
         backend=BACKEND,
         created_at=record.get("created_at"),
         updated_at=record.get("updated_at"),
-        size=record.get("size"),
-        checksum=checksum_of(record),
-        disk_format=record.get("disk_format"),
-        container_format=record.get("container_format"),
+        size=answers.optional_int(record, "size", what, IMAGE),
+        checksum=checksum_of(record, what),
+        disk_format=text("disk_format"),
+        container_format=text("container_format"),
         visibility=visibility,
-        status=str(record.get("status") or "unknown"),
-        tags=tuple(record.get("tags") or ()),
+        status=text("status") or "unknown",
+        tags=tuple(answers.texts(record, "tags", what, IMAGE)),
         properties=props,
-        owner=record.get("owner"),
+        owner=text("owner"),
         raw=dict(record),
         **promoted,
     )
 
 
-def to_member(record: Any) -> Member:
+def to_member(record: Any, what: str) -> Member:
+    record = answers.record(record, what, MEMBER)
     try:
-        if not isinstance(record, Mapping):
-            raise TypeError(f"a {type(record).__name__}, not an object")
-        return _to_member(record)
+        return _to_member(record, what)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise _unreadable("image member", exc) from exc
+        raise _unreadable(what, MEMBER, exc) from exc
 
 
-def _to_member(record: Mapping[str, Any]) -> Member:
+def _to_member(record: Mapping[str, Any], what: str) -> Member:
     return Member(
-        image_id=str(record["image_id"]),
-        member_id=str(record["member_id"]),
-        status=record.get("status", "pending"),
+        image_id=answers.text(record, "image_id", what, MEMBER),
+        member_id=answers.text(record, "member_id", what, MEMBER),
+        status=MemberStatus(answers.optional_text(record, "status", what, MEMBER) or "pending"),
         created_at=record.get("created_at"),
         updated_at=record.get("updated_at"),
         raw=dict(record),
