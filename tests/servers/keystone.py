@@ -42,10 +42,26 @@ WRAPPER = textwrap.dedent(
     port = int(sys.argv[1])
     sys.argv = sys.argv[:1]
 
+    import threading
+
     import waitress
     from keystone.wsgi.api import application
 
-    waitress.serve(application, host="127.0.0.1", port=port, threads=8, ident="keystone")
+    # SQLite takes one writer at a time, and refuses at once ("database is locked", not
+    # after a wait) a transaction that read first and then writes while another writes.
+    # Keystone writes on every password login (user.last_active_at), so two logins at
+    # once could fail with HTTP 500 (seen in the guide test's concurrent Hub). One
+    # writing request at a time, as SQLite allows; reads (token checks) stay concurrent.
+    writing = threading.Lock()
+
+    def one_writer_at_a_time(environ, start_response):
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD", "OPTIONS"):
+            return application(environ, start_response)
+        with writing:
+            return list(application(environ, start_response))
+
+    waitress.serve(one_writer_at_a_time, host="127.0.0.1", port=port, threads=8,
+                   ident="keystone")
     """
 )
 
