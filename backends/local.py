@@ -27,8 +27,8 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import sqlite3
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -470,11 +470,12 @@ class LocalManager(ImageManager):
         whole = Hasher(["sha256"] + ([spec.checksum.split(":", 1)[0]]
                                      if spec.checksum and ":" in spec.checksum else []))
         staged: list[tuple[DataSource, str, str, int]] = []  # source, tmp path, digest, size
+        claimed: list[str] = []  # every temp name taken, even one a Ctrl-C cut short
         locks: list[int] = []
         try:
             for part in parts:
                 try:
-                    fd, tmp = _locked_temp(self.root / "tmp")
+                    fd, tmp = _locked_temp(self.root / "tmp", claimed)
                 except OSError as exc:
                     raise self._os_error(exc, "staging an upload") from exc
                 locks.append(os.dup(fd))  # the flock lives as long as this descriptor
@@ -497,7 +498,7 @@ class LocalManager(ImageManager):
                 whole.verify(spec.checksum, spec.name, backend=self.name)
             return self._commit(staged, whole, spec)
         finally:
-            for _part, tmp, _digest, _size in staged:
+            for tmp in claimed:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
             for fd in locks:
@@ -767,10 +768,17 @@ def _is_digest(value: object) -> bool:
 _HEX = frozenset("0123456789abcdef")
 
 
-def _locked_temp(directory: Path) -> tuple[int, str]:
-    """A new ``.part`` file in ``directory``, flocked for as long as its descriptor lives."""
+def _locked_temp(directory: Path, claimed: list[str]) -> tuple[int, str]:
+    """A new ``.part`` file in ``directory``, flocked for as long as its descriptor lives.
+
+    Its name goes into ``claimed`` before the file exists, so a Ctrl-C landing anywhere
+    in here (it can land between any two bytecodes) still leaves the caller a name to
+    remove: with mkstemp the file existed before anyone knew its name.
+    """
     while True:
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
+        tmp = os.path.join(directory, f"tmp{secrets.token_hex(8)}.part")
+        claimed.append(tmp)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         # A recovering process may have taken the file for a dead upload's between
         # mkstemp and flock; then the name is gone, and we start over with a fresh one.
