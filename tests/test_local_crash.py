@@ -369,8 +369,6 @@ def test_ctrl_c_while_a_temp_file_is_being_made_leaves_none(
     before anything else ran (the window mkstemp left open; seen once in CI)."""
     import fcntl
 
-    from imagehub.backends import local
-
     store = LocalManager(path=tmp_path / "store")
     real_flock = fcntl.flock
 
@@ -379,9 +377,9 @@ def test_ctrl_c_while_a_temp_file_is_being_made_leaves_none(
             raise KeyboardInterrupt
         real_flock(fd, op)
 
-    monkeypatch.setattr(local.fcntl, "flock", interrupted)
+    monkeypatch.setattr(fcntl, "flock", interrupted)
     with pytest.raises(KeyboardInterrupt):
         store.create(os.urandom(4096), name="cut")
-    monkeypatch.setattr(local.fcntl, "flock", real_flock)
+    monkeypatch.setattr(fcntl, "flock", real_flock)
     assert list((tmp_path / "store" / "tmp").iterdir()) == []
     assert list(store.all()) == []
