@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from imagehub._redact import excerpt
 from imagehub.errors import BackendError, InvalidArgument
@@ -12,6 +12,8 @@ from imagehub.models import Image, Member, MemberStatus, Visibility
 
 from . import answers
 from .errors import BACKEND
+
+_T = TypeVar("_T")
 
 # Fields of the v2 image schema; everything else on a record is a user property.
 CORE_FIELDS = frozenset({
@@ -74,15 +76,21 @@ def _unreadable(what: str, kind: str, exc: Exception) -> BackendError:
                                f"({type(exc).__name__}: {excerpt(str(exc))})")
 
 
-def to_image(record: Any, what: str) -> Image:
-    """The Image a Glance record describes; BackendError naming the call ``what`` when
-    it cannot be one (a server answering JSON of another shape is its fault, said in one
-    line)."""
-    record = answers.record(record, what, IMAGE)
+def _read(record: Any, what: str, kind: str,
+          build: Callable[[Mapping[str, Any], str], _T]) -> _T:
+    """``build`` applied to a Glance record; BackendError naming the call ``what`` when
+    the record cannot be one (a server answering JSON of another shape is its fault,
+    said in one line)."""
+    checked = answers.record(record, what, kind)
     try:
-        return _to_image(record, what)
+        return build(checked, what)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise _unreadable(what, IMAGE, exc) from exc
+        raise _unreadable(what, kind, exc) from exc
+
+
+def to_image(record: Any, what: str) -> Image:
+    """The Image a Glance record describes (see ``_read``)."""
+    return _read(record, what, IMAGE, _to_image)
 
 
 def _to_image(record: Mapping[str, Any], what: str) -> Image:
@@ -118,11 +126,8 @@ def _to_image(record: Mapping[str, Any], what: str) -> Image:
 
 
 def to_member(record: Any, what: str) -> Member:
-    record = answers.record(record, what, MEMBER)
-    try:
-        return _to_member(record, what)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise _unreadable(what, MEMBER, exc) from exc
+    """The Member a Glance member record describes (see ``_read``)."""
+    return _read(record, what, MEMBER, _to_member)
 
 
 def _to_member(record: Mapping[str, Any], what: str) -> Member:
